@@ -1,0 +1,75 @@
+#include "common.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void die(const char *what) {
+  fprintf(stderr, "%s: %s\n", what, strerror(errno));
+  exit(1);
+}
+
+static void usage_error(const char *msg) {
+  fprintf(stderr, "%s\n", msg);
+  exit(2);
+}
+
+static size_t parse_hex(const char *hex, unsigned char *out, size_t max) {
+  size_t n = strlen(hex);
+  if (n == 0 || n % 2 != 0 || n / 2 > max)
+    usage_error("--psk: key must be 1 to 64 bytes of hex");
+  for (size_t i = 0; i < n / 2; i++) {
+    unsigned int byte;
+    if (sscanf(hex + 2 * i, "%2x", &byte) != 1)
+      usage_error("--psk: key is not hex");
+    out[i] = (unsigned char)byte;
+  }
+  return n / 2;
+}
+
+dtlsplex_config *config_from_options(int argc, char **argv, const char **name) {
+  dtlsplex_config *cfg = dtlsplex_config_new();
+  if (cfg == NULL)
+    die("dtlsplex_config_new");
+  const char *cert = NULL, *key = NULL;
+  for (int i = 0; i < argc; i++) {
+    const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+    if (strcmp(opt, "--insecure") == 0) {
+      if (dtlsplex_config_set_verify(cfg, DTLSPLEX_VERIFY_NONE) < 0)
+        die("--insecure");
+      continue;
+    }
+    if (val == NULL)
+      usage_error("option needs a value");
+    i++;
+    if (strcmp(opt, "--cert") == 0) {
+      cert = val;
+    } else if (strcmp(opt, "--key") == 0) {
+      key = val;
+    } else if (strcmp(opt, "--ca") == 0) {
+      if (dtlsplex_config_set_ca(cfg, val, NULL) < 0)
+        die(val);
+    } else if (strcmp(opt, "--name") == 0) {
+      *name = val;
+    } else if (strcmp(opt, "--psk") == 0) {
+      char identity[129];
+      unsigned char psk[64];
+      const char *colon = strchr(val, ':');
+      if (colon == NULL || colon == val || (size_t)(colon - val) >= sizeof identity)
+        usage_error("--psk takes IDENTITY:HEXKEY");
+      memcpy(identity, val, (size_t)(colon - val));
+      identity[colon - val] = '\0';
+      size_t psk_len = parse_hex(colon + 1, psk, sizeof psk);
+      if (dtlsplex_config_set_psk(cfg, identity, psk, psk_len) < 0)
+        die("--psk");
+    } else {
+      usage_error("unknown option");
+    }
+  }
+  if ((cert == NULL) != (key == NULL))
+    usage_error("--cert and --key go together");
+  if (cert != NULL && dtlsplex_config_set_certificate(cfg, cert, key) < 0)
+    die(cert);
+  return cfg;
+}

@@ -1,0 +1,73 @@
+/* An echo server: one UDP socket, any number of DTLS clients.
+ *
+ *   echo-server PORT [--cert FILE --key FILE] [--psk ID:HEXKEY] [--exit-after N]
+ *
+ * It is the plain UDP echo loop with three changes: attach the socket, and
+ * dtlsrecvfrom/dtlssendto in place of recvfrom/sendto. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <dtlsplex.h>
+
+#include "common.h"
+
+static long closed, exit_after = -1;
+
+static void on_event(int fd, int event, const struct sockaddr *peer, socklen_t len, int error, void *arg) {
+  (void)len, (void)arg;
+  const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)peer;
+  char host[INET6_ADDRSTRLEN];
+  inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+  struct dtlsplex_stats st;
+  dtlsplex_stats(fd, &st);
+  const char *what[] = {"", "connected", "closed", "failed", "expired", "replaced"};
+  printf("[%s]:%u %s%s%s (server socket fd %d, %llu peers)\n", host, ntohs(in6->sin6_port), what[event],
+         error ? ": " : "", error ? strerror(error) : "", fd, (unsigned long long)st.peers);
+  fflush(stdout);
+  if (event == DTLSPLEX_EVENT_CLOSED || event == DTLSPLEX_EVENT_EXPIRED)
+    closed++;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    fprintf(stderr, "usage: %s PORT [--cert FILE --key FILE] [--psk ID:HEXKEY] [--exit-after N]\n", argv[0]);
+    return 2;
+  }
+  if (argc >= 4 && strcmp(argv[argc - 2], "--exit-after") == 0) {
+    exit_after = atol(argv[argc - 1]);
+    argc -= 2;
+  }
+  const char *name = NULL;
+  dtlsplex_config *cfg = config_from_options(argc - 2, argv + 2, &name);
+  dtlsplex_config_set_event_callback(cfg, on_event, NULL);
+
+  int fd = socket(AF_INET6, SOCK_DGRAM, 0); /* dual-stack: IPv4 and IPv6 clients */
+  int off = 0;
+  setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+  struct sockaddr_in6 addr = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)atoi(argv[1])),
+                              .sin6_addr = IN6ADDR_ANY_INIT};
+  if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0)
+    die("bind");
+  if (dtlsplex_attach(fd, cfg) < 0)
+    die("dtlsplex_attach");
+  dtlsplex_config_free(cfg);
+  printf("echo-server: listening on port %s, one socket (fd %d)\n", argv[1], fd);
+  fflush(stdout);
+
+  char buf[4096];
+  while (exit_after < 0 || closed < exit_after) {
+    struct sockaddr_storage peer;
+    socklen_t peer_len = sizeof peer;
+    ssize_t n = dtlsrecvfrom(fd, buf, sizeof buf, 0, (struct sockaddr *)&peer, &peer_len);
+    if (n < 0)
+      die("dtlsrecvfrom");
+    if (dtlssendto(fd, buf, (size_t)n, 0, (struct sockaddr *)&peer, peer_len) < 0)
+      perror("dtlssendto");
+  }
+  dtlsplex_detach(fd);
+  return 0;
+}

@@ -1,0 +1,253 @@
+/*
+ * dtlsplex: DTLS 1.2 as a drop-in for UDP.
+ *
+ * Attach a UDP socket once with dtlsplex_attach(), then call dtlssendto() and
+ * dtlsrecvfrom() where the program called sendto() and recvfrom().  Behind the
+ * one socket the library keeps one DTLS session per remote address.
+ *
+ * Every function returns 0 (or a count) on success and -1 with errno set on
+ * failure.  The errno values each function can set are listed at its
+ * declaration and in its man page.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef DTLSPLEX_H
+#define DTLSPLEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && defined(DTLSPLEX_BUILDING)
+#define DTLSPLEX_API __attribute__((visibility("default")))
+#else
+#define DTLSPLEX_API
+#endif
+
+/* Configuration shared by attached sockets; reference counted. */
+typedef struct dtlsplex_config dtlsplex_config;
+
+/* OpenSSL's SSL_CTX, forward-declared so that no OpenSSL header is needed. */
+struct ssl_ctx_st;
+
+/* dtlsplex_config_set_verify() modes. */
+enum {
+  /* Do not check certificates at all (testing only). */
+  DTLSPLEX_VERIFY_NONE = 0,
+  /* Default. A client verifies the server's certificate chain (and the name
+   * given to dtlsplex_set_peer_name()); a server does not ask for one. */
+  DTLSPLEX_VERIFY_PEER = 1,
+  /* As PEER, and a server also requires and verifies a client certificate
+   * (mutual authentication). */
+  DTLSPLEX_VERIFY_REQUIRE = 2
+};
+
+/* dtlsplex_config_set_role() roles. */
+enum {
+  DTLSPLEX_ROLE_CLIENT = 1, /* only start handshakes; ignore ClientHellos */
+  DTLSPLEX_ROLE_SERVER = 2, /* only accept handshakes; sending to an unknown peer fails */
+  DTLSPLEX_ROLE_BOTH = 3    /* default */
+};
+
+/* Events passed to the event callback. */
+enum {
+  DTLSPLEX_EVENT_CONNECTED = 1, /* handshake complete, data may flow */
+  DTLSPLEX_EVENT_CLOSED = 2,    /* close_notify received, or dtlsplex_close() */
+  DTLSPLEX_EVENT_FAILED = 3,    /* handshake failed or timed out, or the session broke; error says why */
+  DTLSPLEX_EVENT_EXPIRED = 4,   /* established, but idle longer than the idle timeout */
+  DTLSPLEX_EVENT_REPLACED = 5   /* the peer reconnected; old session dropped */
+};
+
+/* Peer states reported by dtlsplex_peer_info(). */
+enum {
+  DTLSPLEX_STATE_HANDSHAKING = 1,
+  DTLSPLEX_STATE_ESTABLISHED = 2,
+  DTLSPLEX_STATE_FAILED = 3 /* handshake failed; reported by the next dtlssendto */
+};
+
+/* Log levels, most severe first. */
+enum {
+  DTLSPLEX_LOG_ERROR = 0,
+  DTLSPLEX_LOG_WARNING = 1,
+  DTLSPLEX_LOG_INFO = 2,
+  DTLSPLEX_LOG_DEBUG = 3
+};
+
+/*
+ * Called after the library has released the socket's lock, so it may call any
+ * dtlsplex function.  error is 0, or an errno value for FAILED and EXPIRED
+ * (ETIMEDOUT, ECONNREFUSED, EPROTO, EACCES).
+ */
+typedef void (*dtlsplex_event_fn)(int fd, int event, const struct sockaddr *peer,
+                                  socklen_t peer_len, int error, void *arg);
+
+/* Called with the socket's lock held: it must not call dtlsplex functions. */
+typedef void (*dtlsplex_log_fn)(int level, const char *message, void *arg);
+
+struct dtlsplex_peer_info {
+  int state;              /* DTLSPLEX_STATE_* */
+  int is_client;          /* 1 if this side started the handshake */
+  int error;              /* errno of a failed handshake, else 0 */
+  char protocol[16];      /* "DTLSv1.2" once established */
+  char cipher[64];        /* OpenSSL cipher name once established */
+  char identity[256];     /* peer certificate subject (one line) or PSK identity */
+  unsigned int data_mtu;  /* largest dtlssendto payload, once established */
+};
+
+struct dtlsplex_stats {
+  uint64_t peers;                /* sessions now in the table (any state) */
+  uint64_t handshakes_active;    /* of those, still handshaking */
+  uint64_t handshakes_ok;
+  uint64_t handshakes_failed;    /* failed or timed out */
+  uint64_t cookies_sent;         /* HelloVerifyRequests */
+  uint64_t datagrams_in;         /* every datagram read from the socket */
+  uint64_t datagrams_out;        /* every datagram written to the socket */
+  uint64_t bytes_in;
+  uint64_t bytes_out;
+  uint64_t app_datagrams_in;     /* delivered to dtlsrecvfrom */
+  uint64_t app_datagrams_out;    /* sent by dtlssendto */
+  uint64_t dropped_no_session;   /* not a handshake, and no session for the address */
+  uint64_t dropped_bad_cookie;   /* ClientHello without a valid cookie, or malformed */
+  uint64_t dropped_limit;        /* refused because max_peers/max_handshakes was reached */
+  uint64_t dropped_bad_record;   /* a session read nothing from it (bad MAC, replay, garbage) */
+  uint64_t dropped_queue_full;   /* decrypted data dropped: receive queue full */
+  uint64_t expired;              /* idle or handshake-timeout expiries */
+};
+
+/*
+ * Configuration.  Build it before attaching: every setter fails with EBUSY
+ * once the configuration is attached to a socket.
+ */
+
+/* Returns NULL with errno ENOMEM (or EPROTO if OpenSSL cannot make a context). */
+DTLSPLEX_API dtlsplex_config *dtlsplex_config_new(void);
+/* Drops the caller's reference; attached sockets keep theirs.  NULL is a no-op. */
+DTLSPLEX_API void dtlsplex_config_free(dtlsplex_config *cfg);
+/* EINVAL: NULL argument; EBUSY: attached; ENOENT: file missing;
+ * EPROTO: the files do not parse or the key does not match the certificate. */
+DTLSPLEX_API int dtlsplex_config_set_certificate(dtlsplex_config *cfg, const char *chain_pem_file,
+                                                 const char *key_pem_file);
+/* Trust anchors instead of the system store.  Either may be NULL, not both.
+ * EINVAL, EBUSY, ENOENT, EPROTO as above. */
+DTLSPLEX_API int dtlsplex_config_set_ca(dtlsplex_config *cfg, const char *ca_file, const char *ca_dir);
+/* EINVAL: NULL or unknown mode; EBUSY. */
+DTLSPLEX_API int dtlsplex_config_set_verify(dtlsplex_config *cfg, int mode);
+/* Adds (or replaces, for the same identity) a pre-shared key.  A client
+ * presents the first identity added; a server accepts any identity added.
+ * Enables the PSK cipher suites unless dtlsplex_config_set_ciphers() was used.
+ * EINVAL: NULL, empty or over-long identity (> 128 bytes), key_len 0 or > 64; EBUSY; ENOMEM. */
+DTLSPLEX_API int dtlsplex_config_set_psk(dtlsplex_config *cfg, const char *identity,
+                                         const unsigned char *key, size_t key_len);
+/* EINVAL: NULL or unknown role; EBUSY. */
+DTLSPLEX_API int dtlsplex_config_set_role(dtlsplex_config *cfg, int role);
+/* UDP payload bytes per datagram, 256..4096 (default 1200).  EINVAL; EBUSY. */
+DTLSPLEX_API int dtlsplex_config_set_mtu(dtlsplex_config *cfg, unsigned int udp_payload_bytes);
+/* OpenSSL cipher list for DTLS 1.2.  EINVAL: NULL or no usable cipher; EBUSY. */
+DTLSPLEX_API int dtlsplex_config_set_ciphers(dtlsplex_config *cfg, const char *openssl_cipher_list);
+/* handshake_ms (default 15000, minimum 100): a handshake not complete by then
+ * fails with ETIMEDOUT.  idle_ms (default 300000; 0 = never): an established
+ * peer silent in both directions that long is forgotten.  EINVAL; EBUSY. */
+DTLSPLEX_API int dtlsplex_config_set_timeouts(dtlsplex_config *cfg, unsigned int handshake_ms,
+                                              unsigned int idle_ms);
+/* max_peers (default 10000) bounds the table; max_handshakes (default 256)
+ * bounds sessions still handshaking.  When either is reached new handshakes
+ * are refused (statelessly for servers, EAGAIN for clients); established peers
+ * are unaffected.  EINVAL: 0, or max_handshakes > max_peers; EBUSY. */
+DTLSPLEX_API int dtlsplex_config_set_limits(dtlsplex_config *cfg, unsigned int max_peers,
+                                            unsigned int max_handshakes);
+/* Master secret for cookies, so that every server of a fleet accepts the
+ * others' cookies (default: random per configuration).  16..64 bytes.
+ * EINVAL; EBUSY. */
+DTLSPLEX_API int dtlsplex_config_set_cookie_secret(dtlsplex_config *cfg, const unsigned char *secret,
+                                                   size_t len);
+/* fn may be NULL to remove.  EINVAL: cfg NULL; EBUSY. */
+DTLSPLEX_API int dtlsplex_config_set_event_callback(dtlsplex_config *cfg, dtlsplex_event_fn fn,
+                                                    void *arg);
+/* Messages at level <= level go to fn (NULL removes).  EINVAL: cfg NULL or bad level; EBUSY. */
+DTLSPLEX_API int dtlsplex_config_set_log_callback(dtlsplex_config *cfg, dtlsplex_log_fn fn, void *arg,
+                                                  int level);
+/* The SSL_CTX behind the configuration, for settings this API lacks.  Change it
+ * only before attaching.  NULL with EINVAL if cfg is NULL. */
+DTLSPLEX_API struct ssl_ctx_st *dtlsplex_config_get_ssl_ctx(dtlsplex_config *cfg);
+
+/*
+ * Binding a socket.  fd must be an AF_INET or AF_INET6 SOCK_DGRAM socket.
+ * attach: EBADF: not an open descriptor; ENOTSOCK; EPROTOTYPE: not a datagram
+ * socket; EAFNOSUPPORT: neither AF_INET nor AF_INET6; EINVAL: cfg NULL or a
+ * server role without certificate or PSK; EEXIST: already attached; ENOMEM.
+ * detach: sends close_notify to every established peer and frees all state;
+ * the descriptor stays open.  EBADF: not attached.
+ */
+DTLSPLEX_API int dtlsplex_attach(int fd, dtlsplex_config *cfg);
+DTLSPLEX_API int dtlsplex_detach(int fd);
+
+/*
+ * dtlssendto: as sendto(2).  Sends len bytes as one DTLS record in one
+ * datagram and returns len.  dest may be NULL on a connected socket.
+ * EBADF: fd not attached; EINVAL: bad buffer or address length;
+ * EAFNOSUPPORT: address family does not suit the socket; EDESTADDRREQ: no
+ * destination; EMSGSIZE: len above the session's data MTU; EAGAIN: would
+ * block (non-blocking), handshake queue full, or handshake limit reached;
+ * EOPNOTSUPP: flags other than MSG_DONTWAIT/MSG_NOSIGNAL/MSG_CONFIRM, or an
+ * unknown peer on a server-only socket; ETIMEDOUT, ECONNREFUSED, EPROTO,
+ * EACCES: the handshake with dest failed (blocking sockets; on non-blocking
+ * sockets the next call to that peer reports it); plus the errors of sendto(2).
+ */
+DTLSPLEX_API ssize_t dtlssendto(int fd, const void *buf, size_t len, int flags,
+                                const struct sockaddr *dest, socklen_t dest_len);
+/*
+ * dtlsrecvfrom: as recvfrom(2), returning decrypted application data only.
+ * Flags MSG_DONTWAIT, MSG_PEEK, MSG_TRUNC.  A blocking call keeps DTLS timers
+ * running while it waits and honours SO_RCVTIMEO.
+ * EBADF: fd not attached (or detached while waiting); EINVAL: NULL buffer with
+ * len > 0, or src_len NULL with src set; EOPNOTSUPP: other flags; EAGAIN:
+ * nothing queued (non-blocking) or SO_RCVTIMEO expired; EINTR; plus the errors
+ * of recvfrom(2) and poll(2).
+ */
+DTLSPLEX_API ssize_t dtlsrecvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *src,
+                                  socklen_t *src_len);
+
+/*
+ * Event loops.  dtlsplex_timeout: milliseconds until dtlsplex_process() is due
+ * (0 if data is already queued), -1 if no timer runs.  dtlsplex_process: runs
+ * due timers and reads every datagram the socket holds, without blocking;
+ * returns the number of datagrams read.  dtlsplex_pending: decrypted
+ * datagrams queued for dtlsrecvfrom, which poll(2) cannot see.
+ * All three: EBADF: fd not attached.  process also: errors of recvfrom(2)
+ * other than EAGAIN.
+ */
+DTLSPLEX_API int dtlsplex_timeout(int fd);
+DTLSPLEX_API int dtlsplex_process(int fd);
+DTLSPLEX_API int dtlsplex_pending(int fd);
+
+/*
+ * Peers.  Each takes the peer's address as dtlsrecvfrom reports it (or as
+ * given to dtlssendto).  Common errors: EBADF: fd not attached; EINVAL: NULL
+ * or short address; EAFNOSUPPORT: family does not suit the socket; ENOENT: no
+ * such peer.
+ * close: close_notify (if established) and forget the peer.
+ * set_peer_name: the host name the server's certificate must carry (also sent
+ *   as SNI); applies to the next handshake this side starts.  EISCONN: a
+ *   session with that peer exists; EINVAL also for a NULL/empty name.
+ * peer_info: fills out.  EINVAL also for out NULL.
+ * stats: fills out.  EBADF, EINVAL.
+ */
+DTLSPLEX_API int dtlsplex_close(int fd, const struct sockaddr *peer, socklen_t len);
+DTLSPLEX_API int dtlsplex_set_peer_name(int fd, const struct sockaddr *peer, socklen_t len,
+                                        const char *name);
+DTLSPLEX_API int dtlsplex_peer_info(int fd, const struct sockaddr *peer, socklen_t len,
+                                    struct dtlsplex_peer_info *out);
+DTLSPLEX_API int dtlsplex_stats(int fd, struct dtlsplex_stats *out);
+
+/* "dtlsplex X.Y.Z". */
+DTLSPLEX_API const char *dtlsplex_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DTLSPLEX_H */

@@ -1,0 +1,50 @@
+/* Peer addresses: validation, normalisation to one key per peer, keyed hashing. */
+#ifndef DTLSPLEX_ADDR_H
+#define DTLSPLEX_ADDR_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* The hash-table key.  IPv4 is stored IPv4-mapped so that 192.0.2.1 and
+ * ::ffff:192.0.2.1 are one peer; every byte, padding included, is defined so
+ * that the key can be hashed and compared as raw memory. */
+typedef struct dp_addr_key {
+  uint8_t ip[16];
+  uint32_t scope_id;
+  uint16_t port; /* network byte order */
+  uint16_t zero;
+} dp_addr_key;
+
+/* A peer: its key and the sockaddr to send to, in the socket's own family. */
+typedef struct dp_addr {
+  dp_addr_key key;
+  union {
+    struct sockaddr sa;
+    struct sockaddr_in in4;
+    struct sockaddr_in6 in6;
+  } u;
+  socklen_t len;
+} dp_addr;
+
+/* Builds out from a caller's address for a socket of sock_family, converting
+ * between IPv4 and IPv4-mapped IPv6 as that socket needs.  Returns 0, or
+ * -EINVAL (NULL, short length) or -EAFNOSUPPORT (family unusable on the socket). */
+int dp_addr_from_sockaddr(dp_addr *out, const struct sockaddr *sa, socklen_t len, int sock_family);
+
+/* Copies the address out as recvfrom(2) does: truncated to *len, and *len set
+ * to the full length. */
+void dp_addr_copy_out(const dp_addr *addr, struct sockaddr *sa, socklen_t *len);
+
+/* "192.0.2.1:4433" or "[2001:db8::1]:4433", for logs. */
+void dp_addr_format(const dp_addr *addr, char *buf, size_t buf_len);
+
+/* SipHash-2-4 of data under a 128-bit key. */
+uint64_t dp_siphash24(const uint8_t key[16], const void *data, size_t len);
+
+/* Hash of a key under this process's random key, so that remote senders
+ * cannot choose addresses that collide in the peer table. */
+unsigned dp_addr_hash(const void *key, size_t len);
+
+#endif

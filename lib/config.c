@@ -1,0 +1,330 @@
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/rand.h>
+
+#include "session.h"
+
+#define PSK_CIPHERS "ECDHE-PSK-CHACHA20-POLY1305:PSK-AES128-GCM-SHA256:PSK-AES256-GCM-SHA384:" \
+                    "PSK-CHACHA20-POLY1305:ECDHE-PSK-AES128-CBC-SHA256"
+/* OpenSSL's DEFAULT, spelled out: the keyword itself may only come first. */
+#define DEFAULT_CIPHERS "ALL:!COMPLEMENTOFDEFAULT:!eNULL"
+
+static int ctx_index = -1;
+static pthread_once_t ctx_index_once = PTHREAD_ONCE_INIT;
+
+static void make_ctx_index(void) { ctx_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL); }
+
+static const dtlsplex_config *config_of(SSL *ssl) {
+  return SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_index);
+}
+
+static unsigned int psk_client_cb(SSL *ssl, const char *hint, char *identity, unsigned int max_identity,
+                                  unsigned char *psk, unsigned int max_psk) {
+  (void)hint;
+  const dtlsplex_config *cfg = config_of(ssl);
+  if (cfg == NULL || cfg->psks == NULL)
+    return 0;
+  const dp_psk *p = cfg->psks;
+  size_t id_len = strlen(p->identity);
+  if (id_len + 1 > max_identity || p->key_len > max_psk)
+    return 0;
+  memcpy(identity, p->identity, id_len + 1);
+  memcpy(psk, p->key, p->key_len);
+  return (unsigned int)p->key_len;
+}
+
+static unsigned int psk_server_cb(SSL *ssl, const char *identity, unsigned char *psk,
+                                  unsigned int max_psk) {
+  const dtlsplex_config *cfg = config_of(ssl);
+  if (cfg == NULL || identity == NULL)
+    return 0;
+  for (const dp_psk *p = cfg->psks; p != NULL; p = p->next) {
+    if (strcmp(p->identity, identity) == 0 && p->key_len <= max_psk) {
+      memcpy(psk, p->key, p->key_len);
+      return (unsigned int)p->key_len;
+    }
+  }
+  return 0;
+}
+
+static void apply_verify(dtlsplex_config *cfg) {
+  /* The role a session plays decides which half applies; session.c sets the
+   * client half per SSL.  On the context: the server half. */
+  int mode = SSL_VERIFY_NONE;
+  if (cfg->verify == DTLSPLEX_VERIFY_REQUIRE)
+    mode = SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+  SSL_CTX_set_verify(cfg->ctx, mode, NULL);
+}
+
+dtlsplex_config *dtlsplex_config_new(void) {
+  pthread_once(&ctx_index_once, make_ctx_index);
+  dtlsplex_config *cfg = calloc(1, sizeof *cfg);
+  if (cfg == NULL) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  atomic_init(&cfg->refs, 1);
+  cfg->role = DTLSPLEX_ROLE_BOTH;
+  cfg->verify = DTLSPLEX_VERIFY_PEER;
+  cfg->mtu = 1200;
+  cfg->handshake_ms = 15000;
+  cfg->idle_ms = 300000;
+  cfg->max_peers = 10000;
+  cfg->max_handshakes = 256;
+  cfg->log_level = DTLSPLEX_LOG_WARNING;
+  cfg->cookie_secret_len = 32;
+  ERR_clear_error();
+  cfg->ctx = SSL_CTX_new(DTLS_method());
+  if (ctx_index < 0 || cfg->ctx == NULL || RAND_bytes(cfg->cookie_secret, 32) != 1 ||
+      !SSL_CTX_set_min_proto_version(cfg->ctx, DTLS1_2_VERSION) ||
+      !SSL_CTX_set_ex_data(cfg->ctx, ctx_index, cfg) || SSL_CTX_set_default_verify_paths(cfg->ctx) != 1) {
+    SSL_CTX_free(cfg->ctx);
+    free(cfg);
+    errno = EPROTO;
+    return NULL;
+  }
+  SSL_CTX_set_options(cfg->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_QUERY_MTU | SSL_OP_NO_TICKET);
+  SSL_CTX_set_session_cache_mode(cfg->ctx, SSL_SESS_CACHE_OFF);
+  dp_session_install_ctx_callbacks(cfg->ctx);
+  apply_verify(cfg);
+  ERR_clear_error();
+  return cfg;
+}
+
+void dp_config_ref(dtlsplex_config *cfg) { atomic_fetch_add(&cfg->refs, 1); }
+
+int dp_config_can_serve(const dtlsplex_config *cfg) {
+  /* Asks the context, so that a certificate set through the escape hatch counts. */
+  return cfg->psks != NULL || SSL_CTX_get0_certificate(cfg->ctx) != NULL;
+}
+
+void dtlsplex_config_free(dtlsplex_config *cfg) {
+  if (cfg == NULL || atomic_fetch_sub(&cfg->refs, 1) != 1)
+    return;
+  SSL_CTX_free(cfg->ctx);
+  for (dp_psk *p = cfg->psks, *next; p != NULL; p = next) {
+    next = p->next;
+    OPENSSL_cleanse(p, sizeof *p);
+    free(p);
+  }
+  OPENSSL_cleanse(cfg->cookie_secret, sizeof cfg->cookie_secret);
+  free(cfg);
+}
+
+/* Common guard of every setter: 0 if cfg may change, else -1 with errno. */
+static int check_settable(const dtlsplex_config *cfg) {
+  if (cfg == NULL) {
+    errno = EINVAL;
+    return -1;
+  }
+  if (atomic_load(&cfg->refs) > 1) {
+    errno = EBUSY;
+    return -1;
+  }
+  return 0;
+}
+
+static int fail(int err) {
+  errno = err;
+  return -1;
+}
+
+/* errno for a file OpenSSL could not load: missing, or not parseable. */
+static int load_error(const char *path) {
+  ERR_clear_error();
+  return fail(path != NULL && access(path, R_OK) != 0 ? ENOENT : EPROTO);
+}
+
+int dtlsplex_config_set_certificate(dtlsplex_config *cfg, const char *chain_pem_file,
+                                    const char *key_pem_file) {
+  if (check_settable(cfg) != 0)
+    return -1;
+  if (chain_pem_file == NULL || key_pem_file == NULL)
+    return fail(EINVAL);
+  ERR_clear_error();
+  if (SSL_CTX_use_certificate_chain_file(cfg->ctx, chain_pem_file) != 1)
+    return load_error(chain_pem_file);
+  if (SSL_CTX_use_PrivateKey_file(cfg->ctx, key_pem_file, SSL_FILETYPE_PEM) != 1)
+    return load_error(key_pem_file);
+  if (SSL_CTX_check_private_key(cfg->ctx) != 1)
+    return load_error(NULL);
+  return 0;
+}
+
+int dtlsplex_config_set_ca(dtlsplex_config *cfg, const char *ca_file, const char *ca_dir) {
+  if (check_settable(cfg) != 0)
+    return -1;
+  if (ca_file == NULL && ca_dir == NULL)
+    return fail(EINVAL);
+  if ((ca_file != NULL && access(ca_file, R_OK) != 0) || (ca_dir != NULL && access(ca_dir, R_OK) != 0))
+    return fail(ENOENT);
+  X509_STORE *store = X509_STORE_new();
+  if (store == NULL)
+    return fail(ENOMEM);
+  ERR_clear_error();
+  if ((ca_file != NULL && X509_STORE_load_file(store, ca_file) != 1) ||
+      (ca_dir != NULL && X509_STORE_load_path(store, ca_dir) != 1)) {
+    X509_STORE_free(store);
+    return load_error(NULL);
+  }
+  SSL_CTX_set_cert_store(cfg->ctx, store); /* replaces the system store */
+  if (ca_file != NULL) {
+    STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca_file);
+    if (names != NULL)
+      SSL_CTX_set_client_CA_list(cfg->ctx, names);
+  }
+  ERR_clear_error();
+  return 0;
+}
+
+int dtlsplex_config_set_verify(dtlsplex_config *cfg, int mode) {
+  if (check_settable(cfg) != 0)
+    return -1;
+  if (mode != DTLSPLEX_VERIFY_NONE && mode != DTLSPLEX_VERIFY_PEER && mode != DTLSPLEX_VERIFY_REQUIRE)
+    return fail(EINVAL);
+  cfg->verify = mode;
+  apply_verify(cfg);
+  return 0;
+}
+
+int dtlsplex_config_set_psk(dtlsplex_config *cfg, const char *identity, const unsigned char *key,
+                            size_t key_len) {
+  if (check_settable(cfg) != 0)
+    return -1;
+  if (identity == NULL || key == NULL || identity[0] == '\0' ||
+      strlen(identity) > DP_PSK_IDENTITY_MAX || key_len == 0 || key_len > DP_PSK_KEY_MAX)
+    return fail(EINVAL);
+  dp_psk **slot = &cfg->psks;
+  while (*slot != NULL && strcmp((*slot)->identity, identity) != 0)
+    slot = &(*slot)->next;
+  if (*slot == NULL) {
+    /* The callbacks go in only with a key: with a client callback set, libssl
+     * offers PSK suites, and a server could pick one the client has no key for. */
+    SSL_CTX_set_psk_client_callback(cfg->ctx, psk_client_cb);
+    SSL_CTX_set_psk_server_callback(cfg->ctx, psk_server_cb);
+    if (!cfg->ciphers_set) {
+      ERR_clear_error();
+      if (SSL_CTX_set_cipher_list(cfg->ctx, PSK_CIPHERS ":" DEFAULT_CIPHERS) != 1)
+        return fail(EPROTO);
+    }
+    *slot = calloc(1, sizeof **slot);
+    if (*slot == NULL)
+      return fail(ENOMEM);
+  }
+  strcpy((*slot)->identity, identity);
+  memcpy((*slot)->key, key, key_len);
+  (*slot)->key_len = key_len;
+  return 0;
+}
+
+int dtlsplex_config_set_role(dtlsplex_config *cfg, int role) {
+  if (check_settable(cfg) != 0)
+    return -1;
+  if (role != DTLSPLEX_ROLE_CLIENT && role != DTLSPLEX_ROLE_SERVER && role != DTLSPLEX_ROLE_BOTH)
+    return fail(EINVAL);
+  cfg->role = role;
+  return 0;
+}
+
+int dtlsplex_config_set_mtu(dtlsplex_config *cfg, unsigned int udp_payload_bytes) {
+  if (check_settable(cfg) != 0)
+    return -1;
+  /* Above 4096 libssl's write buffer splits records across writes. */
+  if (udp_payload_bytes < 256 || udp_payload_bytes > 4096)
+    return fail(EINVAL);
+  cfg->mtu = udp_payload_bytes;
+  return 0;
+}
+
+int dtlsplex_config_set_ciphers(dtlsplex_config *cfg, const char *openssl_cipher_list) {
+  if (check_settable(cfg) != 0)
+    return -1;
+  if (openssl_cipher_list == NULL)
+    return fail(EINVAL);
+  ERR_clear_error();
+  if (SSL_CTX_set_cipher_list(cfg->ctx, openssl_cipher_list) != 1) {
+    ERR_clear_error();
+    return fail(EINVAL);
+  }
+  cfg->ciphers_set = 1;
+  return 0;
+}
+
+int dtlsplex_config_set_timeouts(dtlsplex_config *cfg, unsigned int handshake_ms, unsigned int idle_ms) {
+  if (check_settable(cfg) != 0)
+    return -1;
+  if (handshake_ms < 100)
+    return fail(EINVAL);
+  cfg->handshake_ms = handshake_ms;
+  cfg->idle_ms = idle_ms;
+  return 0;
+}
+
+int dtlsplex_config_set_limits(dtlsplex_config *cfg, unsigned int max_peers, unsigned int max_handshakes) {
+  if (check_settable(cfg) != 0)
+    return -1;
+  if (max_peers == 0 || max_handshakes == 0 || max_handshakes > max_peers)
+    return fail(EINVAL);
+  cfg->max_peers = max_peers;
+  cfg->max_handshakes = max_handshakes;
+  return 0;
+}
+
+int dtlsplex_config_set_cookie_secret(dtlsplex_config *cfg, const unsigned char *secret, size_t len) {
+  if (check_settable(cfg) != 0)
+    return -1;
+  if (secret == NULL || len < 16 || len > sizeof cfg->cookie_secret)
+    return fail(EINVAL);
+  memcpy(cfg->cookie_secret, secret, len);
+  cfg->cookie_secret_len = len;
+  return 0;
+}
+
+int dtlsplex_config_set_event_callback(dtlsplex_config *cfg, dtlsplex_event_fn fn, void *arg) {
+  if (check_settable(cfg) != 0)
+    return -1;
+  cfg->event_fn = fn;
+  cfg->event_arg = arg;
+  return 0;
+}
+
+int dtlsplex_config_set_log_callback(dtlsplex_config *cfg, dtlsplex_log_fn fn, void *arg, int level) {
+  if (check_settable(cfg) != 0)
+    return -1;
+  if (level < DTLSPLEX_LOG_ERROR || level > DTLSPLEX_LOG_DEBUG)
+    return fail(EINVAL);
+  cfg->log_fn = fn;
+  cfg->log_arg = arg;
+  cfg->log_level = level;
+  return 0;
+}
+
+struct ssl_ctx_st *dtlsplex_config_get_ssl_ctx(dtlsplex_config *cfg) {
+  if (cfg == NULL) {
+    errno = EINVAL;
+    return NULL;
+  }
+  return cfg->ctx;
+}
+
+void dp_log(const dtlsplex_config *cfg, int level, const char *fmt, ...) {
+  if (cfg->log_fn == NULL || level > cfg->log_level)
+    return;
+  char message[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(message, sizeof message, fmt, ap);
+  va_end(ap);
+  cfg->log_fn(level, message, cfg->log_arg);
+}
+
+const char *dtlsplex_version(void) { return "dtlsplex " PACKAGE_VERSION; }

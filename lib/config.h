@@ -1,0 +1,51 @@
+/* dtlsplex_config internals and its SSL_CTX. */
+#ifndef DTLSPLEX_CONFIG_H
+#define DTLSPLEX_CONFIG_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include <openssl/ssl.h>
+
+#include "dtlsplex.h"
+
+#define DP_PSK_IDENTITY_MAX 128
+#define DP_PSK_KEY_MAX 64
+
+typedef struct dp_psk {
+  struct dp_psk *next;
+  char identity[DP_PSK_IDENTITY_MAX + 1];
+  unsigned char key[DP_PSK_KEY_MAX];
+  size_t key_len;
+} dp_psk;
+
+struct dtlsplex_config {
+  atomic_uint refs;     /* the owner's, plus one per attached socket */
+  SSL_CTX *ctx;
+  int role;
+  int verify;
+  int ciphers_set;
+  unsigned int mtu;
+  unsigned int handshake_ms, idle_ms;
+  unsigned int max_peers, max_handshakes;
+  unsigned char cookie_secret[64];
+  size_t cookie_secret_len;
+  dp_psk *psks;         /* first added first */
+  dtlsplex_event_fn event_fn;
+  void *event_arg;
+  dtlsplex_log_fn log_fn;
+  void *log_arg;
+  int log_level;
+};
+
+/* Whether a server side can complete handshakes: a certificate or a PSK. */
+int dp_config_can_serve(const dtlsplex_config *cfg);
+
+/* Attached sockets hold a reference. */
+void dp_config_ref(dtlsplex_config *cfg);
+
+/* Formats and passes a message to the log callback, if its level is enabled. */
+void dp_log(const dtlsplex_config *cfg, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,99 @@
+#include "dgram_bio.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#include <openssl/ssl.h>
+
+static BIO_METHOD *method;
+static pthread_once_t method_once = PTHREAD_ONCE_INIT;
+
+static int dgram_write(BIO *b, const char *data, int len) {
+  dp_bio_io *io = BIO_get_data(b);
+  BIO_clear_retry_flags(b);
+  if (len < 0)
+    return -1;
+  io->last_send_error = io->send(io->send_arg, &io->peer, (const uint8_t *)data, (size_t)len);
+  if (io->last_send_error == -EMSGSIZE)
+    io->mtu_exceeded = 1;
+  /* A datagram the kernel would not take is lost, as any UDP datagram may be:
+   * DTLS retransmits handshake flights, and the caller of dtlssendto learns of
+   * it from last_send_error.  Failing the write would make libssl treat the
+   * session as broken (SSL_ERROR_SYSCALL). */
+  return len;
+}
+
+static int dgram_read(BIO *b, char *out, int out_len) {
+  dp_bio_io *io = BIO_get_data(b);
+  BIO_clear_retry_flags(b);
+  if (io->in == NULL || out_len < 0) {
+    BIO_set_retry_read(b);
+    return -1;
+  }
+  size_t n = io->in_len < (size_t)out_len ? io->in_len : (size_t)out_len;
+  memcpy(out, io->in, n);
+  io->in = NULL;
+  return (int)n;
+}
+
+static int get_peer(const dp_bio_io *io, BIO_ADDR *out) {
+  if (io->peer.u.sa.sa_family == AF_INET)
+    return BIO_ADDR_rawmake(out, AF_INET, &io->peer.u.in4.sin_addr, 4, io->peer.u.in4.sin_port);
+  return BIO_ADDR_rawmake(out, AF_INET6, &io->peer.u.in6.sin6_addr, 16, io->peer.u.in6.sin6_port);
+}
+
+static long dgram_ctrl(BIO *b, int cmd, long num, void *ptr) {
+  dp_bio_io *io = BIO_get_data(b);
+  switch (cmd) {
+  case BIO_CTRL_FLUSH:
+    return 1; /* 0 would stall the handshake before the ClientHello */
+  case BIO_CTRL_DGRAM_QUERY_MTU:
+  case BIO_CTRL_DGRAM_GET_FALLBACK_MTU:
+    return io->mtu; /* 0 would collapse libssl's MTU to 256 */
+  case BIO_CTRL_DGRAM_SET_MTU:
+    return num;
+  case BIO_CTRL_DGRAM_MTU_EXCEEDED: {
+    int exceeded = io->mtu_exceeded;
+    io->mtu_exceeded = 0;
+    return exceeded;
+  }
+  case BIO_CTRL_DGRAM_GET_PEER:
+    return ptr != NULL && get_peer(io, ptr) ? 1 : 0;
+  case BIO_CTRL_DGRAM_SET_PEER:
+  case BIO_CTRL_DGRAM_SET_NEXT_TIMEOUT:
+    /* The peer is fixed by the table; timers are read back with
+     * DTLSv1_get_timeout after each call into libssl. */
+    return 1;
+  default:
+    /* WPENDING, PENDING, EOF, PUSH/POP, MTU overhead, kTLS queries... */
+    return 0;
+  }
+}
+
+static int dgram_create(BIO *b) {
+  BIO_set_init(b, 1);
+  return 1;
+}
+
+static void make_method(void) {
+  BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "dtlsplex datagram");
+  if (m == NULL)
+    return;
+  if (!BIO_meth_set_write(m, dgram_write) || !BIO_meth_set_read(m, dgram_read) ||
+      !BIO_meth_set_ctrl(m, dgram_ctrl) || !BIO_meth_set_create(m, dgram_create)) {
+    BIO_meth_free(m);
+    return;
+  }
+  method = m;
+}
+
+BIO *dp_bio_new(dp_bio_io *io) {
+  pthread_once(&method_once, make_method);
+  if (method == NULL)
+    return NULL;
+  BIO *b = BIO_new(method);
+  if (b != NULL)
+    BIO_set_data(b, io);
+  return b;
+}

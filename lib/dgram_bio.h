@@ -1,0 +1,38 @@
+/* The per-peer datagram BIO.  libssl writes one datagram per BIO_write (a
+ * handshake flight packs several records into one write, which is right for
+ * DTLS); a read returns the one datagram being processed, or asks to retry. */
+#ifndef DTLSPLEX_DGRAM_BIO_H
+#define DTLSPLEX_DGRAM_BIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/bio.h>
+
+#include "addr.h"
+
+/* Sends one datagram.  Returns 0 or -errno.  Never blocks unless asked to by
+ * the caller's context (see socket.c). */
+typedef int (*dp_send_fn)(void *arg, const dp_addr *to, const uint8_t *data, size_t len);
+
+typedef struct dp_bio_io {
+  dp_addr peer;           /* destination of writes, source of the datagram in hand */
+  const uint8_t *in;      /* datagram in hand, NULL once read */
+  size_t in_len;
+  unsigned int mtu;
+  int mtu_exceeded;       /* the last write failed with EMSGSIZE */
+  int last_send_error;    /* -errno of the last write, or 0 */
+  dp_send_fn send;
+  void *send_arg;
+} dp_bio_io;
+
+/* A BIO over io, which must outlive it.  NULL on allocation failure. */
+BIO *dp_bio_new(dp_bio_io *io);
+
+/* Puts a datagram in hand for the next read. */
+static inline void dp_bio_io_feed(dp_bio_io *io, const uint8_t *data, size_t len) {
+  io->in = data;
+  io->in_len = len;
+}
+
+#endif

@@ -1,0 +1,568 @@
+#include "endpoint.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "cookie.h"
+#include "peer_table.h"
+#include "session.h"
+
+/* A remote address the endpoint knows.  Without a session it is either a
+ * name set before connecting, or a failed client handshake kept until the
+ * next dtlssendto reports it. */
+typedef struct dp_peer {
+  dp_table_entry entry; /* first: a table entry is its peer */
+  dp_addr addr;
+  dp_session *session;
+  char *server_name;
+  int failed_error;
+  uint64_t handshake_deadline; /* while handshaking */
+  uint64_t last_activity;      /* idle expiry counts from here */
+  uint64_t forget_at;          /* for a failed handshake awaiting report */
+} dp_peer;
+
+typedef struct dp_app_dgram {
+  struct dp_app_dgram *next;
+  dp_addr from;
+  size_t len;
+  uint8_t data[];
+} dp_app_dgram;
+
+struct dp_endpoint {
+  dtlsplex_config *cfg;
+  int serves; /* server role, and a certificate or PSK to serve with */
+  dp_send_fn send;
+  void *send_arg;
+  dp_peer_table peers;
+  size_t sessions;   /* peers with a session */
+  size_t handshakes; /* of those, handshaking */
+  dp_cookie_keys cookies;
+  dp_listener listener;
+  dp_app_dgram *recv_head, *recv_tail;
+  size_t recv_len;
+  dp_event *events;
+  size_t events_len, events_cap;
+  const dp_addr *delivering_from;
+  struct dtlsplex_stats stats;
+  uint8_t scratch[16384]; /* plaintext of one record */
+};
+
+static dp_peer *peer_of(dp_table_entry *e) { return (dp_peer *)e; }
+
+static dp_peer *find_peer(const dp_endpoint *ep, const dp_addr *addr) {
+  dp_table_entry *e = dp_table_find(&ep->peers, &addr->key);
+  return e != NULL ? peer_of(e) : NULL;
+}
+
+/* Every datagram out passes here, for the statistics. */
+static int counting_send(void *arg, const dp_addr *to, const uint8_t *data, size_t len) {
+  dp_endpoint *ep = arg;
+  int r = ep->send(ep->send_arg, to, data, len);
+  if (r == 0) {
+    ep->stats.datagrams_out++;
+    ep->stats.bytes_out += len;
+  }
+  return r;
+}
+
+static void emit(dp_endpoint *ep, int event, const dp_addr *peer, int error) {
+  if (ep->cfg->event_fn == NULL)
+    return;
+  if (ep->events_len == ep->events_cap) {
+    size_t cap = ep->events_cap ? ep->events_cap * 2 : 8;
+    dp_event *events = realloc(ep->events, cap * sizeof *events);
+    if (events == NULL) {
+      dp_log(ep->cfg, DTLSPLEX_LOG_ERROR, "out of memory: event %d lost", event);
+      return;
+    }
+    ep->events = events;
+    ep->events_cap = cap;
+  }
+  ep->events[ep->events_len++] = (dp_event){.event = event, .error = error, .peer = *peer};
+}
+
+static void log_peer(const dp_endpoint *ep, int level, const dp_addr *addr, const char *what, int error) {
+  if (ep->cfg->log_fn == NULL || level > ep->cfg->log_level)
+    return;
+  char name[64];
+  dp_addr_format(addr, name, sizeof name);
+  dp_log(ep->cfg, level, "%s: %s%s%s", name, what, error ? ": " : "", error ? strerror(error) : "");
+}
+
+dp_endpoint *dp_endpoint_new(dtlsplex_config *cfg, dp_send_fn send, void *send_arg) {
+  dp_endpoint *ep = calloc(1, sizeof *ep);
+  if (ep == NULL) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  ep->cfg = cfg;
+  ep->send = send;
+  ep->send_arg = send_arg;
+  dp_table_init(&ep->peers);
+  dp_cookie_init(&ep->cookies, cfg->cookie_secret, cfg->cookie_secret_len);
+  ep->serves = (cfg->role & DTLSPLEX_ROLE_SERVER) && dp_config_can_serve(cfg);
+  if (ep->serves &&
+      dp_listener_init(&ep->listener, cfg->ctx, &ep->cookies, cfg->mtu, counting_send, ep) != 0) {
+    OPENSSL_cleanse(&ep->cookies, sizeof ep->cookies);
+    free(ep);
+    errno = ENOMEM;
+    return NULL;
+  }
+  return ep;
+}
+
+/* Forgets a peer entirely. */
+static void remove_peer(dp_endpoint *ep, dp_peer *p) {
+  if (p->session != NULL) {
+    ep->sessions--;
+    if (p->handshake_deadline != 0)
+      ep->handshakes--;
+    dp_session_free(p->session);
+  }
+  dp_table_remove(&ep->peers, &p->entry);
+  free(p->server_name);
+  free(p);
+}
+
+void dp_endpoint_free(dp_endpoint *ep) {
+  if (ep == NULL)
+    return;
+  dp_table_entry *e;
+  while ((e = dp_table_first(&ep->peers)) != NULL) {
+    dp_peer *p = peer_of(e);
+    if (p->session != NULL)
+      dp_session_shutdown(p->session);
+    remove_peer(ep, p);
+  }
+  dp_table_clear(&ep->peers);
+  while (ep->recv_head != NULL) {
+    dp_app_dgram *d = ep->recv_head;
+    ep->recv_head = d->next;
+    OPENSSL_cleanse(d->data, d->len);
+    free(d);
+  }
+  dp_listener_cleanup(&ep->listener);
+  OPENSSL_cleanse(&ep->cookies, sizeof ep->cookies);
+  OPENSSL_cleanse(ep->scratch, sizeof ep->scratch);
+  free(ep->events);
+  free(ep);
+}
+
+static dp_peer *new_peer(dp_endpoint *ep, const dp_addr *addr) {
+  dp_peer *p = calloc(1, sizeof *p);
+  if (p == NULL)
+    return NULL;
+  p->addr = *addr;
+  p->entry.key = addr->key;
+  if (dp_table_add(&ep->peers, &p->entry) != 0) {
+    free(p);
+    return NULL;
+  }
+  return p;
+}
+
+/* Puts the peer in the timer order at its earliest deadline. */
+static void schedule(dp_endpoint *ep, dp_peer *p) {
+  uint64_t deadline = DP_NO_DEADLINE;
+  const dp_session *s = p->session;
+  if (s == NULL) {
+    if (p->failed_error != 0)
+      deadline = p->forget_at;
+  } else if (s->state == DP_SESSION_HANDSHAKING) {
+    deadline = p->handshake_deadline < s->retransmit_at ? p->handshake_deadline : s->retransmit_at;
+  } else if (s->state == DP_SESSION_ESTABLISHED && ep->cfg->idle_ms != 0) {
+    deadline = p->last_activity + ep->cfg->idle_ms;
+  }
+  if (dp_table_set_deadline(&ep->peers, &p->entry, deadline) != 0) {
+    /* Out of memory for the timer order: the peer cannot be timed, so it
+     * cannot be kept. */
+    log_peer(ep, DTLSPLEX_LOG_ERROR, &p->addr, "out of memory, peer dropped", ENOMEM);
+    remove_peer(ep, p);
+  }
+}
+
+/* Gives a peer a session that has just been created. */
+static void attach_session(dp_endpoint *ep, dp_peer *p, dp_session *s, uint64_t now) {
+  p->session = s;
+  p->failed_error = 0;
+  p->handshake_deadline = now + ep->cfg->handshake_ms;
+  p->last_activity = now;
+  ep->sessions++;
+  ep->handshakes++;
+}
+
+/* A session's handshake or life ended badly.  A client keeps the error for
+ * the next dtlssendto to that peer to report. */
+static void session_failed(dp_endpoint *ep, dp_peer *p, uint64_t now) {
+  int err = p->session->error;
+  if (p->handshake_deadline != 0) {
+    ep->handshakes--;
+    ep->stats.handshakes_failed++;
+    p->handshake_deadline = 0;
+  }
+  log_peer(ep, DTLSPLEX_LOG_WARNING, &p->addr, "session failed", err);
+  emit(ep, DTLSPLEX_EVENT_FAILED, &p->addr, err);
+  if (!p->session->is_client) {
+    remove_peer(ep, p);
+    return;
+  }
+  ep->sessions--;
+  dp_session_free(p->session);
+  p->session = NULL;
+  p->failed_error = err;
+  p->forget_at = now + ep->cfg->handshake_ms;
+  schedule(ep, p);
+}
+
+/* Applies what a datagram or timer did to a session. */
+static void apply_flags(dp_endpoint *ep, dp_peer *p, int flags, uint64_t now) {
+  dp_session *s = p->session;
+  if (flags & DP_IN_ESTABLISHED) {
+    ep->handshakes--;
+    ep->stats.handshakes_ok++;
+    p->handshake_deadline = 0;
+    log_peer(ep, DTLSPLEX_LOG_INFO, &p->addr, "connected", 0);
+    emit(ep, DTLSPLEX_EVENT_CONNECTED, &p->addr, 0);
+    unsigned int unsent = dp_session_queue_flush(s);
+    if (unsent != 0)
+      log_peer(ep, DTLSPLEX_LOG_WARNING, &p->addr, "queued datagrams could not be sent", EMSGSIZE);
+  }
+  if (flags & DP_IN_FAILED) {
+    session_failed(ep, p, now);
+    return;
+  }
+  if (flags & DP_IN_CLOSED) {
+    log_peer(ep, DTLSPLEX_LOG_INFO, &p->addr, "closed by peer", 0);
+    emit(ep, DTLSPLEX_EVENT_CLOSED, &p->addr, 0);
+    remove_peer(ep, p);
+    return;
+  }
+  schedule(ep, p);
+}
+
+static void deliver(void *arg, const uint8_t *data, size_t len) {
+  dp_endpoint *ep = arg;
+  if (ep->recv_len >= DP_RECV_QUEUE_MAX) {
+    ep->stats.dropped_queue_full++;
+    return;
+  }
+  dp_app_dgram *d = malloc(sizeof *d + len);
+  if (d == NULL) {
+    ep->stats.dropped_queue_full++;
+    return;
+  }
+  d->next = NULL;
+  d->from = *ep->delivering_from;
+  d->len = len;
+  memcpy(d->data, data, len);
+  if (ep->recv_tail != NULL)
+    ep->recv_tail->next = d;
+  else
+    ep->recv_head = d;
+  ep->recv_tail = d;
+  ep->recv_len++;
+  ep->stats.app_datagrams_in++;
+}
+
+/* A plaintext, epoch-0 DTLS handshake record carrying a ClientHello. */
+static int is_client_hello(const uint8_t *d, size_t len) {
+  return len >= 13 + 12 && d[0] == 22 && d[1] == 0xfe && d[3] == 0 && d[4] == 0 && d[13] == 1;
+}
+
+/* The ClientHello's random, if this datagram holds its first fragment. */
+static const uint8_t *client_hello_random(const uint8_t *d, size_t len) {
+  /* record header 13, handshake header 12 (fragment offset at 19..21), version 2 */
+  if (len < 13 + 12 + 2 + 32 || d[19] != 0 || d[20] != 0 || d[21] != 0)
+    return NULL;
+  return d + 13 + 12 + 2;
+}
+
+/* A ClientHello from the address of an established server session: the
+ * client restarted (RFC 6347 section 4.2.8), or this is a late duplicate of
+ * the ClientHello that made the session.  Only a new ClientHello with a
+ * verified cookie replaces the session. */
+static void reconnect(dp_endpoint *ep, dp_peer *p, const uint8_t *data, size_t len, uint64_t now) {
+  unsigned char current_random[32];
+  const uint8_t *random = client_hello_random(data, len);
+  if (random == NULL ||
+      (SSL_get_client_random(p->session->ssl, current_random, sizeof current_random) == 32 &&
+       memcmp(random, current_random, 32) == 0)) {
+    ep->stats.dropped_bad_record++;
+    return;
+  }
+  int cookie_sent;
+  SSL *ssl = dp_listener_input(&ep->listener, &p->addr, data, len, now, &cookie_sent);
+  ep->stats.cookies_sent += cookie_sent;
+  if (ssl == NULL) {
+    ep->stats.dropped_bad_cookie += !cookie_sent;
+    return;
+  }
+  dp_session *s = dp_session_adopt(ssl, &p->addr, ep->cfg->mtu, counting_send, ep);
+  if (s == NULL)
+    return; /* out of memory: keep the old session */
+  log_peer(ep, DTLSPLEX_LOG_INFO, &p->addr, "reconnected, old session replaced", 0);
+  emit(ep, DTLSPLEX_EVENT_REPLACED, &p->addr, 0);
+  ep->sessions--;
+  dp_session_free(p->session);
+  attach_session(ep, p, s, now);
+  apply_flags(ep, p, dp_session_start(s, now), now);
+}
+
+/* A datagram from an address without a session: only a ClientHello with a
+ * verified cookie creates state. */
+static void accept_client(dp_endpoint *ep, const dp_addr *from, const uint8_t *data, size_t len,
+                          uint64_t now) {
+  if (!ep->serves || !is_client_hello(data, len)) {
+    ep->stats.dropped_no_session++;
+    return;
+  }
+  if (ep->sessions >= ep->cfg->max_peers || ep->handshakes >= ep->cfg->max_handshakes) {
+    ep->stats.dropped_limit++;
+    return;
+  }
+  int cookie_sent;
+  SSL *ssl = dp_listener_input(&ep->listener, from, data, len, now, &cookie_sent);
+  ep->stats.cookies_sent += cookie_sent;
+  if (ssl == NULL) {
+    ep->stats.dropped_bad_cookie += !cookie_sent;
+    return;
+  }
+  dp_peer *p = find_peer(ep, from);
+  if (p == NULL)
+    p = new_peer(ep, from);
+  dp_session *s = p != NULL ? dp_session_adopt(ssl, from, ep->cfg->mtu, counting_send, ep) : NULL;
+  if (s == NULL) {
+    if (p == NULL)
+      SSL_free(ssl);
+    else if (p->server_name == NULL)
+      remove_peer(ep, p);
+    log_peer(ep, DTLSPLEX_LOG_ERROR, from, "out of memory, handshake dropped", ENOMEM);
+    return;
+  }
+  attach_session(ep, p, s, now);
+  apply_flags(ep, p, dp_session_start(s, now), now);
+}
+
+void dp_endpoint_read_pkt(dp_endpoint *ep, const dp_addr *from, const uint8_t *data, size_t len,
+                          uint64_t now) {
+  ep->stats.datagrams_in++;
+  ep->stats.bytes_in += len;
+  dp_peer *p = find_peer(ep, from);
+  if (p == NULL || p->session == NULL) {
+    accept_client(ep, from, data, len, now);
+    return;
+  }
+  dp_session *s = p->session;
+  if (s->state == DP_SESSION_ESTABLISHED && !s->is_client && is_client_hello(data, len)) {
+    reconnect(ep, p, data, len, now);
+    return;
+  }
+  p->last_activity = now;
+  ep->delivering_from = &p->addr;
+  int flags = dp_session_input(s, data, len, now, ep->scratch, sizeof ep->scratch, deliver, ep);
+  ep->delivering_from = NULL;
+  if (flags == 0 && s->state == DP_SESSION_ESTABLISHED)
+    ep->stats.dropped_bad_record++;
+  apply_flags(ep, p, flags, now);
+}
+
+/* Starts a client handshake towards addr, reusing a name-only entry. */
+static ssize_t connect_peer(dp_endpoint *ep, dp_peer *p, const dp_addr *to, uint64_t now) {
+  if (!(ep->cfg->role & DTLSPLEX_ROLE_CLIENT))
+    return -EOPNOTSUPP;
+  if (ep->sessions >= ep->cfg->max_peers || ep->handshakes >= ep->cfg->max_handshakes)
+    return -EAGAIN;
+  int fresh = p == NULL;
+  if (fresh && (p = new_peer(ep, to)) == NULL)
+    return -ENOMEM;
+  dp_session *s = dp_session_new_client(ep->cfg->ctx, &p->addr, p->server_name, ep->cfg->verify,
+                                        ep->cfg->mtu, counting_send, ep);
+  if (s == NULL) {
+    if (fresh)
+      remove_peer(ep, p);
+    return -ENOMEM;
+  }
+  attach_session(ep, p, s, now);
+  apply_flags(ep, p, dp_session_start(s, now), now);
+  return 0;
+}
+
+ssize_t dp_endpoint_write_pkt(dp_endpoint *ep, const dp_addr *to, const void *buf, size_t len,
+                              int queue_if_handshaking, uint64_t now) {
+  dp_peer *p = find_peer(ep, to);
+  if (p == NULL || (p->session == NULL && p->failed_error == 0)) {
+    ssize_t r = connect_peer(ep, p, to, now);
+    if (r != 0)
+      return r;
+    if ((p = find_peer(ep, to)) == NULL)
+      return -ENOMEM; /* dropped by schedule() */
+  }
+  if (p->session == NULL) { /* the handshake failed: report it once */
+    int err = p->failed_error;
+    remove_peer(ep, p);
+    return -err;
+  }
+  dp_session *s = p->session;
+  if (s->state == DP_SESSION_HANDSHAKING) {
+    if (!queue_if_handshaking)
+      return -EINPROGRESS;
+    int r = dp_session_queue_push(s, buf, len);
+    return r != 0 ? r : (ssize_t)len;
+  }
+  ssize_t n = dp_session_write(s, buf, len);
+  if (n >= 0) {
+    ep->stats.app_datagrams_out++;
+    p->last_activity = now;
+  } else if (s->state == DP_SESSION_FAILED) {
+    session_failed(ep, p, now);
+  }
+  return n;
+}
+
+uint64_t dp_endpoint_get_expiry(const dp_endpoint *ep) {
+  const dp_table_entry *e = dp_table_earliest(&ep->peers);
+  return e != NULL ? e->deadline : DP_NO_DEADLINE;
+}
+
+static void expire(dp_endpoint *ep, dp_peer *p, uint64_t now) {
+  dp_session *s = p->session;
+  if (s == NULL) { /* a failed handshake nobody asked about */
+    remove_peer(ep, p);
+    return;
+  }
+  if (s->state == DP_SESSION_HANDSHAKING) {
+    if (now >= p->handshake_deadline) {
+      s->state = DP_SESSION_FAILED;
+      s->error = ETIMEDOUT;
+      apply_flags(ep, p, DP_IN_FAILED, now);
+      return;
+    }
+    if (now >= s->retransmit_at) {
+      apply_flags(ep, p, dp_session_on_timer(s, now), now);
+      return;
+    }
+  } else if (s->state == DP_SESSION_ESTABLISHED && ep->cfg->idle_ms != 0 &&
+             now >= p->last_activity + ep->cfg->idle_ms) {
+    ep->stats.expired++;
+    log_peer(ep, DTLSPLEX_LOG_INFO, &p->addr, "idle, expired", 0);
+    emit(ep, DTLSPLEX_EVENT_EXPIRED, &p->addr, 0);
+    dp_session_shutdown(s);
+    remove_peer(ep, p);
+    return;
+  }
+  schedule(ep, p); /* activity moved the deadline on */
+}
+
+void dp_endpoint_handle_expiry(dp_endpoint *ep, uint64_t now) {
+  dp_table_entry *e;
+  /* Bounded: each pass removes the peer or moves its deadline past now,
+   * except a retransmission libssl declines (its clock behind ours), which
+   * moves the deadline to libssl's. */
+  for (size_t budget = dp_table_count(&ep->peers) + 1; budget > 0; budget--) {
+    e = dp_table_earliest(&ep->peers);
+    if (e == NULL || e->deadline > now)
+      return;
+    expire(ep, peer_of(e), now);
+  }
+}
+
+ssize_t dp_endpoint_recv(dp_endpoint *ep, void *buf, size_t len, int peek, dp_addr *from) {
+  dp_app_dgram *d = ep->recv_head;
+  if (d == NULL)
+    return -EAGAIN;
+  if (len > 0)
+    memcpy(buf, d->data, len < d->len ? len : d->len);
+  if (from != NULL)
+    *from = d->from;
+  ssize_t full = (ssize_t)d->len;
+  if (!peek) {
+    ep->recv_head = d->next;
+    if (ep->recv_head == NULL)
+      ep->recv_tail = NULL;
+    ep->recv_len--;
+    free(d);
+  }
+  return full;
+}
+
+size_t dp_endpoint_pending(const dp_endpoint *ep) { return ep->recv_len; }
+
+int dp_endpoint_next_event(dp_endpoint *ep, dp_event *out) {
+  if (ep->events_len == 0)
+    return 0;
+  *out = ep->events[0];
+  memmove(ep->events, ep->events + 1, --ep->events_len * sizeof *ep->events);
+  return 1;
+}
+
+int dp_endpoint_peer_state(const dp_endpoint *ep, const dp_addr *peer, int *error) {
+  const dp_peer *p = find_peer(ep, peer);
+  *error = 0;
+  if (p == NULL)
+    return 0;
+  if (p->session == NULL) {
+    *error = p->failed_error;
+    return p->failed_error != 0 ? DTLSPLEX_STATE_FAILED : 0;
+  }
+  *error = p->session->error;
+  return p->session->state == DP_SESSION_CLOSED ? DTLSPLEX_STATE_FAILED : p->session->state;
+}
+
+int dp_endpoint_close(dp_endpoint *ep, const dp_addr *peer) {
+  dp_peer *p = find_peer(ep, peer);
+  if (p == NULL)
+    return -ENOENT;
+  if (p->session != NULL) {
+    dp_session_shutdown(p->session);
+    emit(ep, DTLSPLEX_EVENT_CLOSED, &p->addr, 0);
+  }
+  remove_peer(ep, p);
+  return 0;
+}
+
+int dp_endpoint_set_peer_name(dp_endpoint *ep, const dp_addr *peer, const char *name) {
+  dp_peer *p = find_peer(ep, peer);
+  if (p != NULL && p->session != NULL)
+    return -EISCONN;
+  char *copy = strdup(name);
+  if (copy == NULL)
+    return -ENOMEM;
+  if (p == NULL) {
+    if (dp_table_count(&ep->peers) >= 2 * (size_t)ep->cfg->max_peers) {
+      free(copy);
+      return -EAGAIN;
+    }
+    if ((p = new_peer(ep, peer)) == NULL) {
+      free(copy);
+      return -ENOMEM;
+    }
+  }
+  free(p->server_name);
+  p->server_name = copy;
+  p->failed_error = 0;
+  return 0;
+}
+
+int dp_endpoint_peer_info(const dp_endpoint *ep, const dp_addr *peer, struct dtlsplex_peer_info *out) {
+  const dp_peer *p = find_peer(ep, peer);
+  if (p == NULL || (p->session == NULL && p->failed_error == 0))
+    return -ENOENT;
+  if (p->session != NULL) {
+    dp_session_info(p->session, out);
+    return 0;
+  }
+  memset(out, 0, sizeof *out);
+  out->state = DTLSPLEX_STATE_FAILED;
+  out->is_client = 1;
+  out->error = p->failed_error;
+  return 0;
+}
+
+void dp_endpoint_stats(const dp_endpoint *ep, struct dtlsplex_stats *out) {
+  *out = ep->stats;
+  out->peers = ep->sessions;
+  out->handshakes_active = ep->handshakes;
+}

@@ -1,0 +1,69 @@
+/* The sans-I/O core of one attached socket: datagrams in (with the time) ->
+ * datagrams out (through a send function), application data, events.  It
+ * never touches a socket or reads a clock, so that tests can drive it with
+ * in-memory datagrams and a simulated clock. */
+#ifndef DTLSPLEX_ENDPOINT_H
+#define DTLSPLEX_ENDPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "addr.h"
+#include "config.h"
+#include "dgram_bio.h"
+
+typedef struct dp_endpoint dp_endpoint;
+
+typedef struct dp_event {
+  int event; /* DTLSPLEX_EVENT_* */
+  int error;
+  dp_addr peer;
+} dp_event;
+
+/* Most decrypted datagrams held for dtlsrecvfrom; more are dropped, as a full
+ * socket buffer drops them. */
+#define DP_RECV_QUEUE_MAX 4096
+
+/* Addresses given to the endpoint are already in the socket's family (see
+ * dp_addr_from_sockaddr).  NULL with errno ENOMEM. */
+dp_endpoint *dp_endpoint_new(dtlsplex_config *cfg, dp_send_fn send, void *send_arg);
+/* Sends close_notify to established peers and frees everything. */
+void dp_endpoint_free(dp_endpoint *ep);
+
+/* Times are milliseconds of wall-clock time, the clock libssl's DTLS timers
+ * use, so that both agree and fleets agree on cookie periods. */
+
+/* One datagram from the network. */
+void dp_endpoint_read_pkt(dp_endpoint *ep, const dp_addr *from, const uint8_t *data, size_t len,
+                          uint64_t now);
+/* Application data to a peer.  Returns len when sent (or queued, if
+ * queue_if_handshaking and a handshake is under way or was started), or:
+ * -EINPROGRESS: a handshake is under way (was started) and nothing was queued;
+ * -EMSGSIZE, -EAGAIN (queue full or limits), -EOPNOTSUPP (server-only role),
+ * -ENOMEM, -ETIMEDOUT/-ECONNREFUSED/-EPROTO/-EACCES (the handshake with that
+ * peer failed; reported once), or a send error. */
+ssize_t dp_endpoint_write_pkt(dp_endpoint *ep, const dp_addr *to, const void *buf, size_t len,
+                              int queue_if_handshaking, uint64_t now);
+/* The earliest time handle_expiry has work, or UINT64_MAX. */
+uint64_t dp_endpoint_get_expiry(const dp_endpoint *ep);
+void dp_endpoint_handle_expiry(dp_endpoint *ep, uint64_t now);
+
+/* Takes (or with peek, copies) the oldest decrypted datagram: returns its full
+ * length, copies at most len bytes, and sets *from.  -EAGAIN if none. */
+ssize_t dp_endpoint_recv(dp_endpoint *ep, void *buf, size_t len, int peek, dp_addr *from);
+size_t dp_endpoint_pending(const dp_endpoint *ep);
+/* Takes the oldest event; 1 if there was one. */
+int dp_endpoint_next_event(dp_endpoint *ep, dp_event *out);
+
+/* DTLSPLEX_STATE_* of the peer, or 0 if unknown; *error for FAILED. */
+int dp_endpoint_peer_state(const dp_endpoint *ep, const dp_addr *peer, int *error);
+/* 0, or -ENOENT. */
+int dp_endpoint_close(dp_endpoint *ep, const dp_addr *peer);
+/* 0, or -EISCONN (a session exists), -ENOMEM, -EAGAIN (table full). */
+int dp_endpoint_set_peer_name(dp_endpoint *ep, const dp_addr *peer, const char *name);
+/* 0, or -ENOENT. */
+int dp_endpoint_peer_info(const dp_endpoint *ep, const dp_addr *peer, struct dtlsplex_peer_info *out);
+void dp_endpoint_stats(const dp_endpoint *ep, struct dtlsplex_stats *out);
+
+#endif

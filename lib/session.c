@@ -1,0 +1,368 @@
+#include "session.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/x509.h>
+
+#include "peer_table.h" /* DP_NO_DEADLINE */
+
+/* The listener an SSL belongs to, for the cookie callbacks. */
+static int listener_index = -1;
+static pthread_once_t listener_index_once = PTHREAD_ONCE_INIT;
+
+static void make_listener_index(void) {
+  listener_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+/* The address a cookie is bound to: the peer of the SSL's own BIO, which is
+ * the listener's for a new client and the session's once adopted (libssl
+ * checks the cookie again when the adopted session processes the
+ * ClientHello). */
+static const dp_addr_key *cookie_peer(SSL *ssl) {
+  const dp_bio_io *io = BIO_get_data(SSL_get_rbio(ssl));
+  return &io->peer.key;
+}
+
+static int cookie_generate_cb(SSL *ssl, unsigned char *cookie, unsigned int *len) {
+  dp_listener *l = SSL_get_ex_data(ssl, listener_index);
+  if (l == NULL || dp_cookie_make(l->keys, cookie_peer(ssl), l->now, cookie) != 0)
+    return 0;
+  *len = DP_COOKIE_LEN;
+  l->cookie_sent = 1;
+  return 1;
+}
+
+static int cookie_verify_cb(SSL *ssl, const unsigned char *cookie, unsigned int len) {
+  dp_listener *l = SSL_get_ex_data(ssl, listener_index);
+  return l != NULL && dp_cookie_verify(l->keys, cookie_peer(ssl), l->now, cookie, len);
+}
+
+void dp_session_install_ctx_callbacks(SSL_CTX *ctx) {
+  pthread_once(&listener_index_once, make_listener_index);
+  SSL_CTX_set_cookie_generate_cb(ctx, cookie_generate_cb);
+  SSL_CTX_set_cookie_verify_cb(ctx, cookie_verify_cb);
+}
+
+static void update_timer(dp_session *s, uint64_t now) {
+  struct timeval tv;
+  if (s->state == DP_SESSION_HANDSHAKING && DTLSv1_get_timeout(s->ssl, &tv) == 1)
+    s->retransmit_at = now + (uint64_t)tv.tv_sec * 1000 + ((uint64_t)tv.tv_usec + 999) / 1000;
+  else
+    s->retransmit_at = DP_NO_DEADLINE;
+}
+
+/* Binds a new session struct to ssl with its own BIO.  Frees ssl on failure. */
+static dp_session *session_wrap(SSL *ssl, const dp_addr *peer, unsigned int mtu, dp_send_fn send,
+                                void *send_arg) {
+  dp_session *s = calloc(1, sizeof *s);
+  BIO *bio = s != NULL ? dp_bio_new(&s->io) : NULL;
+  if (bio == NULL) {
+    free(s);
+    SSL_free(ssl);
+    return NULL;
+  }
+  s->ssl = ssl;
+  s->io.peer = *peer;
+  s->io.mtu = mtu;
+  s->io.send = send;
+  s->io.send_arg = send_arg;
+  s->state = DP_SESSION_HANDSHAKING;
+  s->retransmit_at = DP_NO_DEADLINE;
+  SSL_set_bio(ssl, bio, bio);
+  SSL_set_mtu(ssl, mtu);
+  return s;
+}
+
+dp_session *dp_session_new_client(SSL_CTX *ctx, const dp_addr *peer, const char *server_name,
+                                  int verify_mode, unsigned int mtu, dp_send_fn send, void *send_arg) {
+  ERR_clear_error();
+  SSL *ssl = SSL_new(ctx);
+  if (ssl == NULL)
+    return NULL;
+  SSL_set_connect_state(ssl);
+  SSL_set_verify(ssl, verify_mode == DTLSPLEX_VERIFY_NONE ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
+  if (server_name != NULL &&
+      (SSL_set1_host(ssl, server_name) != 1 || SSL_set_tlsext_host_name(ssl, server_name) != 1)) {
+    SSL_free(ssl);
+    return NULL;
+  }
+  dp_session *s = session_wrap(ssl, peer, mtu, send, send_arg);
+  if (s != NULL)
+    s->is_client = 1;
+  return s;
+}
+
+dp_session *dp_session_adopt(SSL *ssl, const dp_addr *peer, unsigned int mtu, dp_send_fn send,
+                             void *send_arg) {
+  return session_wrap(ssl, peer, mtu, send, send_arg);
+}
+
+static void queue_clear(dp_session *s) {
+  while (s->queue_head != NULL) {
+    dp_queued *q = s->queue_head;
+    s->queue_head = q->next;
+    OPENSSL_cleanse(q->data, q->len);
+    free(q);
+  }
+  s->queue_tail = NULL;
+  s->queue_len = 0;
+}
+
+void dp_session_shutdown(dp_session *s) {
+  if (s->state != DP_SESSION_ESTABLISHED)
+    return;
+  ERR_clear_error();
+  SSL_shutdown(s->ssl);
+  ERR_clear_error();
+}
+
+void dp_session_free(dp_session *s) {
+  if (s == NULL)
+    return;
+  queue_clear(s);
+  SSL_free(s->ssl);
+  free(s);
+}
+
+/* Why a handshake failed, as the errno dtlssendto reports. */
+static int handshake_errno(SSL *ssl) {
+  if (SSL_get_verify_result(ssl) != X509_V_OK)
+    return EACCES;
+  unsigned long err = ERR_peek_last_error();
+  if (ERR_GET_LIB(err) == ERR_LIB_SSL) {
+    int reason = ERR_GET_REASON(err);
+    if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED)
+      return EACCES;
+    if (reason >= SSL_AD_REASON_OFFSET) /* a fatal alert from the peer */
+      return ECONNREFUSED;
+  }
+  return EPROTO;
+}
+
+static int fail(dp_session *s, int err) {
+  s->state = DP_SESSION_FAILED;
+  s->error = err;
+  s->retransmit_at = DP_NO_DEADLINE;
+  ERR_clear_error();
+  return DP_IN_FAILED;
+}
+
+static int drive_handshake(dp_session *s) {
+  ERR_clear_error();
+  int r = SSL_do_handshake(s->ssl);
+  if (r == 1) {
+    s->state = DP_SESSION_ESTABLISHED;
+    return DP_IN_ESTABLISHED;
+  }
+  int e = SSL_get_error(s->ssl, r);
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+    return 0;
+  return fail(s, handshake_errno(s->ssl));
+}
+
+int dp_session_start(dp_session *s, uint64_t now) {
+  int flags = drive_handshake(s);
+  update_timer(s, now);
+  return flags;
+}
+
+static int read_records(dp_session *s, uint8_t *scratch, size_t scratch_len, dp_deliver_fn deliver,
+                        void *deliver_arg) {
+  int flags = 0;
+  /* One datagram may hold several records: read until libssl wants more. */
+  for (;;) {
+    ERR_clear_error();
+    int n = SSL_read(s->ssl, scratch, (int)scratch_len);
+    if (n > 0) {
+      deliver(deliver_arg, scratch, (size_t)n);
+      flags |= DP_IN_DATA;
+      continue;
+    }
+    int e = SSL_get_error(s->ssl, n);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+      return flags;
+    if (e == SSL_ERROR_ZERO_RETURN) {
+      s->state = DP_SESSION_CLOSED;
+      return flags | DP_IN_CLOSED;
+    }
+    return flags | fail(s, EPROTO);
+  }
+}
+
+int dp_session_input(dp_session *s, const uint8_t *data, size_t len, uint64_t now, uint8_t *scratch,
+                     size_t scratch_len, dp_deliver_fn deliver, void *deliver_arg) {
+  int flags = 0;
+  dp_bio_io_feed(&s->io, data, len);
+  if (s->state == DP_SESSION_HANDSHAKING)
+    flags = drive_handshake(s);
+  /* The datagram that completes a handshake may carry data after Finished. */
+  if (s->state == DP_SESSION_ESTABLISHED)
+    flags |= read_records(s, scratch, scratch_len, deliver, deliver_arg);
+  s->io.in = NULL;
+  update_timer(s, now);
+  return flags;
+}
+
+int dp_session_on_timer(dp_session *s, uint64_t now) {
+  if (s->state != DP_SESSION_HANDSHAKING)
+    return 0;
+  ERR_clear_error();
+  if (DTLSv1_handle_timeout(s->ssl) < 0)
+    return fail(s, ETIMEDOUT);
+  update_timer(s, now);
+  return 0;
+}
+
+unsigned int dp_session_data_mtu(dp_session *s) {
+  return s->state == DP_SESSION_ESTABLISHED ? (unsigned int)DTLS_get_data_mtu(s->ssl) : 0;
+}
+
+ssize_t dp_session_write(dp_session *s, const void *buf, size_t len) {
+  if (s->state != DP_SESSION_ESTABLISHED)
+    return -EPROTO;
+  if (len > dp_session_data_mtu(s))
+    return -EMSGSIZE;
+  if (len == 0)
+    return 0; /* libssl sends no empty records */
+  ERR_clear_error();
+  s->io.last_send_error = 0;
+  int n = SSL_write(s->ssl, buf, (int)len);
+  if (n <= 0) {
+    fail(s, EPROTO);
+    return -EPROTO;
+  }
+  return s->io.last_send_error != 0 ? s->io.last_send_error : n;
+}
+
+int dp_session_queue_push(dp_session *s, const void *buf, size_t len) {
+  /* 13-byte record header and at least a 16-byte AEAD tag. */
+  if (len + 13 + 16 > s->io.mtu)
+    return -EMSGSIZE;
+  if (s->queue_len >= DP_SESSION_QUEUE_MAX)
+    return -EAGAIN;
+  dp_queued *q = malloc(sizeof *q + len);
+  if (q == NULL)
+    return -ENOMEM;
+  q->next = NULL;
+  q->len = len;
+  memcpy(q->data, buf, len);
+  if (s->queue_tail != NULL)
+    s->queue_tail->next = q;
+  else
+    s->queue_head = q;
+  s->queue_tail = q;
+  s->queue_len++;
+  return 0;
+}
+
+unsigned int dp_session_queue_flush(dp_session *s) {
+  unsigned int unsent = 0;
+  for (dp_queued *q = s->queue_head; q != NULL; q = q->next)
+    if (dp_session_write(s, q->data, q->len) < 0)
+      unsent++;
+  queue_clear(s);
+  return unsent;
+}
+
+void dp_session_info(dp_session *s, struct dtlsplex_peer_info *out) {
+  memset(out, 0, sizeof *out);
+  out->state = s->state == DP_SESSION_CLOSED ? DP_SESSION_FAILED : s->state;
+  out->is_client = s->is_client;
+  out->error = s->error;
+  if (s->state != DP_SESSION_ESTABLISHED)
+    return;
+  snprintf(out->protocol, sizeof out->protocol, "%s", SSL_get_version(s->ssl));
+  snprintf(out->cipher, sizeof out->cipher, "%s", SSL_get_cipher_name(s->ssl));
+  out->data_mtu = dp_session_data_mtu(s);
+  const char *psk_identity = SSL_get_psk_identity(s->ssl);
+  if (psk_identity != NULL) {
+    snprintf(out->identity, sizeof out->identity, "%s", psk_identity);
+    return;
+  }
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+  X509 *cert = SSL_get0_peer_certificate(s->ssl);
+#else
+  X509 *cert = SSL_get_peer_certificate(s->ssl);
+#endif
+  if (cert != NULL)
+    X509_NAME_oneline(X509_get_subject_name(cert), out->identity, sizeof out->identity);
+#if OPENSSL_VERSION_NUMBER < 0x30000000L
+  X509_free(cert);
+#endif
+}
+
+/* Makes the listener's SSL for the next client. */
+static int listener_renew(dp_listener *l) {
+  ERR_clear_error();
+  SSL *ssl = SSL_new(l->ctx);
+  BIO *bio = ssl != NULL ? dp_bio_new(&l->io) : NULL;
+  if (bio == NULL || SSL_set_ex_data(ssl, listener_index, l) != 1) {
+    BIO_free(bio);
+    SSL_free(ssl);
+    l->ssl = NULL;
+    return -ENOMEM;
+  }
+  SSL_set_bio(ssl, bio, bio);
+  SSL_set_options(ssl, SSL_OP_COOKIE_EXCHANGE);
+  SSL_set_accept_state(ssl);
+  SSL_set_mtu(ssl, l->mtu);
+  l->ssl = ssl;
+  return 0;
+}
+
+int dp_listener_init(dp_listener *l, SSL_CTX *ctx, dp_cookie_keys *keys, unsigned int mtu,
+                     dp_send_fn send, void *send_arg) {
+  memset(l, 0, sizeof *l);
+  l->ctx = ctx;
+  l->keys = keys;
+  l->mtu = mtu;
+  l->io.mtu = mtu;
+  l->io.send = send;
+  l->io.send_arg = send_arg;
+  l->client = BIO_ADDR_new();
+  if (l->client == NULL)
+    return -ENOMEM;
+  if (listener_renew(l) != 0) {
+    BIO_ADDR_free(l->client);
+    return -ENOMEM;
+  }
+  return 0;
+}
+
+void dp_listener_cleanup(dp_listener *l) {
+  SSL_free(l->ssl);
+  l->ssl = NULL;
+  BIO_ADDR_free(l->client);
+  l->client = NULL;
+}
+
+SSL *dp_listener_input(dp_listener *l, const dp_addr *from, const uint8_t *data, size_t len,
+                       uint64_t now, int *cookie_sent) {
+  *cookie_sent = 0;
+  if (l->ssl == NULL && listener_renew(l) != 0)
+    return NULL;
+  l->io.peer = *from;
+  l->now = now;
+  l->cookie_sent = 0;
+  dp_bio_io_feed(&l->io, data, len);
+  ERR_clear_error();
+  int r = DTLSv1_listen(l->ssl, l->client);
+  l->io.in = NULL;
+  *cookie_sent = l->cookie_sent;
+  ERR_clear_error();
+  if (r >= 1) {
+    SSL *accepted = l->ssl;
+    listener_renew(l); /* on failure, retried with the next datagram */
+    return accepted;
+  }
+  if (r < 0) {
+    /* A fatal error leaves the listener unusable: start afresh. */
+    SSL_free(l->ssl);
+    listener_renew(l);
+  }
+  return NULL;
+}

@@ -1,0 +1,118 @@
+/* One peer's DTLS session (handshake, read, write, shutdown, plaintext queued
+ * while handshaking) and the listener that answers ClientHellos statelessly. */
+#ifndef DTLSPLEX_SESSION_H
+#define DTLSPLEX_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <openssl/ssl.h>
+
+#include "addr.h"
+#include "cookie.h"
+#include "dgram_bio.h"
+#include "dtlsplex.h"
+
+/* Session states; the first three are the public DTLSPLEX_STATE_* values. */
+enum {
+  DP_SESSION_HANDSHAKING = DTLSPLEX_STATE_HANDSHAKING,
+  DP_SESSION_ESTABLISHED = DTLSPLEX_STATE_ESTABLISHED,
+  DP_SESSION_FAILED = DTLSPLEX_STATE_FAILED,
+  DP_SESSION_CLOSED = 4 /* close_notify received */
+};
+
+/* What a datagram or timer did to a session (bit flags). */
+enum {
+  DP_IN_ESTABLISHED = 1, /* the handshake completed */
+  DP_IN_FAILED = 2,      /* the session is dead; error says why */
+  DP_IN_CLOSED = 4,      /* close_notify received */
+  DP_IN_DATA = 8         /* application data was delivered */
+};
+
+/* Most plaintext datagrams queued per peer while its handshake runs. */
+#define DP_SESSION_QUEUE_MAX 16
+
+typedef struct dp_queued {
+  struct dp_queued *next;
+  size_t len;
+  uint8_t data[];
+} dp_queued;
+
+typedef struct dp_session {
+  SSL *ssl;
+  dp_bio_io io;
+  int is_client;
+  int state;
+  int error;               /* errno once FAILED */
+  uint64_t retransmit_at;  /* when libssl's handshake timer fires, or DP_NO_DEADLINE */
+  dp_queued *queue_head, *queue_tail;
+  unsigned int queue_len;
+} dp_session;
+
+/* Receives each decrypted record. */
+typedef void (*dp_deliver_fn)(void *arg, const uint8_t *data, size_t len);
+
+/* Installs the cookie callbacks on a context (once, when it is made). */
+void dp_session_install_ctx_callbacks(SSL_CTX *ctx);
+
+/* A client session towards peer; server_name may be NULL.  NULL on failure. */
+dp_session *dp_session_new_client(SSL_CTX *ctx, const dp_addr *peer, const char *server_name,
+                                  int verify_mode, unsigned int mtu, dp_send_fn send, void *send_arg);
+/* A server session from an SSL that passed DTLSv1_listen; takes ownership of
+ * ssl (freed on failure).  The listener must outlive the session.  NULL on
+ * failure. */
+dp_session *dp_session_adopt(SSL *ssl, const dp_addr *peer, unsigned int mtu, dp_send_fn send,
+                             void *send_arg);
+/* Sends close_notify if established (and it is not the peer who closed). */
+void dp_session_shutdown(dp_session *s);
+void dp_session_free(dp_session *s);
+
+/* Drives the handshake without input (sends the ClientHello, or the server's
+ * first flight after DTLSv1_listen).  Returns DP_IN_* flags. */
+int dp_session_start(dp_session *s, uint64_t now);
+/* Processes one datagram from the peer.  scratch (>= 16384 bytes) receives
+ * plaintext before it is passed to deliver.  Returns DP_IN_* flags. */
+int dp_session_input(dp_session *s, const uint8_t *data, size_t len, uint64_t now, uint8_t *scratch,
+                     size_t scratch_len, dp_deliver_fn deliver, void *deliver_arg);
+/* Runs libssl's retransmission timer.  Returns DP_IN_FAILED (ETIMEDOUT) after
+ * too many retransmissions, else 0. */
+int dp_session_on_timer(dp_session *s, uint64_t now);
+/* Sends one record; returns len, or -EMSGSIZE above the data MTU, -EPROTO if
+ * the session broke, or the -errno of the socket write. */
+ssize_t dp_session_write(dp_session *s, const void *buf, size_t len);
+/* Largest application payload per datagram (0 before the handshake). */
+unsigned int dp_session_data_mtu(dp_session *s);
+
+/* Queues plaintext until the handshake completes: 0, -EAGAIN (full),
+ * -EMSGSIZE (cannot fit any cipher's record), -ENOMEM. */
+int dp_session_queue_push(dp_session *s, const void *buf, size_t len);
+/* Sends what was queued; returns how many datagrams could not be sent. */
+unsigned int dp_session_queue_flush(dp_session *s);
+
+void dp_session_info(dp_session *s, struct dtlsplex_peer_info *out);
+
+/* The shared listener: runs DTLSv1_listen over one SSL per endpoint, so that
+ * nothing is allocated for a client before its cookie verifies. */
+typedef struct dp_listener {
+  SSL_CTX *ctx;
+  SSL *ssl;
+  BIO_ADDR *client; /* DTLSv1_listen's out-parameter, kept to avoid an allocation per call */
+  dp_bio_io io;
+  dp_cookie_keys *keys;
+  unsigned int mtu;
+  uint64_t now;
+  int cookie_sent;
+} dp_listener;
+
+int dp_listener_init(dp_listener *l, SSL_CTX *ctx, dp_cookie_keys *keys, unsigned int mtu,
+                     dp_send_fn send, void *send_arg);
+void dp_listener_cleanup(dp_listener *l);
+/* Offers a datagram from an address without a session.  Returns the SSL of a
+ * client whose cookie verified (the caller adopts it; the listener makes a
+ * fresh SSL for the next client), or NULL: the datagram was answered with a
+ * HelloVerifyRequest (*cookie_sent = 1) or dropped. */
+SSL *dp_listener_input(dp_listener *l, const dp_addr *from, const uint8_t *data, size_t len,
+                       uint64_t now, int *cookie_sent);
+
+#endif

@@ -1,0 +1,474 @@
+/* The socket layer: the fd registry, and dtlssendto/dtlsrecvfrom/process over
+ * real sockets.  It owns the clock, the locks and the waiting; everything DTLS
+ * happens in the endpoint core. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "config.h"
+#include "dtlsplex.h"
+#include "endpoint.h"
+
+#define READ_BURST 64      /* datagrams read per call before the caller gets a turn */
+#define MAX_DATAGRAM 65536
+
+typedef struct dp_socket {
+  int fd;
+  int family;
+  unsigned int refs; /* the registry's, plus one per call in progress; under registry_lock */
+  int detached;
+  int wake_fd;       /* signalled by detach, to wake threads waiting in poll */
+  int send_flags;    /* for datagrams the core sends: MSG_DONTWAIT but for blocking writes */
+  dtlsplex_config *cfg;
+  dp_endpoint *core;
+  pthread_mutex_t lock;
+  uint8_t buf[MAX_DATAGRAM];
+} dp_socket;
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static dp_socket **registry; /* indexed by fd */
+static size_t registry_cap;
+
+static int fail(int err) {
+  errno = err;
+  return -1;
+}
+
+static uint64_t now_ms(void) {
+  /* libssl's DTLS timers run on wall-clock time; the core must agree. */
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void socket_free(dp_socket *s) {
+  dtlsplex_config_free(s->cfg); /* NULL until attached */
+  close(s->wake_fd);
+  pthread_mutex_destroy(&s->lock);
+  free(s);
+}
+
+static void release(dp_socket *s) {
+  pthread_mutex_lock(&registry_lock);
+  int last = --s->refs == 0;
+  pthread_mutex_unlock(&registry_lock);
+  if (last)
+    socket_free(s);
+}
+
+/* Takes a reference to fd's socket and locks it, or fails with EBADF. */
+static dp_socket *acquire_locked(int fd) {
+  dp_socket *s = NULL;
+  pthread_mutex_lock(&registry_lock);
+  if (fd >= 0 && (size_t)fd < registry_cap && registry[fd] != NULL) {
+    s = registry[fd];
+    s->refs++;
+  }
+  pthread_mutex_unlock(&registry_lock);
+  if (s == NULL) {
+    errno = EBADF;
+    return NULL;
+  }
+  pthread_mutex_lock(&s->lock);
+  if (s->detached) {
+    pthread_mutex_unlock(&s->lock);
+    release(s);
+    errno = EBADF;
+    return NULL;
+  }
+  return s;
+}
+
+/* Unlocks, then runs the event callback for what happened meanwhile: the
+ * callback may call back into the library. */
+static void unlock_and_dispatch(dp_socket *s) {
+  dp_event batch[16];
+  for (;;) {
+    size_t n = 0;
+    while (n < 16 && s->core != NULL && dp_endpoint_next_event(s->core, &batch[n]))
+      n++;
+    pthread_mutex_unlock(&s->lock);
+    for (size_t i = 0; i < n && s->cfg->event_fn != NULL; i++)
+      s->cfg->event_fn(s->fd, batch[i].event, &batch[i].peer.u.sa, batch[i].peer.len, batch[i].error,
+                       s->cfg->event_arg);
+    if (n < 16)
+      return;
+    pthread_mutex_lock(&s->lock);
+  }
+}
+
+static void finish(dp_socket *s) {
+  unlock_and_dispatch(s);
+  release(s);
+}
+
+static int socket_send(void *arg, const dp_addr *to, const uint8_t *data, size_t len) {
+  dp_socket *s = arg;
+  if (sendto(s->fd, data, len, s->send_flags | MSG_NOSIGNAL, &to->u.sa, to->len) < 0)
+    return -errno;
+  return 0;
+}
+
+/* Feeds the core every datagram the socket holds, up to a burst.  Returns the
+ * number read, or -1 with errno. */
+static int read_socket(dp_socket *s) {
+  int count = 0;
+  while (count < READ_BURST) {
+    struct sockaddr_storage from;
+    socklen_t from_len = sizeof from;
+    ssize_t n = recvfrom(s->fd, s->buf, sizeof s->buf, MSG_DONTWAIT, (struct sockaddr *)&from, &from_len);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return count;
+      /* ICMP errors reported on the socket concern one peer, never the loop. */
+      if (errno == ECONNREFUSED || errno == EHOSTUNREACH || errno == ENETUNREACH || errno == EINTR)
+        continue;
+      return -1;
+    }
+    dp_addr addr;
+    if (dp_addr_from_sockaddr(&addr, (struct sockaddr *)&from, from_len, s->family) == 0)
+      dp_endpoint_read_pkt(s->core, &addr, s->buf, (size_t)n, now_ms());
+    count++;
+  }
+  return count;
+}
+
+static int is_blocking(int fd, int flags) {
+  if (flags & MSG_DONTWAIT)
+    return 0;
+  int fl = fcntl(fd, F_GETFL);
+  return fl >= 0 && !(fl & O_NONBLOCK);
+}
+
+/* Milliseconds until the core's next timer, capped by limit_ms (-1 = none). */
+static int core_timeout(const dp_socket *s, uint64_t now, int limit_ms) {
+  uint64_t expiry = dp_endpoint_get_expiry(s->core);
+  if (expiry == UINT64_MAX)
+    return limit_ms;
+  uint64_t wait = expiry > now ? expiry - now : 0;
+  if (wait > INT_MAX)
+    wait = INT_MAX;
+  return limit_ms >= 0 && (uint64_t)limit_ms < wait ? limit_ms : (int)wait;
+}
+
+/* Waits, with the lock released, until the socket is readable, a timer is
+ * due, limit_ms passes, or the socket is detached.  Returns 0, or -1 with
+ * errno (EBADF when detached, EINTR, or poll's own errors). */
+static int wait_socket(dp_socket *s, int limit_ms) {
+  struct pollfd fds[2] = {{.fd = s->fd, .events = POLLIN}, {.fd = s->wake_fd, .events = POLLIN}};
+  int timeout = core_timeout(s, now_ms(), limit_ms);
+  unlock_and_dispatch(s);
+  int r = poll(fds, 2, timeout);
+  int err = errno;
+  pthread_mutex_lock(&s->lock);
+  if (s->detached)
+    return fail(EBADF);
+  if (r < 0)
+    return fail(err);
+  if (fds[0].revents & POLLNVAL)
+    return fail(EBADF);
+  return 0;
+}
+
+/* Runs due timers and reads the socket. */
+static int pump(dp_socket *s) {
+  dp_endpoint_handle_expiry(s->core, now_ms());
+  int n = read_socket(s);
+  if (n > 0)
+    dp_endpoint_handle_expiry(s->core, now_ms());
+  return n;
+}
+
+int dtlsplex_attach(int fd, dtlsplex_config *cfg) {
+  if (cfg == NULL)
+    return fail(EINVAL);
+  if (fcntl(fd, F_GETFD) < 0)
+    return fail(EBADF);
+  int type, family;
+  socklen_t len = sizeof type;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+    return -1; /* ENOTSOCK */
+  if (type != SOCK_DGRAM)
+    return fail(EPROTOTYPE);
+  len = sizeof family;
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &len) < 0)
+    return -1;
+  if (family != AF_INET && family != AF_INET6)
+    return fail(EAFNOSUPPORT);
+  if (cfg->role == DTLSPLEX_ROLE_SERVER && !dp_config_can_serve(cfg))
+    return fail(EINVAL);
+
+  dp_socket *s = calloc(1, sizeof *s);
+  if (s == NULL)
+    return fail(ENOMEM);
+  s->fd = fd;
+  s->family = family;
+  s->refs = 1;
+  s->send_flags = MSG_DONTWAIT;
+  s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (s->wake_fd < 0 || pthread_mutex_init(&s->lock, NULL) != 0) {
+    int err = s->wake_fd < 0 ? errno : ENOMEM;
+    if (s->wake_fd >= 0)
+      close(s->wake_fd);
+    free(s);
+    return fail(err == EMFILE || err == ENFILE ? err : ENOMEM);
+  }
+  dp_config_ref(cfg);
+  s->cfg = cfg;
+  if ((s->core = dp_endpoint_new(cfg, socket_send, s)) == NULL) {
+    socket_free(s);
+    return fail(ENOMEM);
+  }
+
+  int err = 0;
+  pthread_mutex_lock(&registry_lock);
+  if ((size_t)fd >= registry_cap) {
+    size_t cap = registry_cap ? registry_cap : 64;
+    while (cap <= (size_t)fd)
+      cap *= 2;
+    dp_socket **grown = realloc(registry, cap * sizeof *grown);
+    if (grown == NULL) {
+      err = ENOMEM;
+    } else {
+      memset(grown + registry_cap, 0, (cap - registry_cap) * sizeof *grown);
+      registry = grown;
+      registry_cap = cap;
+    }
+  }
+  if (err == 0 && registry[fd] != NULL)
+    err = EEXIST;
+  if (err == 0)
+    registry[fd] = s;
+  pthread_mutex_unlock(&registry_lock);
+  if (err != 0) {
+    dp_endpoint_free(s->core);
+    socket_free(s);
+    return fail(err);
+  }
+  return 0;
+}
+
+int dtlsplex_detach(int fd) {
+  dp_socket *s = NULL;
+  pthread_mutex_lock(&registry_lock);
+  if (fd >= 0 && (size_t)fd < registry_cap) {
+    s = registry[fd];
+    registry[fd] = NULL;
+  }
+  pthread_mutex_unlock(&registry_lock);
+  if (s == NULL)
+    return fail(EBADF);
+  pthread_mutex_lock(&s->lock);
+  s->detached = 1;
+  dp_endpoint_free(s->core); /* close_notify to every established peer */
+  s->core = NULL;
+  uint64_t one = 1;
+  if (write(s->wake_fd, &one, sizeof one) < 0) {
+    /* The counter cannot overflow with one write per detach. */
+  }
+  pthread_mutex_unlock(&s->lock);
+  release(s); /* the registry's reference */
+  return 0;
+}
+
+ssize_t dtlsrecvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *src, socklen_t *src_len) {
+  if ((buf == NULL && len > 0) || (src != NULL && src_len == NULL))
+    return fail(EINVAL);
+  if (flags & ~(MSG_DONTWAIT | MSG_PEEK | MSG_TRUNC))
+    return fail(EOPNOTSUPP);
+  int blocking = is_blocking(fd, flags);
+  int64_t rcvtimeo_ms = -1;
+  if (blocking) {
+    struct timeval tv;
+    socklen_t tv_len = sizeof tv;
+    if (getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &tv_len) == 0 && (tv.tv_sec != 0 || tv.tv_usec != 0))
+      rcvtimeo_ms = (int64_t)tv.tv_sec * 1000 + (tv.tv_usec + 999) / 1000;
+  }
+  dp_socket *s = acquire_locked(fd);
+  if (s == NULL)
+    return -1;
+  uint64_t give_up = rcvtimeo_ms >= 0 ? now_ms() + (uint64_t)rcvtimeo_ms : UINT64_MAX;
+  ssize_t result;
+  for (;;) {
+    dp_addr from;
+    dp_endpoint_handle_expiry(s->core, now_ms());
+    ssize_t n = dp_endpoint_recv(s->core, buf, len, flags & MSG_PEEK, &from);
+    if (n >= 0) {
+      if (src != NULL)
+        dp_addr_copy_out(&from, src, src_len);
+      result = (flags & MSG_TRUNC) || (size_t)n < len ? n : (ssize_t)len;
+      break;
+    }
+    int got = read_socket(s);
+    if (got > 0)
+      continue;
+    if (got < 0 || !blocking) {
+      result = got < 0 ? -1 : fail(EAGAIN);
+      break;
+    }
+    uint64_t now = now_ms();
+    if (now >= give_up) {
+      result = fail(EAGAIN);
+      break;
+    }
+    int limit = give_up == UINT64_MAX ? -1 : (int)(give_up - now < INT_MAX ? give_up - now : INT_MAX);
+    if (wait_socket(s, limit) < 0) {
+      result = -1;
+      break;
+    }
+  }
+  int err = errno;
+  finish(s);
+  errno = err;
+  return result;
+}
+
+/* Resolves dtlssendto's destination into the socket's family. */
+static int destination(int fd, int family, const struct sockaddr *dest, socklen_t dest_len, dp_addr *out) {
+  struct sockaddr_storage connected;
+  if (dest == NULL) {
+    socklen_t len = sizeof connected;
+    if (getpeername(fd, (struct sockaddr *)&connected, &len) < 0)
+      return -EDESTADDRREQ;
+    dest = (struct sockaddr *)&connected;
+    dest_len = len;
+  }
+  return dp_addr_from_sockaddr(out, dest, dest_len, family);
+}
+
+ssize_t dtlssendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *dest,
+                   socklen_t dest_len) {
+  if (buf == NULL && len > 0)
+    return fail(EINVAL);
+  if (flags & ~(MSG_DONTWAIT | MSG_NOSIGNAL | MSG_CONFIRM))
+    return fail(EOPNOTSUPP);
+  if (len > INT_MAX)
+    return fail(EMSGSIZE);
+  int blocking = is_blocking(fd, flags);
+  dp_socket *s = acquire_locked(fd);
+  if (s == NULL)
+    return -1;
+  dp_addr to;
+  ssize_t r = destination(fd, s->family, dest, dest_len, &to);
+  if (r == 0) {
+    dp_endpoint_handle_expiry(s->core, now_ms());
+    s->send_flags = blocking ? 0 : MSG_DONTWAIT;
+    r = dp_endpoint_write_pkt(s->core, &to, buf, len, !blocking, now_ms());
+    /* Blocking: wait for the handshake, bounded by the handshake timeout
+     * (the core fails the handshake then; the bound here is a backstop). */
+    uint64_t backstop = now_ms() + 2 * (uint64_t)s->cfg->handshake_ms;
+    while (r == -EINPROGRESS && now_ms() < backstop) {
+      if (wait_socket(s, -1) < 0) {
+        r = -errno;
+        break;
+      }
+      if (pump(s) < 0) {
+        r = -errno;
+        break;
+      }
+      int err;
+      if (dp_endpoint_peer_state(s->core, &to, &err) != DTLSPLEX_STATE_HANDSHAKING)
+        r = dp_endpoint_write_pkt(s->core, &to, buf, len, 0, now_ms());
+    }
+    if (r == -EINPROGRESS)
+      r = -ETIMEDOUT;
+    if (s->core != NULL)
+      s->send_flags = MSG_DONTWAIT;
+  }
+  int err = r < 0 ? (int)-r : 0;
+  finish(s);
+  if (err != 0)
+    return fail(err);
+  return r;
+}
+
+int dtlsplex_timeout(int fd) {
+  dp_socket *s = acquire_locked(fd);
+  if (s == NULL)
+    return -1;
+  int t = dp_endpoint_pending(s->core) > 0 ? 0 : core_timeout(s, now_ms(), -1);
+  finish(s);
+  return t;
+}
+
+int dtlsplex_process(int fd) {
+  dp_socket *s = acquire_locked(fd);
+  if (s == NULL)
+    return -1;
+  int n = pump(s);
+  int err = errno;
+  finish(s);
+  errno = err;
+  return n;
+}
+
+int dtlsplex_pending(int fd) {
+  dp_socket *s = acquire_locked(fd);
+  if (s == NULL)
+    return -1;
+  size_t n = dp_endpoint_pending(s->core);
+  finish(s);
+  return n > INT_MAX ? INT_MAX : (int)n;
+}
+
+/* Common path of the per-peer calls: validates, locks, resolves the address.
+ * Returns the locked socket, or NULL with errno. */
+static dp_socket *peer_call(int fd, const struct sockaddr *peer, socklen_t len, dp_addr *addr) {
+  dp_socket *s = acquire_locked(fd);
+  if (s == NULL)
+    return NULL;
+  int r = dp_addr_from_sockaddr(addr, peer, len, s->family);
+  if (r != 0) {
+    finish(s);
+    errno = -r;
+    return NULL;
+  }
+  return s;
+}
+
+/* Ends a per-peer call with the core's result (0 or -errno). */
+static int peer_call_end(dp_socket *s, int r) {
+  finish(s);
+  return r == 0 ? 0 : fail(-r);
+}
+
+int dtlsplex_close(int fd, const struct sockaddr *peer, socklen_t len) {
+  dp_addr addr;
+  dp_socket *s = peer_call(fd, peer, len, &addr);
+  return s == NULL ? -1 : peer_call_end(s, dp_endpoint_close(s->core, &addr));
+}
+
+int dtlsplex_set_peer_name(int fd, const struct sockaddr *peer, socklen_t len, const char *name) {
+  if (name == NULL || name[0] == '\0')
+    return fail(EINVAL);
+  dp_addr addr;
+  dp_socket *s = peer_call(fd, peer, len, &addr);
+  return s == NULL ? -1 : peer_call_end(s, dp_endpoint_set_peer_name(s->core, &addr, name));
+}
+
+int dtlsplex_peer_info(int fd, const struct sockaddr *peer, socklen_t len, struct dtlsplex_peer_info *out) {
+  if (out == NULL)
+    return fail(EINVAL);
+  dp_addr addr;
+  dp_socket *s = peer_call(fd, peer, len, &addr);
+  return s == NULL ? -1 : peer_call_end(s, dp_endpoint_peer_info(s->core, &addr, out));
+}
+
+int dtlsplex_stats(int fd, struct dtlsplex_stats *out) {
+  if (out == NULL)
+    return fail(EINVAL);
+  dp_socket *s = acquire_locked(fd);
+  if (s == NULL)
+    return -1;
+  dp_endpoint_stats(s->core, out);
+  finish(s);
+  return 0;
+}
