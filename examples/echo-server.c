@@ -44,6 +44,7 @@ int main(int argc, char **argv) {
   const char *name = NULL;
   dtlsplex_config *cfg = config_from_options(argc - 2, argv + 2, &name);
   dtlsplex_config_set_event_callback(cfg, on_event, NULL);
+  dtlsplex_config_set_role(cfg, DTLSPLEX_ROLE_SERVER); /* never handshakes towards a departed client */
 
   int fd = socket(AF_INET6, SOCK_DGRAM, 0); /* dual-stack: IPv4 and IPv6 clients */
   int off = 0;
@@ -66,7 +67,7 @@ int main(int argc, char **argv) {
     if (n < 0)
       die("dtlsrecvfrom");
     if (dtlssendto(fd, buf, (size_t)n, 0, (struct sockaddr *)&peer, peer_len) < 0)
-      perror("dtlssendto");
+      perror("dtlssendto"); /* e.g. ENOTCONN: the client closed before its echo */
   }
   dtlsplex_detach(fd);
   return 0;

@@ -140,7 +140,8 @@ DTLSPLEX_API int dtlsplex_config_set_verify(dtlsplex_config *cfg, int mode);
 /* Adds (or replaces, for the same identity) a pre-shared key.  A client
  * presents the first identity added; a server accepts any identity added.
  * Enables the PSK cipher suites unless dtlsplex_config_set_ciphers() was used.
- * EINVAL: NULL, empty or over-long identity (> 128 bytes), key_len 0 or > 64; EBUSY; ENOMEM. */
+ * EINVAL: NULL, empty or over-long identity (> 128 bytes), key_len 0 or > 64; EBUSY; ENOMEM;
+ * EPROTO: OpenSSL refused the PSK cipher list. */
 DTLSPLEX_API int dtlsplex_config_set_psk(dtlsplex_config *cfg, const char *identity,
                                          const unsigned char *key, size_t key_len);
 /* EINVAL: NULL or unknown role; EBUSY. */
@@ -178,8 +179,10 @@ DTLSPLEX_API struct ssl_ctx_st *dtlsplex_config_get_ssl_ctx(dtlsplex_config *cfg
 /*
  * Binding a socket.  fd must be an AF_INET or AF_INET6 SOCK_DGRAM socket.
  * attach: EBADF: not an open descriptor; ENOTSOCK; EPROTOTYPE: not a datagram
- * socket; EAFNOSUPPORT: neither AF_INET nor AF_INET6; EINVAL: cfg NULL or a
- * server role without certificate or PSK; EEXIST: already attached; ENOMEM.
+ * socket; EAFNOSUPPORT: neither AF_INET nor AF_INET6; EINVAL: cfg NULL, or
+ * role DTLSPLEX_ROLE_SERVER without certificate or PSK (with ROLE_BOTH and
+ * neither, the socket only acts as a client); EEXIST: already attached;
+ * ENOMEM; EMFILE/ENFILE: no descriptor for the wake-up eventfd.
  * detach: sends close_notify to every established peer and frees all state;
  * the descriptor stays open.  EBADF: not attached.
  */
@@ -193,8 +196,10 @@ DTLSPLEX_API int dtlsplex_detach(int fd);
  * EAFNOSUPPORT: address family does not suit the socket; EDESTADDRREQ: no
  * destination; EMSGSIZE: len above the session's data MTU; EAGAIN: would
  * block (non-blocking), handshake queue full, or handshake limit reached;
- * EOPNOTSUPP: flags other than MSG_DONTWAIT/MSG_NOSIGNAL/MSG_CONFIRM, or an
- * unknown peer on a server-only socket; ETIMEDOUT, ECONNREFUSED, EPROTO,
+ * EOPNOTSUPP: flags other than MSG_DONTWAIT/MSG_NOSIGNAL/MSG_CONFIRM;
+ * ENOTCONN: no session with dest and the role is DTLSPLEX_ROLE_SERVER (which
+ * never starts handshakes, so a reply to a peer that has gone fails at once);
+ * ETIMEDOUT, ECONNREFUSED, EPROTO,
  * EACCES: the handshake with dest failed (blocking sockets; on non-blocking
  * sockets the next call to that peer reports it); plus the errors of sendto(2).
  */
@@ -232,8 +237,9 @@ DTLSPLEX_API int dtlsplex_pending(int fd);
  * such peer.
  * close: close_notify (if established) and forget the peer.
  * set_peer_name: the host name the server's certificate must carry (also sent
- *   as SNI); applies to the next handshake this side starts.  EISCONN: a
- *   session with that peer exists; EINVAL also for a NULL/empty name.
+ *   as SNI); applies to the next handshake this side starts.  Never ENOENT.
+ *   EISCONN: a session with that peer exists; EINVAL also for a NULL/empty
+ *   name; ENOMEM; EAGAIN: 2 x max_peers addresses already known.
  * peer_info: fills out.  EINVAL also for out NULL.
  * stats: fills out.  EBADF, EINVAL.
  */

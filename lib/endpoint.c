@@ -372,7 +372,7 @@ void dp_endpoint_read_pkt(dp_endpoint *ep, const dp_addr *from, const uint8_t *d
 /* Starts a client handshake towards addr, reusing a name-only entry. */
 static ssize_t connect_peer(dp_endpoint *ep, dp_peer *p, const dp_addr *to, uint64_t now) {
   if (!(ep->cfg->role & DTLSPLEX_ROLE_CLIENT))
-    return -EOPNOTSUPP;
+    return -ENOTCONN;
   if (ep->sessions >= ep->cfg->max_peers || ep->handshakes >= ep->cfg->max_handshakes)
     return -EAGAIN;
   int fresh = p == NULL;

@@ -40,7 +40,7 @@ void dp_endpoint_read_pkt(dp_endpoint *ep, const dp_addr *from, const uint8_t *d
 /* Application data to a peer.  Returns len when sent (or queued, if
  * queue_if_handshaking and a handshake is under way or was started), or:
  * -EINPROGRESS: a handshake is under way (was started) and nothing was queued;
- * -EMSGSIZE, -EAGAIN (queue full or limits), -EOPNOTSUPP (server-only role),
+ * -EMSGSIZE, -EAGAIN (queue full or limits), -ENOTCONN (no session, server-only role),
  * -ENOMEM, -ETIMEDOUT/-ECONNREFUSED/-EPROTO/-EACCES (the handshake with that
  * peer failed; reported once), or a send error. */
 ssize_t dp_endpoint_write_pkt(dp_endpoint *ep, const dp_addr *to, const void *buf, size_t len,

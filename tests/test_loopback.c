@@ -1,0 +1,577 @@
+/* Integration over real loopback sockets: one server socket, many clients,
+ * blocking and non-blocking, IPv4, IPv6 and dual-stack, certificates and PSK,
+ * and the error paths users see. */
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "certs.h"
+#include "dtlsplex.h"
+
+static test_pki pki;
+static const unsigned char psk_key[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+
+static atomic_int events[6];
+
+static void count_event(int fd, int event, const struct sockaddr *peer, socklen_t len, int error, void *arg) {
+  (void)peer, (void)len, (void)error, (void)arg;
+  struct dtlsplex_stats st;
+  /* Runs without the socket's lock: calling back into the library is fine. */
+  ck_assert_int_eq(dtlsplex_stats(fd, &st), 0);
+  if (event > 0 && event < 6)
+    atomic_fetch_add(&events[event], 1);
+}
+
+static long now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/* A UDP socket bound to the loopback address of family, on an ephemeral port. */
+static int bound_socket(int family, struct sockaddr_storage *addr, socklen_t *len) {
+  int fd = socket(family, SOCK_DGRAM, 0);
+  ck_assert_int_ge(fd, 0);
+  memset(addr, 0, sizeof *addr);
+  if (family == AF_INET) {
+    struct sockaddr_in *in = (struct sockaddr_in *)addr;
+    in->sin_family = AF_INET;
+    in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    *len = sizeof *in;
+  } else {
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)addr;
+    in6->sin6_family = AF_INET6;
+    in6->sin6_addr = in6addr_loopback;
+    *len = sizeof *in6;
+  }
+  ck_assert_int_eq(bind(fd, (struct sockaddr *)addr, *len), 0);
+  ck_assert_int_eq(getsockname(fd, (struct sockaddr *)addr, len), 0);
+  return fd;
+}
+
+static void set_rcvtimeo(int fd, int ms) {
+  struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+  ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+}
+
+static dtlsplex_config *server_config(int use_psk) {
+  dtlsplex_config *cfg = dtlsplex_config_new();
+  ck_assert_ptr_nonnull(cfg);
+  if (use_psk)
+    ck_assert_int_eq(dtlsplex_config_set_psk(cfg, "sensor-7", psk_key, sizeof psk_key), 0);
+  else
+    ck_assert_int_eq(dtlsplex_config_set_certificate(cfg, pki.server_cert, pki.server_key), 0);
+  ck_assert_int_eq(dtlsplex_config_set_event_callback(cfg, count_event, NULL), 0);
+  ck_assert_int_eq(dtlsplex_config_set_role(cfg, DTLSPLEX_ROLE_SERVER), 0);
+  return cfg;
+}
+
+static dtlsplex_config *client_config(int use_psk, const char *ca) {
+  dtlsplex_config *cfg = dtlsplex_config_new();
+  ck_assert_ptr_nonnull(cfg);
+  if (use_psk)
+    ck_assert_int_eq(dtlsplex_config_set_psk(cfg, "sensor-7", psk_key, sizeof psk_key), 0);
+  else
+    ck_assert_int_eq(dtlsplex_config_set_ca(cfg, ca, NULL), 0);
+  return cfg;
+}
+
+/* The echo server: a plain blocking loop on one attached socket. */
+typedef struct echo_server {
+  int fd;
+  struct sockaddr_storage addr;
+  socklen_t addr_len;
+  atomic_int stop;
+  pthread_t thread;
+} echo_server;
+
+static void *echo_loop(void *arg) {
+  echo_server *srv = arg;
+  char buf[4096];
+  while (!atomic_load(&srv->stop)) {
+    struct sockaddr_storage peer;
+    socklen_t peer_len = sizeof peer;
+    ssize_t n = dtlsrecvfrom(srv->fd, buf, sizeof buf, 0, (struct sockaddr *)&peer, &peer_len);
+    if (n < 0) {
+      ck_assert_int_eq(errno, EAGAIN); /* SO_RCVTIMEO, so that stop is seen */
+      continue;
+    }
+    /* A client may close before its echo: a server-only socket then refuses
+     * at once rather than starting a handshake towards it. */
+    if (dtlssendto(srv->fd, buf, (size_t)n, 0, (struct sockaddr *)&peer, peer_len) != n)
+      ck_assert_int_eq(errno, ENOTCONN);
+  }
+  return NULL;
+}
+
+static void echo_start(echo_server *srv, int family, dtlsplex_config *cfg) {
+  srv->fd = bound_socket(family, &srv->addr, &srv->addr_len);
+  set_rcvtimeo(srv->fd, 50);
+  ck_assert_int_eq(dtlsplex_attach(srv->fd, cfg), 0);
+  atomic_store(&srv->stop, 0);
+  ck_assert_int_eq(pthread_create(&srv->thread, NULL, echo_loop, srv), 0);
+}
+
+static struct dtlsplex_stats echo_stop(echo_server *srv) {
+  atomic_store(&srv->stop, 1);
+  pthread_join(srv->thread, NULL);
+  struct dtlsplex_stats st;
+  ck_assert_int_eq(dtlsplex_stats(srv->fd, &st), 0);
+  ck_assert_int_eq(dtlsplex_detach(srv->fd), 0);
+  close(srv->fd);
+  return st;
+}
+
+static void setup(void) {
+  ck_assert_int_eq(test_pki_make(&pki), 0);
+  for (int i = 0; i < 6; i++)
+    atomic_store(&events[i], 0);
+}
+
+static void teardown(void) { test_pki_remove(&pki); }
+
+/* One client: attach, exchange count messages, check each echo is its own. */
+typedef struct client_job {
+  int id, count, family, ok;
+  dtlsplex_config *cfg;
+  const echo_server *srv;
+} client_job;
+
+static void *client_run(void *arg) {
+  client_job *job = arg;
+  struct sockaddr_storage self;
+  socklen_t self_len;
+  int fd = bound_socket(job->family, &self, &self_len);
+  set_rcvtimeo(fd, 5000);
+  ck_assert_int_eq(dtlsplex_attach(fd, job->cfg), 0);
+  const struct sockaddr *dest = (const struct sockaddr *)&job->srv->addr;
+  ck_assert_int_eq(dtlsplex_set_peer_name(fd, dest, job->srv->addr_len, "localhost"), 0);
+  for (int i = 0; i < job->count; i++) {
+    char msg[64], echo[64];
+    int len = snprintf(msg, sizeof msg, "client %d message %d", job->id, i);
+    ck_assert_int_eq(dtlssendto(fd, msg, (size_t)len, 0, dest, job->srv->addr_len), len);
+    struct sockaddr_storage from;
+    socklen_t from_len = sizeof from;
+    ssize_t n = dtlsrecvfrom(fd, echo, sizeof echo, 0, (struct sockaddr *)&from, &from_len);
+    ck_assert_int_eq(n, len);
+    ck_assert_mem_eq(echo, msg, (size_t)len);
+    ck_assert_uint_eq(from_len, job->srv->addr_len);
+    ck_assert_mem_eq(&from, dest, from_len);
+    job->ok++;
+  }
+  ck_assert_int_eq(dtlsplex_close(fd, dest, job->srv->addr_len), 0);
+  ck_assert_int_eq(dtlsplex_detach(fd), 0);
+  close(fd);
+  return NULL;
+}
+
+static void run_clients(const echo_server *srv, dtlsplex_config *cfg, int family, int n, int count) {
+  client_job jobs[32];
+  pthread_t threads[32];
+  ck_assert_int_le(n, 32);
+  for (int i = 0; i < n; i++) {
+    jobs[i] = (client_job){.id = i, .count = count, .family = family, .cfg = cfg, .srv = srv};
+    ck_assert_int_eq(pthread_create(&threads[i], NULL, client_run, &jobs[i]), 0);
+  }
+  for (int i = 0; i < n; i++) {
+    pthread_join(threads[i], NULL);
+    ck_assert_int_eq(jobs[i].ok, count);
+  }
+}
+
+START_TEST(many_clients_one_server_socket) {
+  dtlsplex_config *scfg = server_config(0), *ccfg = client_config(0, pki.ca);
+  echo_server srv;
+  echo_start(&srv, AF_INET, scfg);
+  run_clients(&srv, ccfg, AF_INET, 32, 100);
+  struct dtlsplex_stats st = echo_stop(&srv);
+  ck_assert_uint_eq(st.handshakes_ok, 32);
+  ck_assert_uint_eq(st.app_datagrams_in, 32 * 100);
+  ck_assert_uint_eq(st.app_datagrams_out, 32 * 100);
+  ck_assert_uint_eq(st.cookies_sent, 32);
+  ck_assert_int_eq(atomic_load(&events[DTLSPLEX_EVENT_CONNECTED]), 32);
+  ck_assert_int_eq(atomic_load(&events[DTLSPLEX_EVENT_CLOSED]), 32);
+  dtlsplex_config_free(scfg);
+  dtlsplex_config_free(ccfg);
+}
+END_TEST
+
+START_TEST(ipv6_psk_clients) {
+  dtlsplex_config *scfg = server_config(1), *ccfg = client_config(1, NULL);
+  echo_server srv;
+  echo_start(&srv, AF_INET6, scfg);
+  run_clients(&srv, ccfg, AF_INET6, 4, 20);
+  struct dtlsplex_stats st = echo_stop(&srv);
+  ck_assert_uint_eq(st.handshakes_ok, 4);
+  dtlsplex_config_free(scfg);
+  dtlsplex_config_free(ccfg);
+}
+END_TEST
+
+/* A non-blocking client driven by poll, as an event loop would. */
+START_TEST(non_blocking_client_event_loop) {
+  dtlsplex_config *scfg = server_config(1), *ccfg = client_config(1, NULL);
+  echo_server srv;
+  echo_start(&srv, AF_INET6, scfg);
+  struct sockaddr_storage self;
+  socklen_t self_len;
+  int fd = bound_socket(AF_INET6, &self, &self_len);
+  ck_assert_int_eq(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
+  ck_assert_int_eq(dtlsplex_attach(fd, ccfg), 0);
+  const struct sockaddr *dest = (struct sockaddr *)&srv.addr;
+  /* Queued behind the handshake; returns at once. */
+  ck_assert_int_eq(dtlssendto(fd, "first", 5, 0, dest, srv.addr_len), 5);
+  ck_assert_int_eq(dtlssendto(fd, "second", 6, 0, dest, srv.addr_len), 6);
+  struct dtlsplex_peer_info info;
+  ck_assert_int_eq(dtlsplex_peer_info(fd, dest, srv.addr_len, &info), 0);
+  ck_assert_int_eq(info.state, DTLSPLEX_STATE_HANDSHAKING);
+  ck_assert_int_ge(dtlsplex_timeout(fd), 0); /* a retransmission timer runs */
+
+  const char *expect[] = {"first", "second"};
+  int got = 0;
+  long give_up = now_ms() + 5000;
+  while (got < 2 && now_ms() < give_up) {
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    int timeout = dtlsplex_pending(fd) > 0 ? 0 : dtlsplex_timeout(fd);
+    poll(&pfd, 1, timeout < 0 || timeout > 100 ? 100 : timeout);
+    ck_assert_int_ge(dtlsplex_process(fd), 0);
+    char buf[64];
+    ssize_t n;
+    while ((n = dtlsrecvfrom(fd, buf, sizeof buf, 0, NULL, NULL)) >= 0) {
+      ck_assert_int_eq(n, (ssize_t)strlen(expect[got]));
+      ck_assert_mem_eq(buf, expect[got], (size_t)n);
+      got++;
+    }
+    ck_assert_int_eq(errno, EAGAIN);
+  }
+  ck_assert_int_eq(got, 2);
+  ck_assert_int_eq(dtlsplex_peer_info(fd, dest, srv.addr_len, &info), 0);
+  ck_assert_int_eq(info.state, DTLSPLEX_STATE_ESTABLISHED);
+  ck_assert_str_eq(info.identity, "sensor-7");
+  /* No retransmission timer after the handshake: only the idle expiry (300 s). */
+  ck_assert_int_gt(dtlsplex_timeout(fd), 290000);
+  ck_assert_int_eq(dtlsplex_detach(fd), 0);
+  close(fd);
+  echo_stop(&srv);
+  dtlsplex_config_free(scfg);
+  dtlsplex_config_free(ccfg);
+}
+END_TEST
+
+/* A dual-stack server: an IPv4 client is one peer whether it is addressed as
+ * 127.0.0.1 or ::ffff:127.0.0.1. */
+START_TEST(dual_stack_one_peer_per_address) {
+  dtlsplex_config *scfg = server_config(1), *ccfg = client_config(1, NULL);
+  int sfd = socket(AF_INET6, SOCK_DGRAM, 0);
+  int off = 0;
+  ck_assert_int_eq(setsockopt(sfd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off), 0);
+  struct sockaddr_in6 any = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT};
+  socklen_t any_len = sizeof any;
+  ck_assert_int_eq(bind(sfd, (struct sockaddr *)&any, sizeof any), 0);
+  ck_assert_int_eq(getsockname(sfd, (struct sockaddr *)&any, &any_len), 0);
+  set_rcvtimeo(sfd, 3000);
+  ck_assert_int_eq(dtlsplex_attach(sfd, scfg), 0);
+
+  struct sockaddr_storage self;
+  socklen_t self_len;
+  int cfd = bound_socket(AF_INET, &self, &self_len);
+  set_rcvtimeo(cfd, 3000);
+  ck_assert_int_eq(fcntl(cfd, F_SETFL, O_NONBLOCK), 0);
+  ck_assert_int_eq(dtlsplex_attach(cfd, ccfg), 0);
+  struct sockaddr_in server4 = {.sin_family = AF_INET, .sin_port = any.sin6_port,
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  ck_assert_int_eq(dtlssendto(cfd, "v4", 2, 0, (struct sockaddr *)&server4, sizeof server4), 2);
+
+  /* The server's blocking receive drives the handshake; the client's side
+   * runs in a thread-free way by processing between waits. */
+  struct sockaddr_storage from;
+  socklen_t from_len = sizeof from;
+  char buf[16];
+  ssize_t n = -1;
+  for (long give_up = now_ms() + 5000; n < 0 && now_ms() < give_up;) {
+    dtlsplex_process(cfd);
+    n = dtlsrecvfrom(sfd, buf, sizeof buf, MSG_DONTWAIT, (struct sockaddr *)&from, &from_len);
+    if (n < 0)
+      usleep(1000);
+  }
+  ck_assert_int_eq(n, 2);
+  ck_assert_int_eq(from.ss_family, AF_INET6); /* as recvfrom reports it: IPv4-mapped */
+  ck_assert(IN6_IS_ADDR_V4MAPPED(&((struct sockaddr_in6 *)&from)->sin6_addr));
+
+  /* Reply to the plain IPv4 form of the same address: the same peer. */
+  struct sockaddr_in client4 = {.sin_family = AF_INET, .sin_port = ((struct sockaddr_in6 *)&from)->sin6_port,
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  ck_assert_int_eq(dtlssendto(sfd, "back", 4, 0, (struct sockaddr *)&client4, sizeof client4), 4);
+  struct dtlsplex_stats st;
+  ck_assert_int_eq(dtlsplex_stats(sfd, &st), 0);
+  ck_assert_uint_eq(st.peers, 1);
+  ck_assert_uint_eq(st.handshakes_ok, 1);
+  ck_assert_int_eq(fcntl(cfd, F_SETFL, 0), 0); /* blocking again: SO_RCVTIMEO bounds it */
+  ck_assert_int_eq(dtlsrecvfrom(cfd, buf, sizeof buf, 0, NULL, NULL), 4);
+  ck_assert_mem_eq(buf, "back", 4);
+  ck_assert_int_eq(dtlsplex_detach(cfd), 0);
+  ck_assert_int_eq(dtlsplex_detach(sfd), 0);
+  close(cfd);
+  close(sfd);
+  dtlsplex_config_free(scfg);
+  dtlsplex_config_free(ccfg);
+}
+END_TEST
+
+/* dtlssendto from a fresh client to srv; returns its result and errno. */
+static ssize_t first_send(const echo_server *srv, dtlsplex_config *cfg, const char *name, int *err) {
+  struct sockaddr_storage self;
+  socklen_t self_len;
+  int fd = bound_socket(srv->addr.ss_family, &self, &self_len);
+  ck_assert_int_eq(dtlsplex_attach(fd, cfg), 0);
+  if (name != NULL)
+    ck_assert_int_eq(dtlsplex_set_peer_name(fd, (struct sockaddr *)&srv->addr, srv->addr_len, name), 0);
+  ssize_t r = dtlssendto(fd, "secret", 6, 0, (struct sockaddr *)&srv->addr, srv->addr_len);
+  *err = errno;
+  ck_assert_int_eq(dtlsplex_detach(fd), 0);
+  close(fd);
+  return r;
+}
+
+START_TEST(untrusted_server_certificate_rejected) {
+  dtlsplex_config *scfg = server_config(0);
+  echo_server srv;
+  echo_start(&srv, AF_INET, scfg);
+  int err;
+  dtlsplex_config *wrong_ca = client_config(0, pki.other_ca);
+  ck_assert_int_eq(first_send(&srv, wrong_ca, NULL, &err), -1);
+  ck_assert_int_eq(err, EACCES);
+  dtlsplex_config *right_ca = client_config(0, pki.ca);
+  ck_assert_int_eq(first_send(&srv, right_ca, "not-localhost.example", &err), -1);
+  ck_assert_int_eq(err, EACCES);
+  ck_assert_int_eq(first_send(&srv, right_ca, "localhost", &err), 6);
+  struct dtlsplex_stats st = echo_stop(&srv);
+  ck_assert_uint_eq(st.handshakes_ok, 1);
+  ck_assert_uint_eq(st.app_datagrams_in, 1); /* nothing reached the server unverified */
+  dtlsplex_config_free(scfg);
+  dtlsplex_config_free(wrong_ca);
+  dtlsplex_config_free(right_ca);
+}
+END_TEST
+
+/* A connected client socket for the single-peer tests below. */
+typedef struct pair {
+  echo_server srv;
+  int fd;
+  dtlsplex_config *scfg, *ccfg;
+} pair;
+
+static void pair_open(pair *p, dtlsplex_config *scfg) {
+  p->scfg = scfg;
+  p->ccfg = client_config(1, NULL);
+  echo_start(&p->srv, AF_INET, scfg);
+  struct sockaddr_storage self;
+  socklen_t self_len;
+  p->fd = bound_socket(AF_INET, &self, &self_len);
+  set_rcvtimeo(p->fd, 3000);
+  ck_assert_int_eq(dtlsplex_attach(p->fd, p->ccfg), 0);
+  ck_assert_int_eq(connect(p->fd, (struct sockaddr *)&p->srv.addr, p->srv.addr_len), 0);
+}
+
+static struct dtlsplex_stats pair_close(pair *p) {
+  ck_assert_int_eq(dtlsplex_detach(p->fd), 0);
+  close(p->fd);
+  struct dtlsplex_stats st = echo_stop(&p->srv);
+  dtlsplex_config_free(p->scfg);
+  dtlsplex_config_free(p->ccfg);
+  return st;
+}
+
+START_TEST(emsgsize_one_byte_above_data_mtu) {
+  pair p;
+  pair_open(&p, server_config(1));
+  static char big[4096];
+  ck_assert_int_eq(dtlssendto(p.fd, "x", 1, 0, NULL, 0), 1); /* connected socket: dest NULL */
+  ck_assert_int_eq(dtlsrecvfrom(p.fd, big, sizeof big, 0, NULL, NULL), 1);
+  struct dtlsplex_peer_info info;
+  ck_assert_int_eq(dtlsplex_peer_info(p.fd, (struct sockaddr *)&p.srv.addr, p.srv.addr_len, &info), 0);
+  ck_assert_uint_gt(info.data_mtu, 1100);
+  ck_assert_uint_lt(info.data_mtu, 1200);
+  memset(big, 'm', sizeof big);
+  ck_assert_int_eq(dtlssendto(p.fd, big, info.data_mtu, 0, NULL, 0), (ssize_t)info.data_mtu);
+  ck_assert_int_eq(dtlsrecvfrom(p.fd, big, sizeof big, 0, NULL, NULL), (ssize_t)info.data_mtu);
+  errno = 0;
+  ck_assert_int_eq(dtlssendto(p.fd, big, info.data_mtu + 1, 0, NULL, 0), -1);
+  ck_assert_int_eq(errno, EMSGSIZE);
+  pair_close(&p);
+}
+END_TEST
+
+START_TEST(peek_trunc_and_truncation) {
+  pair p;
+  pair_open(&p, server_config(1));
+  char msg[100], buf[100];
+  memset(msg, 'a', sizeof msg);
+  msg[0] = 'A';
+  ck_assert_int_eq(dtlssendto(p.fd, msg, sizeof msg, 0, NULL, 0), 100);
+  ck_assert_int_eq(dtlsrecvfrom(p.fd, buf, 10, MSG_PEEK, NULL, NULL), 10);
+  ck_assert_int_eq(dtlsrecvfrom(p.fd, buf, 10, MSG_PEEK | MSG_TRUNC, NULL, NULL), 100);
+  ck_assert_int_eq(dtlsplex_pending(p.fd), 1);
+  ck_assert_int_eq(dtlsrecvfrom(p.fd, buf, 10, 0, NULL, NULL), 10); /* the rest is discarded */
+  ck_assert_int_eq(buf[0], 'A');
+  ck_assert_int_eq(dtlsplex_pending(p.fd), 0);
+  ck_assert_int_eq(dtlsrecvfrom(p.fd, buf, sizeof buf, MSG_DONTWAIT, NULL, NULL), -1);
+  ck_assert_int_eq(errno, EAGAIN);
+  struct sockaddr_in src;
+  socklen_t src_len = 4; /* too short: truncated, real length reported */
+  ck_assert_int_eq(dtlssendto(p.fd, msg, 5, 0, NULL, 0), 5);
+  ck_assert_int_eq(dtlsrecvfrom(p.fd, buf, sizeof buf, 0, (struct sockaddr *)&src, &src_len), 5);
+  ck_assert_uint_eq(src_len, sizeof(struct sockaddr_in));
+  pair_close(&p);
+}
+END_TEST
+
+START_TEST(idle_peers_expire) {
+  dtlsplex_config *scfg = server_config(1);
+  ck_assert_int_eq(dtlsplex_config_set_timeouts(scfg, 2000, 300), 0);
+  pair p;
+  pair_open(&p, scfg);
+  char buf[8];
+  ck_assert_int_eq(dtlssendto(p.fd, "x", 1, 0, NULL, 0), 1);
+  ck_assert_int_eq(dtlsrecvfrom(p.fd, buf, sizeof buf, 0, NULL, NULL), 1);
+  struct dtlsplex_stats st;
+  for (long give_up = now_ms() + 3000; now_ms() < give_up; usleep(20000)) {
+    ck_assert_int_eq(dtlsplex_stats(p.srv.fd, &st), 0);
+    if (st.expired == 1)
+      break;
+  }
+  ck_assert_uint_eq(st.expired, 1);
+  ck_assert_uint_eq(st.peers, 0);
+  ck_assert_int_eq(atomic_load(&events[DTLSPLEX_EVENT_EXPIRED]), 1);
+  pair_close(&p);
+}
+END_TEST
+
+START_TEST(close_then_reconnect) {
+  pair p;
+  pair_open(&p, server_config(1));
+  char buf[8];
+  ck_assert_int_eq(dtlssendto(p.fd, "1", 1, 0, NULL, 0), 1);
+  ck_assert_int_eq(dtlsrecvfrom(p.fd, buf, sizeof buf, 0, NULL, NULL), 1);
+  ck_assert_int_eq(dtlsplex_close(p.fd, (struct sockaddr *)&p.srv.addr, p.srv.addr_len), 0);
+  for (long give_up = now_ms() + 2000; atomic_load(&events[DTLSPLEX_EVENT_CLOSED]) == 0 && now_ms() < give_up;)
+    usleep(5000);
+  ck_assert_int_eq(atomic_load(&events[DTLSPLEX_EVENT_CLOSED]), 1);
+  ck_assert_int_eq(dtlssendto(p.fd, "2", 1, 0, NULL, 0), 1); /* a new handshake */
+  ck_assert_int_eq(dtlsrecvfrom(p.fd, buf, sizeof buf, 0, NULL, NULL), 1);
+  ck_assert_int_eq(buf[0], '2');
+  struct dtlsplex_stats st = pair_close(&p);
+  ck_assert_uint_eq(st.handshakes_ok, 2);
+}
+END_TEST
+
+/* A ClientHello without a cookie, from a socket that is not a DTLS client
+ * (as a spoofer would send it), gets a small HelloVerifyRequest and no state. */
+START_TEST(spoofed_client_hello_creates_no_peer) {
+  dtlsplex_config *scfg = server_config(1), *ccfg = client_config(1, NULL);
+  echo_server srv;
+  echo_start(&srv, AF_INET, scfg);
+  /* Capture a real ClientHello on a plain socket. */
+  struct sockaddr_storage trap_addr, self;
+  socklen_t trap_len, self_len;
+  int trap = bound_socket(AF_INET, &trap_addr, &trap_len);
+  int cfd = bound_socket(AF_INET, &self, &self_len);
+  ck_assert_int_eq(fcntl(cfd, F_SETFL, O_NONBLOCK), 0);
+  ck_assert_int_eq(dtlsplex_attach(cfd, ccfg), 0);
+  ck_assert_int_eq(dtlssendto(cfd, "x", 1, 0, (struct sockaddr *)&trap_addr, trap_len), 1);
+  uint8_t hello[2048];
+  set_rcvtimeo(trap, 2000);
+  ssize_t hello_len = recv(trap, hello, sizeof hello, 0);
+  ck_assert_int_gt(hello_len, 60);
+  /* Replay it at the server from the plain socket, many times. */
+  for (int i = 0; i < 20; i++)
+    ck_assert_int_eq(sendto(trap, hello, (size_t)hello_len, 0, (struct sockaddr *)&srv.addr, srv.addr_len),
+                     hello_len);
+  uint8_t reply[2048];
+  ssize_t reply_len = recv(trap, reply, sizeof reply, 0);
+  ck_assert_int_gt(reply_len, 0);
+  ck_assert_int_le(reply_len, hello_len); /* no amplification */
+  ck_assert_int_eq(reply[0], 22);         /* handshake record */
+  ck_assert_int_eq(reply[13], 3);         /* HelloVerifyRequest */
+  struct dtlsplex_stats st;
+  for (long give_up = now_ms() + 2000; now_ms() < give_up; usleep(5000)) {
+    ck_assert_int_eq(dtlsplex_stats(srv.fd, &st), 0);
+    if (st.cookies_sent == 20)
+      break;
+  }
+  ck_assert_uint_eq(st.cookies_sent, 20);
+  ck_assert_uint_eq(st.peers, 0);
+  ck_assert_uint_eq(st.handshakes_active, 0);
+  ck_assert_int_eq(dtlsplex_detach(cfd), 0);
+  close(cfd);
+  close(trap);
+  echo_stop(&srv);
+  dtlsplex_config_free(scfg);
+  dtlsplex_config_free(ccfg);
+}
+END_TEST
+
+static void *blocked_receiver(void *arg) {
+  int fd = *(int *)arg;
+  char buf[8];
+  ssize_t n = dtlsrecvfrom(fd, buf, sizeof buf, 0, NULL, NULL);
+  *(int *)arg = n < 0 ? errno : 0;
+  return NULL;
+}
+
+START_TEST(detach_wakes_blocked_receiver) {
+  dtlsplex_config *ccfg = client_config(1, NULL);
+  struct sockaddr_storage self;
+  socklen_t self_len;
+  int fd = bound_socket(AF_INET, &self, &self_len);
+  ck_assert_int_eq(dtlsplex_attach(fd, ccfg), 0);
+  int arg = fd;
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, blocked_receiver, &arg), 0);
+  usleep(100000);
+  long t0 = now_ms();
+  ck_assert_int_eq(dtlsplex_detach(fd), 0);
+  pthread_join(t, NULL);
+  ck_assert_int_eq(arg, EBADF);
+  ck_assert_int_lt(now_ms() - t0, 2000);
+  ck_assert_int_ge(fcntl(fd, F_GETFD), 0); /* still open */
+  close(fd);
+  dtlsplex_config_free(ccfg);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("loopback");
+  TCase *tc = tcase_create("loopback");
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, many_clients_one_server_socket);
+  tcase_add_test(tc, ipv6_psk_clients);
+  tcase_add_test(tc, non_blocking_client_event_loop);
+  tcase_add_test(tc, dual_stack_one_peer_per_address);
+  tcase_add_test(tc, untrusted_server_certificate_rejected);
+  tcase_add_test(tc, emsgsize_one_byte_above_data_mtu);
+  tcase_add_test(tc, peek_trunc_and_truncation);
+  tcase_add_test(tc, idle_peers_expire);
+  tcase_add_test(tc, close_then_reconnect);
+  tcase_add_test(tc, spoofed_client_hello_creates_no_peer);
+  tcase_add_test(tc, detach_wakes_blocked_receiver);
+  suite_add_tcase(s, tc);
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
