@@ -5,11 +5,13 @@
  * It is the plain UDP echo loop with three changes: attach the socket, and
  * dtlsrecvfrom/dtlssendto in place of recvfrom/sendto. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #include <dtlsplex.h>
 
@@ -53,10 +55,16 @@ int main(int argc, char **argv) {
                               .sin6_addr = IN6ADDR_ANY_INIT};
   if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0)
     die("bind");
+  if (exit_after >= 0) { /* wake up now and then to notice the last close */
+    struct timeval tick = {.tv_usec = 200000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tick, sizeof tick);
+  }
   if (dtlsplex_attach(fd, cfg) < 0)
     die("dtlsplex_attach");
   dtlsplex_config_free(cfg);
-  printf("echo-server: listening on port %s, one socket (fd %d)\n", argv[1], fd);
+  socklen_t addr_len = sizeof addr;
+  getsockname(fd, (struct sockaddr *)&addr, &addr_len); /* port 0: the kernel chose */
+  printf("echo-server: listening on port %u, one socket (fd %d)\n", ntohs(addr.sin6_port), fd);
   fflush(stdout);
 
   char buf[4096];
@@ -64,6 +72,8 @@ int main(int argc, char **argv) {
     struct sockaddr_storage peer;
     socklen_t peer_len = sizeof peer;
     ssize_t n = dtlsrecvfrom(fd, buf, sizeof buf, 0, (struct sockaddr *)&peer, &peer_len);
+    if (n < 0 && errno == EAGAIN)
+      continue;
     if (n < 0)
       die("dtlsrecvfrom");
     if (dtlssendto(fd, buf, (size_t)n, 0, (struct sockaddr *)&peer, peer_len) < 0)

@@ -104,7 +104,11 @@ void dp_config_ref(dtlsplex_config *cfg) { atomic_fetch_add(&cfg->refs, 1); }
 
 int dp_config_can_serve(const dtlsplex_config *cfg) {
   /* Asks the context, so that a certificate set through the escape hatch counts. */
-  return cfg->psks != NULL || SSL_CTX_get0_certificate(cfg->ctx) != NULL;
+  if (cfg->psks != NULL)
+    return 1;
+  int usable = SSL_CTX_get0_certificate(cfg->ctx) != NULL && SSL_CTX_check_private_key(cfg->ctx) == 1;
+  ERR_clear_error();
+  return usable;
 }
 
 void dtlsplex_config_free(dtlsplex_config *cfg) {

@@ -15,8 +15,7 @@ static int dgram_write(BIO *b, const char *data, int len) {
   if (len < 0)
     return -1;
   io->last_send_error = io->send(io->send_arg, &io->peer, (const uint8_t *)data, (size_t)len);
-  if (io->last_send_error == -EMSGSIZE)
-    io->mtu_exceeded = 1;
+  io->mtu_exceeded = io->last_send_error == -EMSGSIZE;
   /* A datagram the kernel would not take is lost, as any UDP datagram may be:
    * DTLS retransmits handshake flights, and the caller of dtlssendto learns of
    * it from last_send_error.  Failing the write would make libssl treat the
