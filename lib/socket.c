@@ -25,7 +25,9 @@ typedef struct dp_socket {
   int family;
   unsigned int refs; /* the registry's, plus one per call in progress; under registry_lock */
   int detached;
-  int wake_fd;       /* signalled by detach, to wake threads waiting in poll */
+  int wake_fd;       /* wakes threads waiting in poll: detach, or an earlier timer */
+  unsigned int waiters;      /* threads in poll */
+  uint64_t waiters_deadline; /* the earliest time one of them wakes by itself */
   int send_flags;    /* for datagrams the core sends: MSG_DONTWAIT but for blocking writes */
   dtlsplex_config *cfg;
   dp_endpoint *core;
@@ -105,7 +107,18 @@ static void unlock_and_dispatch(dp_socket *s) {
   }
 }
 
+static void wake_waiters(dp_socket *s) {
+  uint64_t one = 1;
+  if (write(s->wake_fd, &one, sizeof one) < 0) {
+    /* EAGAIN: the counter is already non-zero, so waiters wake anyway. */
+  }
+}
+
+/* A call may have armed a timer (a handshake started from another thread)
+ * earlier than any waiting thread will wake: wake them to recompute. */
 static void finish(dp_socket *s) {
+  if (s->waiters > 0 && s->core != NULL && dp_endpoint_get_expiry(s->core) < s->waiters_deadline)
+    wake_waiters(s);
   unlock_and_dispatch(s);
   release(s);
 }
@@ -164,13 +177,23 @@ static int core_timeout(const dp_socket *s, uint64_t now, int limit_ms) {
  * errno (EBADF when detached, EINTR, or poll's own errors). */
 static int wait_socket(dp_socket *s, int limit_ms) {
   struct pollfd fds[2] = {{.fd = s->fd, .events = POLLIN}, {.fd = s->wake_fd, .events = POLLIN}};
-  int timeout = core_timeout(s, now_ms(), limit_ms);
+  uint64_t now = now_ms();
+  int timeout = core_timeout(s, now, limit_ms);
+  uint64_t wakes_at = timeout < 0 ? UINT64_MAX : now + (uint64_t)timeout;
+  if (s->waiters++ == 0 || wakes_at < s->waiters_deadline)
+    s->waiters_deadline = wakes_at;
   unlock_and_dispatch(s);
   int r = poll(fds, 2, timeout);
   int err = errno;
   pthread_mutex_lock(&s->lock);
+  if (--s->waiters == 0)
+    s->waiters_deadline = UINT64_MAX;
   if (s->detached)
     return fail(EBADF);
+  uint64_t drained;
+  if (fds[1].revents & POLLIN && read(s->wake_fd, &drained, sizeof drained) < 0) {
+    /* Another waiter drained it first. */
+  }
   if (r < 0)
     return fail(err);
   if (fds[0].revents & POLLNVAL)
@@ -270,10 +293,7 @@ int dtlsplex_detach(int fd) {
   s->detached = 1;
   dp_endpoint_free(s->core); /* close_notify to every established peer */
   s->core = NULL;
-  uint64_t one = 1;
-  if (write(s->wake_fd, &one, sizeof one) < 0) {
-    /* The counter cannot overflow with one write per detach. */
-  }
+  wake_waiters(s);
   pthread_mutex_unlock(&s->lock);
   release(s); /* the registry's reference */
   return 0;

@@ -40,6 +40,13 @@ static long now_ms(void) {
   return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
+/* Waits (bounded) until count events of kind have been seen; returns how many were. */
+static int wait_for_events(int kind, int count) {
+  for (long give_up = now_ms() + 3000; atomic_load(&events[kind]) < count && now_ms() < give_up;)
+    usleep(5000);
+  return atomic_load(&events[kind]);
+}
+
 /* A UDP socket bound to the loopback address of family, on an ephemeral port. */
 static int bound_socket(int family, struct sockaddr_storage *addr, socklen_t *len) {
   int fd = socket(family, SOCK_DGRAM, 0);
@@ -196,13 +203,13 @@ START_TEST(many_clients_one_server_socket) {
   echo_server srv;
   echo_start(&srv, AF_INET, scfg);
   run_clients(&srv, ccfg, AF_INET, 32, 100);
+  ck_assert_int_eq(wait_for_events(DTLSPLEX_EVENT_CLOSED, 32), 32);
   struct dtlsplex_stats st = echo_stop(&srv);
   ck_assert_uint_eq(st.handshakes_ok, 32);
   ck_assert_uint_eq(st.app_datagrams_in, 32 * 100);
   ck_assert_uint_eq(st.app_datagrams_out, 32 * 100);
   ck_assert_uint_eq(st.cookies_sent, 32);
   ck_assert_int_eq(atomic_load(&events[DTLSPLEX_EVENT_CONNECTED]), 32);
-  ck_assert_int_eq(atomic_load(&events[DTLSPLEX_EVENT_CLOSED]), 32);
   dtlsplex_config_free(scfg);
   dtlsplex_config_free(ccfg);
 }
@@ -366,6 +373,45 @@ START_TEST(untrusted_server_certificate_rejected) {
 }
 END_TEST
 
+/* Mutual authentication: the server requires a client certificate from the
+ * same CA and can authorise by the identity it proves. */
+START_TEST(mutual_authentication) {
+  dtlsplex_config *scfg = server_config(0);
+  ck_assert_int_eq(dtlsplex_config_set_ca(scfg, pki.ca, NULL), 0);
+  ck_assert_int_eq(dtlsplex_config_set_verify(scfg, DTLSPLEX_VERIFY_REQUIRE), 0);
+  echo_server srv;
+  echo_start(&srv, AF_INET, scfg);
+  int err;
+  dtlsplex_config *anonymous = client_config(0, pki.ca);
+  ck_assert_int_eq(first_send(&srv, anonymous, "localhost", &err), -1);
+  ck_assert_int_eq(err, ECONNREFUSED); /* the server's fatal alert */
+
+  dtlsplex_config *with_cert = client_config(0, pki.ca);
+  ck_assert_int_eq(dtlsplex_config_set_certificate(with_cert, pki.client_cert, pki.client_key), 0);
+  struct sockaddr_storage self;
+  socklen_t self_len;
+  int fd = bound_socket(AF_INET, &self, &self_len);
+  set_rcvtimeo(fd, 3000);
+  ck_assert_int_eq(dtlsplex_attach(fd, with_cert), 0);
+  ck_assert_int_eq(dtlssendto(fd, "id?", 3, 0, (struct sockaddr *)&srv.addr, srv.addr_len), 3);
+  char buf[8];
+  ck_assert_int_eq(dtlsrecvfrom(fd, buf, sizeof buf, 0, NULL, NULL), 3);
+  struct dtlsplex_peer_info info;
+  ck_assert_int_eq(dtlsplex_peer_info(srv.fd, (struct sockaddr *)&self, self_len, &info), 0);
+  ck_assert_int_eq(info.state, DTLSPLEX_STATE_ESTABLISHED);
+  ck_assert_int_eq(info.is_client, 0);
+  ck_assert_ptr_nonnull(strstr(info.identity, "CN=test client"));
+  ck_assert_int_eq(dtlsplex_detach(fd), 0);
+  close(fd);
+  struct dtlsplex_stats st = echo_stop(&srv);
+  ck_assert_uint_eq(st.handshakes_ok, 1);
+  ck_assert_uint_eq(st.handshakes_failed, 1);
+  dtlsplex_config_free(scfg);
+  dtlsplex_config_free(anonymous);
+  dtlsplex_config_free(with_cert);
+}
+END_TEST
+
 /* A connected client socket for the single-peer tests below. */
 typedef struct pair {
   echo_server srv;
@@ -466,9 +512,7 @@ START_TEST(close_then_reconnect) {
   ck_assert_int_eq(dtlssendto(p.fd, "1", 1, 0, NULL, 0), 1);
   ck_assert_int_eq(dtlsrecvfrom(p.fd, buf, sizeof buf, 0, NULL, NULL), 1);
   ck_assert_int_eq(dtlsplex_close(p.fd, (struct sockaddr *)&p.srv.addr, p.srv.addr_len), 0);
-  for (long give_up = now_ms() + 2000; atomic_load(&events[DTLSPLEX_EVENT_CLOSED]) == 0 && now_ms() < give_up;)
-    usleep(5000);
-  ck_assert_int_eq(atomic_load(&events[DTLSPLEX_EVENT_CLOSED]), 1);
+  ck_assert_int_eq(wait_for_events(DTLSPLEX_EVENT_CLOSED, 1), 1);
   ck_assert_int_eq(dtlssendto(p.fd, "2", 1, 0, NULL, 0), 1); /* a new handshake */
   ck_assert_int_eq(dtlsrecvfrom(p.fd, buf, sizeof buf, 0, NULL, NULL), 1);
   ck_assert_int_eq(buf[0], '2');
@@ -562,6 +606,7 @@ int main(void) {
   tcase_add_test(tc, non_blocking_client_event_loop);
   tcase_add_test(tc, dual_stack_one_peer_per_address);
   tcase_add_test(tc, untrusted_server_certificate_rejected);
+  tcase_add_test(tc, mutual_authentication);
   tcase_add_test(tc, emsgsize_one_byte_above_data_mtu);
   tcase_add_test(tc, peek_trunc_and_truncation);
   tcase_add_test(tc, idle_peers_expire);
