@@ -80,8 +80,8 @@ enum {
 
 /*
  * Called after the library has released the socket's lock, so it may call any
- * dtlsplex function.  error is 0, or an errno value for FAILED and EXPIRED
- * (ETIMEDOUT, ECONNREFUSED, EPROTO, EACCES).
+ * dtlsplex function.  error is 0, or for FAILED an errno value (ETIMEDOUT,
+ * ECONNREFUSED, EPROTO, EACCES).
  */
 typedef void (*dtlsplex_event_fn)(int fd, int event, const struct sockaddr *peer,
                                   socklen_t peer_len, int error, void *arg);
@@ -116,7 +116,7 @@ struct dtlsplex_stats {
   uint64_t dropped_limit;        /* refused because max_peers/max_handshakes was reached */
   uint64_t dropped_bad_record;   /* a session read nothing from it (bad MAC, replay, garbage) */
   uint64_t dropped_queue_full;   /* decrypted data dropped: receive queue full */
-  uint64_t expired;              /* idle or handshake-timeout expiries */
+  uint64_t expired;              /* established peers forgotten after the idle timeout */
 };
 
 /*
