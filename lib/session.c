@@ -1,5 +1,6 @@
 #include "session.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -77,6 +78,11 @@ static dp_session *session_wrap(SSL *ssl, const dp_addr *peer, unsigned int mtu,
   return s;
 }
 
+static int is_ip_literal(const char *name) {
+  unsigned char buf[sizeof(struct in6_addr)];
+  return inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1;
+}
+
 dp_session *dp_session_new_client(SSL_CTX *ctx, const dp_addr *peer, const char *server_name,
                                   int verify_mode, unsigned int mtu, dp_send_fn send, void *send_arg) {
   ERR_clear_error();
@@ -85,8 +91,11 @@ dp_session *dp_session_new_client(SSL_CTX *ctx, const dp_addr *peer, const char 
     return NULL;
   SSL_set_connect_state(ssl);
   SSL_set_verify(ssl, verify_mode == DTLSPLEX_VERIFY_NONE ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
+  /* SSL_set1_host checks an IP literal against the certificate's IP
+   * addresses; SNI carries host names only (RFC 6066). */
   if (server_name != NULL &&
-      (SSL_set1_host(ssl, server_name) != 1 || SSL_set_tlsext_host_name(ssl, server_name) != 1)) {
+      (SSL_set1_host(ssl, server_name) != 1 ||
+       (!is_ip_literal(server_name) && SSL_set_tlsext_host_name(ssl, server_name) != 1))) {
     SSL_free(ssl);
     return NULL;
   }
