@@ -1,96 +1,14 @@
-/* The sans-I/O core, driven with in-memory datagrams and a simulated clock.
- * libssl reads its DTLS timers from gettimeofday(); this program defines its
- * own gettimeofday so that libssl and the core share the simulated clock. */
+/* The sans-I/O core, driven with in-memory datagrams and a simulated clock
+ * (see simnet.h). */
 #include <check.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include "certs.h"
 #include "dtlsplex.h"
 #include "endpoint.h"
-
-static uint64_t sim_now = 1800000000000ULL; /* ms, wall-clock-like */
-
-int gettimeofday(struct timeval *restrict tv, void *restrict tz) {
-  (void)tz;
-  tv->tv_sec = (time_t)(sim_now / 1000);
-  tv->tv_usec = (suseconds_t)(sim_now % 1000) * 1000;
-  return 0;
-}
-
-/* The network: a FIFO of datagrams in flight between nodes. */
-typedef struct node {
-  dp_endpoint *ep;
-  dp_addr addr;
-} node;
-
-typedef struct packet {
-  dp_addr from, to;
-  size_t len;
-  uint8_t data[4096];
-} packet;
-
-#define MAX_IN_FLIGHT 256
-static packet in_flight[MAX_IN_FLIGHT];
-static size_t n_in_flight;
-static node *nodes[8];
-static size_t n_nodes;
-
-static int net_send(void *arg, const dp_addr *to, const uint8_t *data, size_t len) {
-  node *from = arg;
-  ck_assert_uint_lt(n_in_flight, MAX_IN_FLIGHT);
-  ck_assert_uint_le(len, sizeof in_flight[0].data);
-  packet *p = &in_flight[n_in_flight++];
-  p->from = from->addr;
-  p->to = *to;
-  p->len = len;
-  memcpy(p->data, data, len);
-  return 0;
-}
-
-static packet take_packet(void) {
-  ck_assert_uint_gt(n_in_flight, 0);
-  packet p = in_flight[0];
-  memmove(in_flight, in_flight + 1, --n_in_flight * sizeof *in_flight);
-  return p;
-}
-
-static node *node_at(const dp_addr *addr) {
-  for (size_t i = 0; i < n_nodes; i++)
-    if (memcmp(&nodes[i]->addr.key, &addr->key, sizeof addr->key) == 0)
-      return nodes[i];
-  return NULL;
-}
-
-/* Delivers datagrams until none is in flight; returns how many. */
-static int deliver_all(void) {
-  int delivered = 0;
-  while (n_in_flight > 0) {
-    ck_assert_int_lt(delivered, 1000);
-    packet p = take_packet();
-    node *to = node_at(&p.to);
-    if (to != NULL)
-      dp_endpoint_read_pkt(to->ep, &p.from, p.data, p.len, sim_now);
-    delivered++;
-  }
-  return delivered;
-}
-
-static void advance(uint64_t ms) {
-  sim_now += ms;
-  for (size_t i = 0; i < n_nodes; i++)
-    dp_endpoint_handle_expiry(nodes[i]->ep, sim_now);
-}
-
-static dp_addr loopback(uint16_t port) {
-  struct sockaddr_in in = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(0x7f000001)};
-  dp_addr a;
-  ck_assert_int_eq(dp_addr_from_sockaddr(&a, (struct sockaddr *)&in, sizeof in, AF_INET), 0);
-  return a;
-}
+#include "simnet.h"
 
 static void ignore_event(int fd, int event, const struct sockaddr *peer, socklen_t len, int error, void *arg) {
   (void)fd, (void)event, (void)peer, (void)len, (void)error, (void)arg;
@@ -99,19 +17,7 @@ static void ignore_event(int fd, int event, const struct sockaddr *peer, socklen
 /* Nodes live in static storage: the node list outlives each test's stack. */
 static test_pki pki;
 static dtlsplex_config *server_cfg, *client_cfg;
-static node server, client;
-
-static void start_node(node *n, dtlsplex_config *cfg, uint16_t port) {
-  n->addr = loopback(port);
-  n->ep = dp_endpoint_new(cfg, net_send, n);
-  ck_assert_ptr_nonnull(n->ep);
-  nodes[n_nodes++] = n;
-}
-
-static void stop_node(node *n) {
-  dp_endpoint_free(n->ep);
-  n->ep = NULL;
-}
+static sim_node server, client;
 
 static dtlsplex_config *make_config(int server_side) {
   dtlsplex_config *cfg = dtlsplex_config_new();
@@ -127,18 +33,15 @@ static dtlsplex_config *make_config(int server_side) {
 
 static void setup(void) {
   ck_assert_int_eq(test_pki_make(&pki), 0);
-  n_in_flight = 0;
-  n_nodes = 0;
+  sim_init(NULL);
   server_cfg = make_config(1);
   client_cfg = make_config(0);
-  start_node(&server, server_cfg, 5684);
-  start_node(&client, client_cfg, 40000);
+  sim_add_node(&server, server_cfg, 5684);
+  sim_add_node(&client, client_cfg, 40000);
 }
 
 static void teardown(void) {
-  for (size_t i = 0; i < n_nodes; i++)
-    if (nodes[i]->ep != NULL)
-      stop_node(nodes[i]);
+  sim_stop_all();
   dtlsplex_config_free(server_cfg);
   dtlsplex_config_free(client_cfg);
   test_pki_remove(&pki);
@@ -153,7 +56,7 @@ static int find_event(dp_endpoint *ep, int event) {
   return -1;
 }
 
-static void expect_datagram(node *at, const node *from, const char *text) {
+static void expect_datagram(sim_node *at, const sim_node *from, const char *text) {
   char buf[256];
   dp_addr src;
   ssize_t n = dp_endpoint_recv(at->ep, buf, sizeof buf, 0, &src);
@@ -162,15 +65,15 @@ static void expect_datagram(node *at, const node *from, const char *text) {
   ck_assert_mem_eq(&src.key, &from->addr.key, sizeof src.key);
 }
 
-static struct dtlsplex_stats stats_of(const node *n) {
+static struct dtlsplex_stats stats_of(const sim_node *n) {
   struct dtlsplex_stats st;
   dp_endpoint_stats(n->ep, &st);
   return st;
 }
 
-static void connect_client(node *c) {
+static void connect_client(sim_node *c) {
   ck_assert_int_eq(dp_endpoint_write_pkt(c->ep, &server.addr, "hello", 5, 1, sim_now), 5);
-  deliver_all();
+  sim_deliver_due();
   int err;
   ck_assert_int_eq(dp_endpoint_peer_state(c->ep, &server.addr, &err), DTLSPLEX_STATE_ESTABLISHED);
   expect_datagram(&server, c, "hello");
@@ -178,8 +81,8 @@ static void connect_client(node *c) {
 
 START_TEST(full_handshake_and_data) {
   ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "hello", 5, 1, sim_now), 5);
-  ck_assert_uint_eq(n_in_flight, 1); /* the ClientHello */
-  deliver_all();
+  ck_assert_uint_eq(sim_in_flight(), 1); /* the ClientHello */
+  sim_deliver_due();
   expect_datagram(&server, &client, "hello");
   ck_assert_int_eq(find_event(client.ep, DTLSPLEX_EVENT_CONNECTED), 0);
   ck_assert_int_eq(find_event(server.ep, DTLSPLEX_EVENT_CONNECTED), 0);
@@ -190,8 +93,8 @@ START_TEST(full_handshake_and_data) {
   ck_assert_uint_eq(st.handshakes_active, 0);
 
   ck_assert_int_eq(dp_endpoint_write_pkt(server.ep, &client.addr, "world", 5, 0, sim_now), 5);
-  ck_assert_uint_eq(n_in_flight, 1); /* one record, one datagram */
-  deliver_all();
+  ck_assert_uint_eq(sim_in_flight(), 1); /* one record, one datagram */
+  sim_deliver_due();
   expect_datagram(&client, &server, "world");
   ck_assert_int_eq(dp_endpoint_recv(client.ep, NULL, 0, 0, NULL), -EAGAIN);
 
@@ -205,32 +108,32 @@ END_TEST
 
 START_TEST(spoofed_client_hello_creates_no_peer) {
   ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "x", 1, 1, sim_now), 1);
-  packet hello = take_packet();
+  sim_packet hello = sim_take();
   /* From many spoofed sources: each gets a cookie, none gets state. */
   for (uint16_t port = 1; port <= 50; port++) {
-    dp_addr spoofed = loopback(port);
+    dp_addr spoofed = sim_addr(port);
     dp_endpoint_read_pkt(server.ep, &spoofed, hello.data, hello.len, sim_now);
   }
-  n_in_flight = 0;
+  sim_clear();
   struct dtlsplex_stats st = stats_of(&server);
   ck_assert_uint_eq(st.peers, 0);
   ck_assert_uint_eq(st.cookies_sent, 50);
 
   /* A cookie-bearing ClientHello replayed from another address is refused. */
   dp_endpoint_read_pkt(server.ep, &client.addr, hello.data, hello.len, sim_now);
-  packet verify_request = take_packet();
+  sim_packet verify_request = sim_take();
   dp_endpoint_read_pkt(client.ep, &verify_request.from, verify_request.data, verify_request.len, sim_now);
-  packet hello_with_cookie = take_packet();
-  dp_addr elsewhere = loopback(40001);
+  sim_packet hello_with_cookie = sim_take();
+  dp_addr elsewhere = sim_addr(40001);
   dp_endpoint_read_pkt(server.ep, &elsewhere, hello_with_cookie.data, hello_with_cookie.len, sim_now);
   ck_assert_uint_eq(stats_of(&server).peers, 0);
 
   /* Not a ClientHello at all: dropped without an answer. */
-  n_in_flight = 0;
+  sim_clear();
   uint8_t garbage[64];
   memset(garbage, 0x17, sizeof garbage);
   dp_endpoint_read_pkt(server.ep, &elsewhere, garbage, sizeof garbage, sim_now);
-  ck_assert_uint_eq(n_in_flight, 0);
+  ck_assert_uint_eq(sim_in_flight(), 0);
   ck_assert_uint_ge(stats_of(&server).dropped_no_session, 1);
   ck_assert_uint_eq(stats_of(&server).peers, 0);
 
@@ -243,35 +146,35 @@ END_TEST
 START_TEST(retransmission_after_dropped_flight) {
   uint64_t t0 = sim_now;
   ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "hello", 5, 1, sim_now), 5);
-  take_packet(); /* the ClientHello is lost */
+  sim_take(); /* the ClientHello is lost */
   uint64_t expiry = dp_endpoint_get_expiry(client.ep);
   ck_assert_uint_ge(expiry, t0 + 900); /* libssl's first retransmission: 1 s */
   ck_assert_uint_le(expiry, t0 + 1100);
-  advance(500);
-  ck_assert_uint_eq(n_in_flight, 0);
-  advance(expiry - sim_now);
-  ck_assert_uint_eq(n_in_flight, 1); /* the ClientHello again */
-  deliver_all();
+  sim_advance(500);
+  ck_assert_uint_eq(sim_in_flight(), 0);
+  sim_advance(expiry - sim_now);
+  ck_assert_uint_eq(sim_in_flight(), 1); /* the ClientHello again */
+  sim_deliver_due();
   expect_datagram(&server, &client, "hello");
 
   /* Lose the server's final flight instead: the client retransmits its
    * Finished, and the server answers from its retransmission buffer. */
-  static node second;
-  start_node(&second, client_cfg, 40002);
+  static sim_node second;
+  sim_add_node(&second, client_cfg, 40002);
   ck_assert_int_eq(dp_endpoint_write_pkt(second.ep, &server.addr, "again", 5, 1, sim_now), 5);
-  for (int step = 0; step < 20 && n_in_flight > 0; step++) {
-    packet p = take_packet();
+  for (int step = 0; step < 20 && sim_in_flight() > 0; step++) {
+    sim_packet p = sim_take();
     int last_server_flight = memcmp(&p.from.key, &server.addr.key, sizeof p.from.key) == 0 &&
                              p.data[0] == 20; /* ChangeCipherSpec: the server's final flight */
     if (!last_server_flight)
-      dp_endpoint_read_pkt(node_at(&p.to)->ep, &p.from, p.data, p.len, sim_now);
+      sim_deliver(&p);
   }
   int err;
   ck_assert_int_eq(dp_endpoint_peer_state(second.ep, &server.addr, &err), DTLSPLEX_STATE_HANDSHAKING);
   for (int i = 0; i < 10 && dp_endpoint_peer_state(second.ep, &server.addr, &err) != DTLSPLEX_STATE_ESTABLISHED;
        i++) {
-    advance(dp_endpoint_get_expiry(second.ep) - sim_now);
-    deliver_all();
+    sim_advance(dp_endpoint_get_expiry(second.ep) - sim_now);
+    sim_deliver_due();
   }
   ck_assert_int_eq(dp_endpoint_peer_state(second.ep, &server.addr, &err), DTLSPLEX_STATE_ESTABLISHED);
   expect_datagram(&server, &second, "again");
@@ -282,8 +185,8 @@ START_TEST(handshake_timeout_frees_state) {
   ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "hello", 5, 1, sim_now), 5);
   uint64_t t0 = sim_now;
   while (sim_now < t0 + 6000) {
-    n_in_flight = 0; /* total loss */
-    advance(250);
+    sim_clear(); /* total loss */
+    sim_advance(250);
   }
   ck_assert_int_eq(find_event(client.ep, DTLSPLEX_EVENT_FAILED), ETIMEDOUT);
   int err;
@@ -300,15 +203,15 @@ START_TEST(handshake_timeout_frees_state) {
 
   /* A server half-open handshake (client vanished after the cookie) expires too. */
   ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "x", 1, 1, sim_now), 1);
-  for (int i = 0; i < 3 && n_in_flight > 0; i++) {
-    packet p = take_packet();
-    dp_endpoint_read_pkt(node_at(&p.to)->ep, &p.from, p.data, p.len, sim_now);
+  for (int i = 0; i < 3 && sim_in_flight() > 0; i++) {
+    sim_packet p = sim_take();
+    sim_deliver(&p);
   }
   ck_assert_uint_eq(stats_of(&server).handshakes_active, 1);
   t0 = sim_now;
   while (sim_now < t0 + 6000) {
-    n_in_flight = 0;
-    advance(250);
+    sim_clear();
+    sim_advance(250);
   }
   st = stats_of(&server);
   ck_assert_uint_eq(st.peers, 0);
@@ -319,13 +222,13 @@ END_TEST
 
 START_TEST(idle_expiry) {
   connect_client(&client);
-  advance(15000);
+  sim_advance(15000);
   ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "ping", 4, 0, sim_now), 4);
-  deliver_all();
+  sim_deliver_due();
   expect_datagram(&server, &client, "ping");
-  advance(15000); /* 30 s since the handshake, 15 s since the ping */
+  sim_advance(15000); /* 30 s since the handshake, 15 s since the ping */
   ck_assert_uint_eq(stats_of(&server).peers, 1);
-  advance(6000);
+  sim_advance(6000);
   ck_assert_uint_eq(stats_of(&server).peers, 0);
   ck_assert_uint_eq(stats_of(&server).expired, 1);
   ck_assert_int_eq(find_event(server.ep, DTLSPLEX_EVENT_EXPIRED), 0);
@@ -336,34 +239,33 @@ END_TEST
 START_TEST(reconnect_replaces_session) {
   connect_client(&client);
   /* The client process restarts on the same address and port. */
-  stop_node(&client);
-  n_in_flight = 0;
-  client.ep = dp_endpoint_new(client_cfg, net_send, &client);
-  ck_assert_ptr_nonnull(client.ep);
+  sim_stop_node(&client);
+  sim_clear();
+  sim_add_node(&client, client_cfg, 40000);
   connect_client(&client);
   ck_assert_int_eq(find_event(server.ep, DTLSPLEX_EVENT_REPLACED), 0);
   ck_assert_uint_eq(stats_of(&server).peers, 1);
   ck_assert_int_eq(dp_endpoint_write_pkt(server.ep, &client.addr, "new", 3, 0, sim_now), 3);
-  deliver_all();
+  sim_deliver_due();
   expect_datagram(&client, &server, "new");
 }
 END_TEST
 
 START_TEST(duplicate_client_hello_keeps_session) {
   ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "hello", 5, 1, sim_now), 5);
-  packet hello = take_packet();
+  sim_packet hello = sim_take();
   dp_endpoint_read_pkt(server.ep, &hello.from, hello.data, hello.len, sim_now);
-  packet verify_request = take_packet();
+  sim_packet verify_request = sim_take();
   dp_endpoint_read_pkt(client.ep, &verify_request.from, verify_request.data, verify_request.len, sim_now);
-  packet hello_with_cookie = in_flight[0];
-  deliver_all();
+  sim_packet hello_with_cookie = *sim_peek(0);
+  sim_deliver_due();
   expect_datagram(&server, &client, "hello");
   /* The network delivers the cookie-bearing ClientHello again, late. */
   dp_endpoint_read_pkt(server.ep, &hello_with_cookie.from, hello_with_cookie.data, hello_with_cookie.len, sim_now);
-  ck_assert_uint_eq(n_in_flight, 0);
+  ck_assert_uint_eq(sim_in_flight(), 0);
   ck_assert_int_eq(find_event(server.ep, DTLSPLEX_EVENT_REPLACED), -1);
   ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "still", 5, 0, sim_now), 5);
-  deliver_all();
+  sim_deliver_due();
   expect_datagram(&server, &client, "still");
 }
 END_TEST
@@ -371,14 +273,14 @@ END_TEST
 START_TEST(limits_refuse_new_handshakes_only) {
   dtlsplex_config *small = make_config(1);
   ck_assert_int_eq(dtlsplex_config_set_limits(small, 1, 1), 0);
-  static node limited, other;
-  start_node(&limited, small, 5685);
-  start_node(&other, client_cfg, 40003);
+  static sim_node limited, other;
+  sim_add_node(&limited, small, 5685);
+  sim_add_node(&other, client_cfg, 40003);
   ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &limited.addr, "one", 3, 1, sim_now), 3);
-  deliver_all();
+  sim_deliver_due();
   expect_datagram(&limited, &client, "one");
   ck_assert_int_eq(dp_endpoint_write_pkt(other.ep, &limited.addr, "two", 3, 1, sim_now), 3);
-  deliver_all();
+  sim_deliver_due();
   int err;
   ck_assert_int_eq(dp_endpoint_peer_state(other.ep, &limited.addr, &err), DTLSPLEX_STATE_HANDSHAKING);
   struct dtlsplex_stats st = stats_of(&limited);
@@ -386,9 +288,9 @@ START_TEST(limits_refuse_new_handshakes_only) {
   ck_assert_uint_ge(st.dropped_limit, 1);
   ck_assert_uint_eq(st.cookies_sent, 1); /* refused before any cookie work */
   ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &limited.addr, "three", 5, 0, sim_now), 5);
-  deliver_all();
+  sim_deliver_due();
   expect_datagram(&limited, &client, "three");
-  stop_node(&limited);
+  sim_stop_node(&limited);
   dtlsplex_config_free(small);
 }
 END_TEST
@@ -400,13 +302,13 @@ START_TEST(close_notify_and_emsgsize) {
   static uint8_t big[4096];
   ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, big, info.data_mtu, 0, sim_now),
                    (ssize_t)info.data_mtu);
-  ck_assert_uint_eq(in_flight[0].len, 1200); /* exactly the configured MTU */
+  ck_assert_uint_eq(sim_peek(0)->len, 1200); /* exactly the configured MTU */
   ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, big, info.data_mtu + 1, 0, sim_now), -EMSGSIZE);
-  deliver_all();
+  sim_deliver_due();
   ck_assert_int_eq(dp_endpoint_recv(server.ep, big, sizeof big, 0, NULL), (ssize_t)info.data_mtu);
   ck_assert_int_eq(dp_endpoint_close(client.ep, &server.addr), 0);
   ck_assert_int_eq(dp_endpoint_close(client.ep, &server.addr), -ENOENT);
-  deliver_all();
+  sim_deliver_due();
   ck_assert_int_eq(find_event(server.ep, DTLSPLEX_EVENT_CLOSED), 0);
   ck_assert_uint_eq(stats_of(&server).peers, 0);
 }

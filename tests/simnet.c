@@ -1,0 +1,181 @@
+#include "simnet.h"
+
+#include <check.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/time.h>
+
+uint64_t sim_now = 1800000000000ULL;
+sim_counters sim_counts;
+
+int gettimeofday(struct timeval *restrict tv, void *restrict tz) {
+  (void)tz;
+  tv->tv_sec = (time_t)(sim_now / 1000);
+  tv->tv_usec = (suseconds_t)(sim_now % 1000) * 1000;
+  return 0;
+}
+
+#define MAX_IN_FLIGHT 8192
+#define MAX_NODES 128
+
+static sim_packet in_flight[MAX_IN_FLIGHT];
+static size_t n_in_flight;
+static uint64_t next_seq;
+static sim_node *nodes[MAX_NODES];
+static size_t n_nodes;
+static sim_faults faults;
+static uint64_t rng_state;
+
+/* splitmix64: small, seedable, good enough to choose faults. */
+static uint64_t rng_next(void) {
+  uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+static int one_in(unsigned n) { return n != 0 && rng_next() % n == 0; }
+
+void sim_init(const sim_faults *f) {
+  memset(&faults, 0, sizeof faults);
+  if (f != NULL)
+    faults = *f;
+  if (faults.delay_max_ms == 0)
+    faults.delay_max_ms = 300;
+  rng_state = faults.seed;
+  n_in_flight = 0;
+  n_nodes = 0;
+  memset(&sim_counts, 0, sizeof sim_counts);
+}
+
+dp_addr sim_addr(uint16_t port) {
+  struct sockaddr_in in = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(0x7f000001)};
+  dp_addr a;
+  ck_assert_int_eq(dp_addr_from_sockaddr(&a, (struct sockaddr *)&in, sizeof in, AF_INET), 0);
+  return a;
+}
+
+void sim_add_node(sim_node *n, dtlsplex_config *cfg, uint16_t port) {
+  ck_assert_uint_lt(n_nodes, MAX_NODES);
+  n->addr = sim_addr(port);
+  n->ep = dp_endpoint_new(cfg, sim_send, n);
+  ck_assert_ptr_nonnull(n->ep);
+  nodes[n_nodes++] = n;
+}
+
+void sim_stop_node(sim_node *n) {
+  dp_endpoint_free(n->ep);
+  n->ep = NULL;
+}
+
+void sim_stop_all(void) {
+  for (size_t i = 0; i < n_nodes; i++)
+    if (nodes[i]->ep != NULL)
+      sim_stop_node(nodes[i]);
+  n_nodes = 0;
+}
+
+static void enqueue(const sim_node *from, const dp_addr *to, const uint8_t *data, size_t len, uint64_t due) {
+  ck_assert_uint_lt(n_in_flight, MAX_IN_FLIGHT);
+  ck_assert_uint_le(len, sizeof in_flight[0].data);
+  sim_packet *p = &in_flight[n_in_flight++];
+  p->from = from->addr;
+  p->to = *to;
+  p->due = due;
+  p->seq = next_seq++;
+  p->len = len;
+  memcpy(p->data, data, len);
+}
+
+int sim_send(void *arg, const dp_addr *to, const uint8_t *data, size_t len) {
+  const sim_node *from = arg;
+  sim_counts.sent++;
+  if (faults.path_mtu != 0 && len > faults.path_mtu) {
+    sim_counts.too_big++;
+    return 0; /* lost on the path, as a real router would drop it */
+  }
+  int spared = len == 0 || (faults.protect & (1u << (data[0] & 31))) ||
+               (faults.handshake_only && data[0] == 23);
+  if (!spared && one_in(faults.drop_1_in)) {
+    sim_counts.dropped++;
+    return 0;
+  }
+  uint64_t due = sim_now;
+  if (!spared && one_in(faults.delay_1_in)) {
+    sim_counts.delayed++;
+    due += 1 + rng_next() % faults.delay_max_ms;
+  }
+  enqueue(from, to, data, len, due);
+  if (!spared && one_in(faults.dup_1_in)) {
+    sim_counts.duplicated++;
+    enqueue(from, to, data, len, due + rng_next() % faults.delay_max_ms);
+  }
+  return 0;
+}
+
+size_t sim_in_flight(void) { return n_in_flight; }
+
+sim_packet *sim_peek(size_t i) {
+  ck_assert_uint_lt(i, n_in_flight);
+  return &in_flight[i];
+}
+
+static sim_packet take_at(size_t i) {
+  sim_packet p = in_flight[i];
+  memmove(in_flight + i, in_flight + i + 1, (--n_in_flight - i) * sizeof *in_flight);
+  return p;
+}
+
+sim_packet sim_take(void) {
+  ck_assert_uint_gt(n_in_flight, 0);
+  return take_at(0);
+}
+
+void sim_clear(void) { n_in_flight = 0; }
+
+void sim_deliver(const sim_packet *p) {
+  for (size_t i = 0; i < n_nodes; i++) {
+    sim_node *n = nodes[i];
+    if (n->ep != NULL && memcmp(&n->addr.key, &p->to.key, sizeof p->to.key) == 0) {
+      dp_endpoint_read_pkt(n->ep, &p->from, p->data, p->len, sim_now);
+      return;
+    }
+  }
+}
+
+int sim_deliver_due(void) {
+  int delivered = 0;
+  for (;;) {
+    size_t best = SIZE_MAX;
+    for (size_t i = 0; i < n_in_flight; i++)
+      if (in_flight[i].due <= sim_now &&
+          (best == SIZE_MAX || in_flight[i].due < in_flight[best].due ||
+           (in_flight[i].due == in_flight[best].due && in_flight[i].seq < in_flight[best].seq)))
+        best = i;
+    if (best == SIZE_MAX)
+      return delivered;
+    ck_assert_int_lt(delivered, 100000);
+    sim_packet p = take_at(best);
+    sim_deliver(&p);
+    delivered++;
+  }
+}
+
+void sim_advance(uint64_t ms) {
+  sim_now += ms;
+  for (size_t i = 0; i < n_nodes; i++)
+    if (nodes[i]->ep != NULL)
+      dp_endpoint_handle_expiry(nodes[i]->ep, sim_now);
+}
+
+int sim_run_until(uint64_t ms, int (*done)(void *arg), void *arg) {
+  uint64_t end = sim_now + ms;
+  for (;;) {
+    sim_deliver_due();
+    if (done != NULL && done(arg))
+      return 1;
+    if (sim_now >= end)
+      return 0;
+    sim_advance(10);
+  }
+}

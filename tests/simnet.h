@@ -1,0 +1,76 @@
+/* A simulated network for the sans-I/O core: endpoints exchange datagrams in
+ * memory under a simulated clock, through a seeded relay that can drop,
+ * duplicate, delay (and so reorder) datagrams and enforce a path MTU.  The
+ * same seed gives the same run.
+ *
+ * libssl reads its DTLS timers from gettimeofday(); simnet.c defines
+ * gettimeofday so that libssl and the core share sim_now. */
+#ifndef TESTS_SIMNET_H
+#define TESTS_SIMNET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dtlsplex.h"
+#include "endpoint.h"
+
+extern uint64_t sim_now; /* ms, wall-clock-like */
+
+typedef struct sim_node {
+  dp_endpoint *ep;
+  dp_addr addr;
+} sim_node;
+
+typedef struct sim_faults {
+  uint64_t seed;
+  unsigned drop_1_in, dup_1_in, delay_1_in; /* each datagram, 1 in N; 0 = never */
+  unsigned delay_max_ms;                    /* a delayed datagram arrives 1..this ms late */
+  int handshake_only;                       /* spare datagrams that start with application data */
+  size_t path_mtu;                          /* larger datagrams are lost; 0 = no limit */
+  uint32_t protect;                         /* 1 << record type: never touch datagrams starting so */
+} sim_faults;
+
+typedef struct sim_packet {
+  dp_addr from, to;
+  uint64_t due;
+  uint64_t seq;
+  size_t len;
+  uint8_t data[4096];
+} sim_packet;
+
+typedef struct sim_counters {
+  unsigned sent, dropped, duplicated, delayed, too_big;
+} sim_counters;
+
+extern sim_counters sim_counts;
+
+/* Empties the network and forgets the nodes; faults may be NULL (none). */
+void sim_init(const sim_faults *faults);
+/* Starts an endpoint for cfg at 127.0.0.1:port. */
+void sim_add_node(sim_node *n, dtlsplex_config *cfg, uint16_t port);
+void sim_stop_node(sim_node *n);
+/* Stops every node still running. */
+void sim_stop_all(void);
+dp_addr sim_addr(uint16_t port);
+
+/* The endpoints' send function (arg: the sending sim_node). */
+int sim_send(void *arg, const dp_addr *to, const uint8_t *data, size_t len);
+
+size_t sim_in_flight(void);
+sim_packet *sim_peek(size_t i);
+/* Removes and returns the oldest datagram in flight. */
+sim_packet sim_take(void);
+/* Loses everything in flight. */
+void sim_clear(void);
+/* Hands a datagram to the node it is addressed to (if any). */
+void sim_deliver(const sim_packet *p);
+/* Delivers every datagram due by sim_now, including those sent meanwhile;
+ * returns how many. */
+int sim_deliver_due(void);
+/* Moves the clock on and runs every node's timers. */
+void sim_advance(uint64_t ms);
+/* Alternates delivery and 10 ms clock steps for ms of simulated time, or
+ * until done(arg) says so; returns 1 if done. */
+int sim_run_until(uint64_t ms, int (*done)(void *arg), void *arg);
+
+#endif
