@@ -17,6 +17,8 @@ typedef struct dp_peer {
   dp_table_entry entry; /* first: a table entry is its peer */
   dp_addr addr;
   dp_session *session;
+  dp_session *replacement;     /* a reconnecting client's handshake (RFC 6347 4.2.8) */
+  uint64_t replacement_deadline;
   char *server_name;
   int failed_error;
   uint64_t handshake_deadline; /* while handshaking */
@@ -115,7 +117,15 @@ dp_endpoint *dp_endpoint_new(dtlsplex_config *cfg, dp_send_fn send, void *send_a
 }
 
 /* Forgets a peer entirely. */
+static void drop_replacement(dp_endpoint *ep, dp_peer *p) {
+  dp_session_free(p->replacement);
+  p->replacement = NULL;
+  ep->handshakes--;
+}
+
 static void remove_peer(dp_endpoint *ep, dp_peer *p) {
+  if (p->replacement != NULL)
+    drop_replacement(ep, p);
   if (p->session != NULL) {
     ep->sessions--;
     if (p->handshake_deadline != 0)
@@ -175,6 +185,11 @@ static void schedule(dp_endpoint *ep, dp_peer *p) {
     deadline = p->handshake_deadline < s->retransmit_at ? p->handshake_deadline : s->retransmit_at;
   } else if (s->state == DP_SESSION_ESTABLISHED && ep->cfg->idle_ms != 0) {
     deadline = p->last_activity + ep->cfg->idle_ms;
+  }
+  if (p->replacement != NULL) {
+    uint64_t r = p->replacement_deadline < p->replacement->retransmit_at ? p->replacement_deadline
+                                                                           : p->replacement->retransmit_at;
+    deadline = r < deadline ? r : deadline;
   }
   if (dp_table_set_deadline(&ep->peers, &p->entry, deadline) != 0) {
     /* Out of memory for the timer order: the peer cannot be timed, so it
@@ -280,10 +295,31 @@ static const uint8_t *client_hello_random(const uint8_t *d, size_t len) {
   return d + 13 + 12 + 2;
 }
 
+/* Applies what a datagram or timer did to a reconnecting client's new
+ * handshake: once it completes, it replaces the old session. */
+static void apply_replacement_flags(dp_endpoint *ep, dp_peer *p, int flags, uint64_t now) {
+  if (flags & DP_IN_ESTABLISHED) {
+    log_peer(ep, DTLSPLEX_LOG_INFO, &p->addr, "reconnected, old session replaced", 0);
+    emit(ep, DTLSPLEX_EVENT_REPLACED, &p->addr, 0);
+    emit(ep, DTLSPLEX_EVENT_CONNECTED, &p->addr, 0);
+    ep->handshakes--;
+    ep->stats.handshakes_ok++;
+    dp_session_free(p->session); /* no close_notify: that client is gone */
+    p->session = p->replacement;
+    p->replacement = NULL;
+    p->last_activity = now;
+  } else if (flags & (DP_IN_FAILED | DP_IN_CLOSED)) {
+    ep->stats.handshakes_failed++;
+    drop_replacement(ep, p);
+  }
+  schedule(ep, p);
+}
+
 /* A ClientHello from the address of an established server session: the
- * client restarted (RFC 6347 section 4.2.8), or this is a late duplicate of
- * the ClientHello that made the session.  Only a new ClientHello with a
- * verified cookie replaces the session. */
+ * client restarted (RFC 6347 section 4.2.8), or this is a replay or a late
+ * duplicate.  A new handshake runs beside the old session, which goes only
+ * when that handshake completes, so a replayed ClientHello (even with a
+ * still-valid cookie) cannot break the session. */
 static void reconnect(dp_endpoint *ep, dp_peer *p, const uint8_t *data, size_t len, uint64_t now) {
   unsigned char current_random[32];
   const uint8_t *random = client_hello_random(data, len);
@@ -291,6 +327,10 @@ static void reconnect(dp_endpoint *ep, dp_peer *p, const uint8_t *data, size_t l
       (SSL_get_client_random(p->session->ssl, current_random, sizeof current_random) == 32 &&
        memcmp(random, current_random, 32) == 0)) {
     ep->stats.dropped_bad_record++;
+    return;
+  }
+  if (ep->handshakes >= ep->cfg->max_handshakes) {
+    ep->stats.dropped_limit++;
     return;
   }
   int cookie_sent;
@@ -303,12 +343,10 @@ static void reconnect(dp_endpoint *ep, dp_peer *p, const uint8_t *data, size_t l
   dp_session *s = dp_session_adopt(ssl, &p->addr, ep->cfg->mtu, counting_send, ep);
   if (s == NULL)
     return; /* out of memory: keep the old session */
-  log_peer(ep, DTLSPLEX_LOG_INFO, &p->addr, "reconnected, old session replaced", 0);
-  emit(ep, DTLSPLEX_EVENT_REPLACED, &p->addr, 0);
-  ep->sessions--;
-  dp_session_free(p->session);
-  attach_session(ep, p, s, now);
-  apply_flags(ep, p, dp_session_start(s, now), now);
+  p->replacement = s;
+  p->replacement_deadline = now + ep->cfg->handshake_ms;
+  ep->handshakes++;
+  apply_replacement_flags(ep, p, dp_session_start(s, now), now);
 }
 
 /* A datagram from an address without a session: only a ClientHello with a
@@ -346,6 +384,13 @@ static void accept_client(dp_endpoint *ep, const dp_addr *from, const uint8_t *d
   apply_flags(ep, p, dp_session_start(s, now), now);
 }
 
+static void feed_replacement(dp_endpoint *ep, dp_peer *p, const uint8_t *data, size_t len, uint64_t now) {
+  ep->delivering_from = &p->addr;
+  int flags = dp_session_input(p->replacement, data, len, now, ep->scratch, sizeof ep->scratch, deliver, ep);
+  ep->delivering_from = NULL;
+  apply_replacement_flags(ep, p, flags, now);
+}
+
 void dp_endpoint_read_pkt(dp_endpoint *ep, const dp_addr *from, const uint8_t *data, size_t len,
                           uint64_t now) {
   ep->stats.datagrams_in++;
@@ -356,14 +401,26 @@ void dp_endpoint_read_pkt(dp_endpoint *ep, const dp_addr *from, const uint8_t *d
     return;
   }
   dp_session *s = p->session;
+  int epoch0 = len >= 13 && data[3] == 0 && data[4] == 0;
+  if (p->replacement != NULL && epoch0) {
+    feed_replacement(ep, p, data, len, now);
+    return;
+  }
   if (s->state == DP_SESSION_ESTABLISHED && !s->is_client && is_client_hello(data, len)) {
     reconnect(ep, p, data, len, now);
     return;
   }
-  p->last_activity = now;
   ep->delivering_from = &p->addr;
   int flags = dp_session_input(s, data, len, now, ep->scratch, sizeof ep->scratch, deliver, ep);
   ep->delivering_from = NULL;
+  if (flags != 0)
+    p->last_activity = now;
+  if (flags == 0 && p->replacement != NULL) {
+    /* Not the old session's: the reconnecting client's encrypted Finished. */
+    apply_flags(ep, p, 0, now);
+    feed_replacement(ep, p, data, len, now);
+    return;
+  }
   if (flags == 0 && s->state == DP_SESSION_ESTABLISHED)
     ep->stats.dropped_bad_record++;
   apply_flags(ep, p, flags, now);
@@ -427,7 +484,18 @@ uint64_t dp_endpoint_get_expiry(const dp_endpoint *ep) {
   return e != NULL ? e->deadline : DP_NO_DEADLINE;
 }
 
+static void expire_replacement(dp_endpoint *ep, dp_peer *p, uint64_t now) {
+  if (now >= p->replacement_deadline) {
+    log_peer(ep, DTLSPLEX_LOG_INFO, &p->addr, "reconnection handshake timed out, old session kept", 0);
+    apply_replacement_flags(ep, p, DP_IN_FAILED, now);
+  } else if (now >= p->replacement->retransmit_at) {
+    apply_replacement_flags(ep, p, dp_session_on_timer(p->replacement, now), now);
+  }
+}
+
 static void expire(dp_endpoint *ep, dp_peer *p, uint64_t now) {
+  if (p->replacement != NULL)
+    expire_replacement(ep, p, now);
   dp_session *s = p->session;
   if (s == NULL) { /* a failed handshake nobody asked about */
     remove_peer(ep, p);

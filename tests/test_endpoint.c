@@ -251,15 +251,21 @@ START_TEST(reconnect_replaces_session) {
 }
 END_TEST
 
-START_TEST(duplicate_client_hello_keeps_session) {
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "hello", 5, 1, sim_now), 5);
+/* Runs a client's handshake by hand and returns its cookie-bearing ClientHello. */
+static sim_packet connect_capturing_hello(sim_node *c) {
+  ck_assert_int_eq(dp_endpoint_write_pkt(c->ep, &server.addr, "hello", 5, 1, sim_now), 5);
   sim_packet hello = sim_take();
-  dp_endpoint_read_pkt(server.ep, &hello.from, hello.data, hello.len, sim_now);
+  sim_deliver(&hello);
   sim_packet verify_request = sim_take();
-  dp_endpoint_read_pkt(client.ep, &verify_request.from, verify_request.data, verify_request.len, sim_now);
+  sim_deliver(&verify_request);
   sim_packet hello_with_cookie = *sim_peek(0);
   sim_deliver_due();
-  expect_datagram(&server, &client, "hello");
+  expect_datagram(&server, c, "hello");
+  return hello_with_cookie;
+}
+
+START_TEST(duplicate_client_hello_keeps_session) {
+  sim_packet hello_with_cookie = connect_capturing_hello(&client);
   /* The network delivers the cookie-bearing ClientHello again, late. */
   dp_endpoint_read_pkt(server.ep, &hello_with_cookie.from, hello_with_cookie.data, hello_with_cookie.len, sim_now);
   ck_assert_uint_eq(sim_in_flight(), 0);
@@ -267,6 +273,50 @@ START_TEST(duplicate_client_hello_keeps_session) {
   ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "still", 5, 0, sim_now), 5);
   sim_deliver_due();
   expect_datagram(&server, &client, "still");
+}
+END_TEST
+
+START_TEST(replayed_old_client_hello_keeps_session) {
+  sim_packet old_hello = connect_capturing_hello(&client);
+  /* The client restarts on the same address (its close_notify lost) and
+   * reconnects for real. */
+  sim_stop_node(&client);
+  sim_clear();
+  sim_add_node(&client, client_cfg, 40000);
+  connect_client(&client);
+  ck_assert_int_eq(find_event(server.ep, DTLSPLEX_EVENT_REPLACED), 0);
+
+  /* An attacker replays the first session's ClientHello: its cookie is still
+   * valid for this address, so a handshake starts beside the session... */
+  sim_deliver(&old_hello);
+  ck_assert_uint_eq(stats_of(&server).handshakes_active, 1);
+  sim_clear(); /* (the real client ignores the server's answer) */
+  /* ...but the session keeps working, during and after it. */
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "during", 6, 0, sim_now), 6);
+  sim_deliver_due();
+  expect_datagram(&server, &client, "during");
+  for (int i = 0; i < 70; i++) {
+    sim_advance(100);
+    sim_clear();
+  }
+  struct dtlsplex_stats st = stats_of(&server);
+  ck_assert_uint_eq(st.handshakes_active, 0);
+  ck_assert_uint_eq(st.peers, 1);
+  ck_assert_int_eq(find_event(server.ep, DTLSPLEX_EVENT_REPLACED), -1);
+  ck_assert_int_eq(dp_endpoint_write_pkt(server.ep, &client.addr, "after", 5, 0, sim_now), 5);
+  sim_deliver_due();
+  expect_datagram(&client, &server, "after");
+
+  /* A ClientHello with a forged cookie starts nothing at all. */
+  old_hello.data[13 + 12 + 2 + 32 + 1 + old_hello.data[13 + 12 + 2 + 32] + 1] ^= 0xff;
+  uint64_t cookies = stats_of(&server).cookies_sent;
+  sim_deliver(&old_hello);
+  ck_assert_uint_eq(stats_of(&server).handshakes_active, 0);
+  ck_assert_uint_eq(stats_of(&server).cookies_sent, cookies + 1); /* a fresh HelloVerifyRequest */
+  sim_clear();
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "intact", 6, 0, sim_now), 6);
+  sim_deliver_due();
+  expect_datagram(&server, &client, "intact");
 }
 END_TEST
 
@@ -326,6 +376,7 @@ int main(void) {
   tcase_add_test(tc, idle_expiry);
   tcase_add_test(tc, reconnect_replaces_session);
   tcase_add_test(tc, duplicate_client_hello_keeps_session);
+  tcase_add_test(tc, replayed_old_client_hello_keeps_session);
   tcase_add_test(tc, limits_refuse_new_handshakes_only);
   tcase_add_test(tc, close_notify_and_emsgsize);
   suite_add_tcase(s, tc);
