@@ -9,13 +9,33 @@
 static BIO_METHOD *method;
 static pthread_once_t method_once = PTHREAD_ONCE_INIT;
 
+static void send_datagram(dp_bio_io *io, const uint8_t *data, size_t len) {
+  io->last_send_error = io->send(io->send_arg, &io->peer, data, len);
+  io->mtu_exceeded = io->last_send_error == -EMSGSIZE;
+}
+
+void dp_bio_io_flush(dp_bio_io *io) {
+  if (io->out == NULL || io->out->len == 0)
+    return;
+  send_datagram(io, io->out->data, io->out->len);
+  io->out->len = 0;
+}
+
 static int dgram_write(BIO *b, const char *data, int len) {
   dp_bio_io *io = BIO_get_data(b);
   BIO_clear_retry_flags(b);
   if (len < 0)
     return -1;
-  io->last_send_error = io->send(io->send_arg, &io->peer, (const uint8_t *)data, (size_t)len);
-  io->mtu_exceeded = io->last_send_error == -EMSGSIZE;
+  size_t n = (size_t)len;
+  if (io->out == NULL || n > io->mtu || n > sizeof io->out->data) {
+    dp_bio_io_flush(io); /* keep the order */
+    send_datagram(io, (const uint8_t *)data, n);
+  } else {
+    if (io->out->len + n > io->mtu)
+      dp_bio_io_flush(io);
+    memcpy(io->out->data + io->out->len, data, n);
+    io->out->len += n;
+  }
   /* A datagram the kernel would not take is lost, as any UDP datagram may be:
    * DTLS retransmits handshake flights, and the caller of dtlssendto learns of
    * it from last_send_error.  Failing the write would make libssl treat the

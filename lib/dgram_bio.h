@@ -15,6 +15,15 @@
  * the caller's context (see socket.c). */
 typedef int (*dp_send_fn)(void *arg, const dp_addr *to, const uint8_t *data, size_t len);
 
+/* Datagram being assembled: writes accumulate while they fit the MTU, so that
+ * a retransmitted flight (which libssl writes message by message) leaves as
+ * few datagrams as it can.  One per endpoint, shared by its sessions: every
+ * call into libssl ends with dp_bio_io_flush. */
+typedef struct dp_outbuf {
+  size_t len;
+  uint8_t data[4096];
+} dp_outbuf;
+
 typedef struct dp_bio_io {
   dp_addr peer;           /* destination of writes, source of the datagram in hand */
   const uint8_t *in;      /* datagram in hand, NULL once read */
@@ -24,10 +33,14 @@ typedef struct dp_bio_io {
   int last_send_error;    /* -errno of the last write, or 0 */
   dp_send_fn send;
   void *send_arg;
+  dp_outbuf *out;         /* NULL: every write is a datagram of its own */
 } dp_bio_io;
 
 /* A BIO over io, which must outlive it.  NULL on allocation failure. */
 BIO *dp_bio_new(dp_bio_io *io);
+
+/* Sends what writes have assembled, if anything; records last_send_error. */
+void dp_bio_io_flush(dp_bio_io *io);
 
 /* Puts a datagram in hand for the next read. */
 static inline void dp_bio_io_feed(dp_bio_io *io, const uint8_t *data, size_t len) {

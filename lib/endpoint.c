@@ -43,6 +43,8 @@ struct dp_endpoint {
   size_t handshakes; /* of those, handshaking */
   dp_cookie_keys cookies;
   dp_listener listener;
+  dp_bio_io io;       /* what every session's BIO starts from */
+  dp_outbuf out;      /* the datagram being assembled, shared by all sessions */
   dp_app_dgram *recv_head, *recv_tail;
   size_t recv_len;
   dp_event *events;
@@ -104,10 +106,11 @@ dp_endpoint *dp_endpoint_new(dtlsplex_config *cfg, dp_send_fn send, void *send_a
   ep->send = send;
   ep->send_arg = send_arg;
   dp_table_init(&ep->peers);
+  ep->io = (dp_bio_io){.mtu = cfg->mtu, .send = counting_send, .send_arg = ep, .out = &ep->out};
   dp_cookie_init(&ep->cookies, cfg->cookie_secret, cfg->cookie_secret_len);
   ep->serves = (cfg->role & DTLSPLEX_ROLE_SERVER) && dp_config_can_serve(cfg);
   if (ep->serves &&
-      dp_listener_init(&ep->listener, cfg->ctx, &ep->cookies, cfg->mtu, counting_send, ep) != 0) {
+      dp_listener_init(&ep->listener, cfg->ctx, &ep->cookies, &ep->io) != 0) {
     OPENSSL_cleanse(&ep->cookies, sizeof ep->cookies);
     free(ep);
     errno = ENOMEM;
@@ -282,6 +285,8 @@ static void deliver(void *arg, const uint8_t *data, size_t len) {
   ep->stats.app_datagrams_in++;
 }
 
+#define DTLS_RECORD_HEADER_LEN 13
+
 /* A plaintext, epoch-0 DTLS handshake record carrying a ClientHello. */
 static int is_client_hello(const uint8_t *d, size_t len) {
   return len >= 13 + 12 && d[0] == 22 && d[1] == 0xfe && d[3] == 0 && d[4] == 0 && d[13] == 1;
@@ -340,7 +345,7 @@ static void reconnect(dp_endpoint *ep, dp_peer *p, const uint8_t *data, size_t l
     ep->stats.dropped_bad_cookie += !cookie_sent;
     return;
   }
-  dp_session *s = dp_session_adopt(ssl, &p->addr, ep->cfg->mtu, counting_send, ep);
+  dp_session *s = dp_session_adopt(ssl, &p->addr, &ep->io);
   if (s == NULL)
     return; /* out of memory: keep the old session */
   p->replacement = s;
@@ -371,7 +376,7 @@ static void accept_client(dp_endpoint *ep, const dp_addr *from, const uint8_t *d
   dp_peer *p = find_peer(ep, from);
   if (p == NULL)
     p = new_peer(ep, from);
-  dp_session *s = p != NULL ? dp_session_adopt(ssl, from, ep->cfg->mtu, counting_send, ep) : NULL;
+  dp_session *s = p != NULL ? dp_session_adopt(ssl, from, &ep->io) : NULL;
   if (s == NULL) {
     if (p == NULL)
       SSL_free(ssl);
@@ -395,6 +400,12 @@ void dp_endpoint_read_pkt(dp_endpoint *ep, const dp_addr *from, const uint8_t *d
                           uint64_t now) {
   ep->stats.datagrams_in++;
   ep->stats.bytes_in += len;
+  if (len < DTLS_RECORD_HEADER_LEN) {
+    /* Holds no record.  An empty datagram would even read as end-of-file
+     * to libssl and break the session: anyone can send one. */
+    ep->stats.dropped_bad_record++;
+    return;
+  }
   dp_peer *p = find_peer(ep, from);
   if (p == NULL || p->session == NULL) {
     accept_client(ep, from, data, len, now);
@@ -436,7 +447,7 @@ static ssize_t connect_peer(dp_endpoint *ep, dp_peer *p, const dp_addr *to, uint
   if (fresh && (p = new_peer(ep, to)) == NULL)
     return -ENOMEM;
   dp_session *s = dp_session_new_client(ep->cfg->ctx, &p->addr, p->server_name, ep->cfg->verify,
-                                        ep->cfg->mtu, counting_send, ep);
+                                        &ep->io);
   if (s == NULL) {
     if (fresh)
       remove_peer(ep, p);

@@ -57,8 +57,7 @@ static void update_timer(dp_session *s, uint64_t now) {
 }
 
 /* Binds a new session struct to ssl with its own BIO.  Frees ssl on failure. */
-static dp_session *session_wrap(SSL *ssl, const dp_addr *peer, unsigned int mtu, dp_send_fn send,
-                                void *send_arg) {
+static dp_session *session_wrap(SSL *ssl, const dp_addr *peer, const dp_bio_io *io) {
   dp_session *s = calloc(1, sizeof *s);
   BIO *bio = s != NULL ? dp_bio_new(&s->io) : NULL;
   if (bio == NULL) {
@@ -67,14 +66,12 @@ static dp_session *session_wrap(SSL *ssl, const dp_addr *peer, unsigned int mtu,
     return NULL;
   }
   s->ssl = ssl;
+  s->io = *io;
   s->io.peer = *peer;
-  s->io.mtu = mtu;
-  s->io.send = send;
-  s->io.send_arg = send_arg;
   s->state = DP_SESSION_HANDSHAKING;
   s->retransmit_at = DP_NO_DEADLINE;
   SSL_set_bio(ssl, bio, bio);
-  SSL_set_mtu(ssl, mtu);
+  SSL_set_mtu(ssl, io->mtu);
   return s;
 }
 
@@ -84,7 +81,7 @@ static int is_ip_literal(const char *name) {
 }
 
 dp_session *dp_session_new_client(SSL_CTX *ctx, const dp_addr *peer, const char *server_name,
-                                  int verify_mode, unsigned int mtu, dp_send_fn send, void *send_arg) {
+                                  int verify_mode, const dp_bio_io *io) {
   ERR_clear_error();
   SSL *ssl = SSL_new(ctx);
   if (ssl == NULL)
@@ -99,15 +96,14 @@ dp_session *dp_session_new_client(SSL_CTX *ctx, const dp_addr *peer, const char 
     SSL_free(ssl);
     return NULL;
   }
-  dp_session *s = session_wrap(ssl, peer, mtu, send, send_arg);
+  dp_session *s = session_wrap(ssl, peer, io);
   if (s != NULL)
     s->is_client = 1;
   return s;
 }
 
-dp_session *dp_session_adopt(SSL *ssl, const dp_addr *peer, unsigned int mtu, dp_send_fn send,
-                             void *send_arg) {
-  return session_wrap(ssl, peer, mtu, send, send_arg);
+dp_session *dp_session_adopt(SSL *ssl, const dp_addr *peer, const dp_bio_io *io) {
+  return session_wrap(ssl, peer, io);
 }
 
 static void queue_clear(dp_session *s) {
@@ -126,6 +122,7 @@ void dp_session_shutdown(dp_session *s) {
     return;
   ERR_clear_error();
   SSL_shutdown(s->ssl);
+  dp_bio_io_flush(&s->io);
   ERR_clear_error();
 }
 
@@ -175,6 +172,7 @@ static int drive_handshake(dp_session *s) {
 
 int dp_session_start(dp_session *s, uint64_t now) {
   int flags = drive_handshake(s);
+  dp_bio_io_flush(&s->io);
   update_timer(s, now);
   return flags;
 }
@@ -212,6 +210,7 @@ int dp_session_input(dp_session *s, const uint8_t *data, size_t len, uint64_t no
   if (s->state == DP_SESSION_ESTABLISHED)
     flags |= read_records(s, scratch, scratch_len, deliver, deliver_arg);
   s->io.in = NULL;
+  dp_bio_io_flush(&s->io);
   update_timer(s, now);
   return flags;
 }
@@ -220,7 +219,9 @@ int dp_session_on_timer(dp_session *s, uint64_t now) {
   if (s->state != DP_SESSION_HANDSHAKING)
     return 0;
   ERR_clear_error();
-  if (DTLSv1_handle_timeout(s->ssl) < 0)
+  int r = DTLSv1_handle_timeout(s->ssl);
+  dp_bio_io_flush(&s->io);
+  if (r < 0)
     return fail(s, ETIMEDOUT);
   update_timer(s, now);
   return 0;
@@ -240,6 +241,7 @@ ssize_t dp_session_write(dp_session *s, const void *buf, size_t len) {
   ERR_clear_error();
   s->io.last_send_error = 0;
   int n = SSL_write(s->ssl, buf, (int)len);
+  dp_bio_io_flush(&s->io);
   if (n <= 0) {
     fail(s, EPROTO);
     return -EPROTO;
@@ -318,20 +320,16 @@ static int listener_renew(dp_listener *l) {
   SSL_set_bio(ssl, bio, bio);
   SSL_set_options(ssl, SSL_OP_COOKIE_EXCHANGE);
   SSL_set_accept_state(ssl);
-  SSL_set_mtu(ssl, l->mtu);
+  SSL_set_mtu(ssl, l->io.mtu);
   l->ssl = ssl;
   return 0;
 }
 
-int dp_listener_init(dp_listener *l, SSL_CTX *ctx, dp_cookie_keys *keys, unsigned int mtu,
-                     dp_send_fn send, void *send_arg) {
+int dp_listener_init(dp_listener *l, SSL_CTX *ctx, dp_cookie_keys *keys, const dp_bio_io *io) {
   memset(l, 0, sizeof *l);
   l->ctx = ctx;
   l->keys = keys;
-  l->mtu = mtu;
-  l->io.mtu = mtu;
-  l->io.send = send;
-  l->io.send_arg = send_arg;
+  l->io = *io;
   l->client = BIO_ADDR_new();
   if (l->client == NULL)
     return -ENOMEM;
@@ -360,6 +358,7 @@ SSL *dp_listener_input(dp_listener *l, const dp_addr *from, const uint8_t *data,
   dp_bio_io_feed(&l->io, data, len);
   ERR_clear_error();
   int r = DTLSv1_listen(l->ssl, l->client);
+  dp_bio_io_flush(&l->io);
   l->io.in = NULL;
   *cookie_sent = l->cookie_sent;
   ERR_clear_error();

@@ -56,14 +56,16 @@ typedef void (*dp_deliver_fn)(void *arg, const uint8_t *data, size_t len);
 /* Installs the cookie callbacks on a context (once, when it is made). */
 void dp_session_install_ctx_callbacks(SSL_CTX *ctx);
 
+/* Sessions take their BIO settings (mtu, send, send_arg, out) from io; the
+ * peer is given separately. */
+
 /* A client session towards peer; server_name may be NULL.  NULL on failure. */
 dp_session *dp_session_new_client(SSL_CTX *ctx, const dp_addr *peer, const char *server_name,
-                                  int verify_mode, unsigned int mtu, dp_send_fn send, void *send_arg);
+                                  int verify_mode, const dp_bio_io *io);
 /* A server session from an SSL that passed DTLSv1_listen; takes ownership of
  * ssl (freed on failure).  The listener must outlive the session.  NULL on
  * failure. */
-dp_session *dp_session_adopt(SSL *ssl, const dp_addr *peer, unsigned int mtu, dp_send_fn send,
-                             void *send_arg);
+dp_session *dp_session_adopt(SSL *ssl, const dp_addr *peer, const dp_bio_io *io);
 /* Sends close_notify if established (and it is not the peer who closed). */
 void dp_session_shutdown(dp_session *s);
 void dp_session_free(dp_session *s);
@@ -100,13 +102,11 @@ typedef struct dp_listener {
   BIO_ADDR *client; /* DTLSv1_listen's out-parameter, kept to avoid an allocation per call */
   dp_bio_io io;
   dp_cookie_keys *keys;
-  unsigned int mtu;
   uint64_t now;
   int cookie_sent;
 } dp_listener;
 
-int dp_listener_init(dp_listener *l, SSL_CTX *ctx, dp_cookie_keys *keys, unsigned int mtu,
-                     dp_send_fn send, void *send_arg);
+int dp_listener_init(dp_listener *l, SSL_CTX *ctx, dp_cookie_keys *keys, const dp_bio_io *io);
 void dp_listener_cleanup(dp_listener *l);
 /* Offers a datagram from an address without a session.  Returns the SSL of a
  * client whose cookie verified (the caller adopts it; the listener makes a

@@ -104,6 +104,38 @@ START_TEST(test_write_is_one_send) {
 }
 END_TEST
 
+/* With an assembly buffer, writes coalesce into one datagram until the MTU
+ * would be exceeded or the owner flushes (a retransmitted flight leaves as
+ * few datagrams as fit). */
+START_TEST(test_writes_coalesce_up_to_mtu) {
+  fixture fx;
+  fixture_init_v4(&fx, 500);
+  static dp_outbuf out;
+  out.len = 0;
+  fx.io.out = &out;
+  uint8_t a[200], b[250], c[100];
+  memset(a, 'a', sizeof a);
+  memset(b, 'b', sizeof b);
+  memset(c, 'c', sizeof c);
+  ck_assert_int_eq(BIO_write(fx.bio, a, (int)sizeof a), (int)sizeof a);
+  ck_assert_int_eq(BIO_write(fx.bio, b, (int)sizeof b), (int)sizeof b);
+  ck_assert_int_eq(fx.fs.calls, 0); /* 450 bytes fit in 500: held */
+  ck_assert_int_eq(BIO_write(fx.bio, c, (int)sizeof c), (int)sizeof c);
+  ck_assert_int_eq(fx.fs.calls, 1); /* 550 would not: the first two went */
+  ck_assert_uint_eq(fx.fs.last_len, 450);
+  ck_assert_mem_eq(fx.fs.last, a, sizeof a);
+  ck_assert_mem_eq(fx.fs.last + sizeof a, b, sizeof b);
+  ck_assert_int_eq(BIO_flush(fx.bio), 1); /* libssl's flush does not split flights */
+  ck_assert_int_eq(fx.fs.calls, 1);
+  dp_bio_io_flush(&fx.io);
+  ck_assert_int_eq(fx.fs.calls, 2);
+  ck_assert_uint_eq(fx.fs.last_len, sizeof c);
+  dp_bio_io_flush(&fx.io); /* nothing left */
+  ck_assert_int_eq(fx.fs.calls, 2);
+  fixture_free(&fx);
+}
+END_TEST
+
 START_TEST(test_write_to_v6_peer) {
   fixture fx;
   fixture_init_v6(&fx, 1400);
@@ -362,6 +394,7 @@ static Suite *dgram_bio_suite(void) {
   Suite *s = suite_create("dgram_bio");
   TCase *tc = tcase_create("write");
   tcase_add_test(tc, test_write_is_one_send);
+  tcase_add_test(tc, test_writes_coalesce_up_to_mtu);
   tcase_add_test(tc, test_write_to_v6_peer);
   tcase_add_test(tc, test_write_send_failure_still_returns_len);
   suite_add_tcase(s, tc);

@@ -1,0 +1,426 @@
+# shellcheck shell=bash
+# Helpers for the interop tests (tests/interop-*.sh), sourced, not run.
+#
+# They give a test:
+#   DTLSCAT             the dtlscat under test (a libtool wrapper is fine)
+#   IL_TMP              a private temporary directory, removed on exit
+#   ca.pem server.pem server.key chain.pem client.pem client.key in IL_TMP:
+#                       an ECDSA P-256 CA and two certificates it signed,
+#                       made fresh each run (make_certs)
+#   spawn NAME CMD...   CMD in the background: stdin from a pipe that stays
+#                       open (feed NAME TEXT writes to it, close_input NAME
+#                       closes it), stdout to IL_TMP/NAME.out, stderr to
+#                       IL_TMP/NAME.err; killed on exit whatever happens
+#   wait_for FILE TEXT [SECS]     bounded wait for TEXT to show in FILE
+#   wait_exit NAME [SECS]         bounded wait for NAME to exit; IL_STATUS
+#   free_udp_port                 a UDP port nothing on this host is bound to
+#   require_prog NAME             skip (77) when NAME is missing
+#   ok / not_ok / finish          one "ok - ..." / "not ok - ..." line per
+#                                 check; finish exits 1 if any failed
+#
+# Everything listens on or talks to 127.0.0.1 (or ::1) only, and every wait
+# gives up after a bounded time.
+
+IL_NAME=$(basename "$0" .sh)
+IL_FAILED=0
+IL_PIDS=()
+declare -A IL_FD=() IL_PID=()
+IL_STATUS=
+
+# The default bound of a wait, in seconds: generous for a loaded machine,
+# small next to the whole script's budget.
+IL_WAIT=${IL_WAIT:-10}
+
+il_cleanup() {
+  local status=$? pid fd
+  trap - EXIT INT TERM HUP
+  for fd in "${IL_FD[@]}"; do
+    exec {fd}>&- 2>/dev/null
+  done
+  if [ ${#IL_PIDS[@]} -gt 0 ]; then
+    kill -TERM "${IL_PIDS[@]}" 2>/dev/null
+    # Give them a moment to go, then make sure.
+    local deadline alive
+    deadline=$(il_deadline 1)
+    for (( ; ; )); do
+      alive=0
+      for pid in "${IL_PIDS[@]}"; do
+        if kill -0 "$pid" 2>/dev/null; then
+          alive=1
+          break
+        fi
+      done
+      [ "$alive" = 0 ] && break
+      il_past "$deadline" && break
+      sleep 0.1
+    done
+    kill -KILL "${IL_PIDS[@]}" 2>/dev/null
+    wait 2>/dev/null
+  fi
+  if [ -n "${IL_TMP:-}" ] && [ -d "$IL_TMP" ]; then
+    if [ -n "${DTLSPLEX_KEEP_TMP:-}" ]; then
+      echo "# kept $IL_TMP" >&2
+    else
+      rm -rf "$IL_TMP"
+    fi
+  fi
+  exit "$status"
+}
+
+# require_prog NAME: a test needs NAME.  Missing, it skips (exit 77), or fails
+# when DTLSPLEX_REQUIRE_INTEROP=1 says a skip would hide a gap (CI).
+require_prog() {
+  if command -v "$1" >/dev/null 2>&1; then
+    return 0
+  fi
+  if [ "${DTLSPLEX_REQUIRE_INTEROP:-0}" = 1 ]; then
+    echo "ERROR: $1 not installed, and DTLSPLEX_REQUIRE_INTEROP=1" >&2
+    echo "ERROR: $1 not installed, and DTLSPLEX_REQUIRE_INTEROP=1"
+    exit 1
+  fi
+  echo "SKIP: $1 not installed"
+  exit 77
+}
+
+# The dtlscat under test: the build tree's, or next to this script's tree
+# when run by hand.
+il_find_dtlscat() {
+  local here
+  here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+  local c
+  for c in ${top_builddir:+"$top_builddir/tools/dtlscat"} "$here/../tools/dtlscat"; do
+    if [ -x "$c" ]; then
+      DTLSCAT=$c
+      return 0
+    fi
+  done
+  echo "ERROR: tools/dtlscat not found (top_builddir=${top_builddir:-unset}); build it first"
+  exit 99
+}
+
+il_setup() {
+  require_prog openssl
+  il_find_dtlscat
+  IL_TMP=$(mktemp -d "${TMPDIR:-/tmp}/dtlsplex-$IL_NAME.XXXXXX") || exit 99
+  trap il_cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  trap 'exit 129' HUP
+  # A whole-script guard on top of the per-wait bounds.
+  IL_START=$(date +%s)
+}
+
+# ---- results ---------------------------------------------------------------
+
+ok() { printf 'ok - %s\n' "$1"; }
+
+# not_ok DESCRIPTION [EVIDENCE-LINE...]: the check failed; each evidence line
+# is printed indented, and a line "@FILE" prints the tail of FILE.
+not_ok() {
+  IL_FAILED=1
+  printf 'not ok - %s\n' "$1"
+  shift
+  local line
+  for line in "$@"; do
+    if [ "${line#@}" != "$line" ]; then
+      il_show_file "${line#@}"
+    else
+      printf '#   %s\n' "$line"
+    fi
+  done
+}
+
+# il_show_file FILE: FILE's last lines, indented, non-printing bytes visible.
+il_show_file() {
+  local f=$1
+  if [ ! -e "$f" ]; then
+    printf '#   --- %s: (missing)\n' "${f#"$IL_TMP"/}"
+  elif [ ! -s "$f" ]; then
+    printf '#   --- %s: (empty)\n' "${f#"$IL_TMP"/}"
+  else
+    printf '#   --- %s (last 25 lines):\n' "${f#"$IL_TMP"/}"
+    tail -n 25 "$f" | cat -v | sed 's/^/#   | /'
+  fi
+}
+
+# show TEXT: TEXT quoted for an evidence line, bytes made visible.
+show() { printf '%q' "$1"; }
+
+# finish: sanitizer reports from our own processes count as failures; then
+# exit 1 if any check failed, else 0.
+finish() {
+  local f
+  for f in "$IL_TMP"/dtlscat-*.err; do
+    [ -e "$f" ] || continue
+    if grep -q -e 'Sanitizer' -e 'runtime error:' "$f"; then
+      not_ok "no sanitizer report from ${f##*/}" "@$f"
+    fi
+  done
+  printf '# %s: %s s\n' "$IL_NAME" "$(($(date +%s) - IL_START))"
+  if [ "$IL_FAILED" != 0 ]; then
+    exit 1
+  fi
+  exit 0
+}
+
+# expect_output NAME TEXT DESCRIPTION [EVIDENCE...]: NAME's stdout must
+# become exactly TEXT, byte for byte (bounded wait for enough bytes first).
+expect_output() {
+  local name=$1 want=$2 desc=$3 got
+  shift 3
+  wait_for_size "$IL_TMP/$name.out" "$(printf '%s' "$want" | wc -c)"
+  got=$(cat "$IL_TMP/$name.out" && echo x)
+  got=${got%x}
+  if [ "$got" = "$want" ]; then
+    ok "$desc"
+    return 0
+  fi
+  not_ok "$desc" "expected on $name's stdout: $(show "$want")" "got: $(show "$got")" "$@"
+  return 1
+}
+
+# expect_line NAME LINE DESCRIPTION [EVIDENCE...]: NAME's stdout must get
+# LINE as a whole line, byte for byte, among other output.
+expect_line() {
+  local name=$1 want=$2 desc=$3
+  shift 3
+  if poll "$IL_WAIT" grep -qxF -- "$want" "$IL_TMP/$name.out"; then
+    ok "$desc"
+    return 0
+  fi
+  not_ok "$desc" "expected the line $(show "$want") on $name's stdout" "@$IL_TMP/$name.out" "$@"
+  return 1
+}
+
+# ---- processes -------------------------------------------------------------
+
+# spawn NAME CMD...: run CMD in the background (see the top).  Its stdin is a
+# FIFO this shell keeps open for writing, so CMD sees EOF only on close_input.
+spawn() {
+  local name=$1 fifo fd
+  shift
+  fifo=$IL_TMP/$name.in
+  rm -f "$fifo" "$IL_TMP/$name.out" "$IL_TMP/$name.err"
+  mkfifo "$fifo" || exit 99
+  : >"$IL_TMP/$name.out"
+  : >"$IL_TMP/$name.err"
+  # The child must not hold other children's input pipes open: close them.
+  (
+    for fd in "${IL_FD[@]}"; do
+      exec {fd}>&-
+    done
+    exec "$@"
+  ) <"$fifo" >"$IL_TMP/$name.out" 2>"$IL_TMP/$name.err" &
+  IL_PID[$name]=$!
+  IL_PIDS+=("$!")
+  # Read-write open: never blocks, whether or not the child has opened it yet.
+  exec {fd}<>"$fifo"
+  IL_FD[$name]=$fd
+}
+
+# feed NAME TEXT: write TEXT to NAME's stdin; feed_line adds a newline.
+feed() {
+  local fd=${IL_FD[$1]}
+  printf '%s' "$2" >&"$fd"
+}
+feed_line() { feed "$1" "$2
+"; }
+
+# close_input NAME: end of input for NAME.
+close_input() {
+  local fd=${IL_FD[$1]:-}
+  if [ -n "$fd" ]; then
+    exec {fd}>&-
+    unset "IL_FD[$1]"
+  fi
+}
+
+# running NAME: true while NAME's process lives.
+running() { kill -0 "${IL_PID[$1]}" 2>/dev/null; }
+
+# stop NAME: end NAME now.
+stop() {
+  close_input "$1"
+  kill -TERM "${IL_PID[$1]}" 2>/dev/null
+  wait "${IL_PID[$1]}" 2>/dev/null
+  return 0
+}
+
+# wait_exit NAME [SECS]: wait up to SECS for NAME to exit.  True if it did,
+# with its exit status in IL_STATUS; false (IL_STATUS empty) if still running.
+wait_exit() {
+  local pid=${IL_PID[$1]} deadline
+  deadline=$(il_deadline "${2:-$IL_WAIT}")
+  IL_STATUS=
+  while kill -0 "$pid" 2>/dev/null; do
+    il_past "$deadline" && return 1
+    sleep 0.1
+  done
+  wait "$pid" 2>/dev/null
+  IL_STATUS=$?
+  return 0
+}
+
+# ---- bounded waits -----------------------------------------------------------
+
+# Deadlines in tenths of a second of this shell's life.
+il_now() { local t=${EPOCHREALTIME/[.,]/}; echo $((t / 100000)); }
+il_deadline() { local s=$1; echo $(($(il_now) + ${s%%.*} * 10)); }
+il_past() { [ "$(il_now)" -ge "$1" ]; }
+
+# poll SECS CMD...: run CMD every 0.1 s until it succeeds, at most SECS
+# seconds.  True if it did.
+poll() {
+  local deadline
+  deadline=$(il_deadline "$1")
+  shift
+  until "$@"; do
+    il_past "$deadline" && return 1
+    sleep 0.1
+  done
+  return 0
+}
+
+# wait_for FILE TEXT [SECS]: poll until FILE contains TEXT (a fixed string),
+# at most SECS seconds.  True if it showed up.
+wait_for() { poll "${3:-$IL_WAIT}" grep -qF -- "$2" "$1"; }
+
+# wait_for_size FILE BYTES [SECS]: poll until FILE holds at least BYTES bytes.
+wait_for_size() {
+  local file=$1 want=$2 deadline size
+  deadline=$(il_deadline "${3:-$IL_WAIT}")
+  for (( ; ; )); do
+    size=$(wc -c <"$file" 2>/dev/null || echo 0)
+    [ "$size" -ge "$want" ] && return 0
+    il_past "$deadline" && return 1
+    sleep 0.1
+  done
+}
+
+# ---- ports -------------------------------------------------------------------
+
+# il_udp_ports_in_use: local UDP ports bound on this host, decimal, one a line.
+il_udp_ports_in_use() {
+  local f
+  for f in /proc/net/udp /proc/net/udp6; do
+    [ -r "$f" ] || continue
+    # local_address is ADDR:PORT in hex, the 2nd field.
+    awk 'NR > 1 { split($2, a, ":"); print a[2] }' "$f"
+  done | while read -r hex; do
+    echo $((16#$hex))
+  done
+}
+
+# free_udp_port: a UDP port nothing is bound to, below the kernel's ephemeral
+# range so that no client socket takes it meanwhile.
+free_udp_port() {
+  local used port i
+  used=" $(il_udp_ports_in_use | tr '\n' ' ') "
+  for ((i = 0; i < 200; i++)); do
+    port=$((20000 + (RANDOM * 32768 + RANDOM) % 12000))
+    case $used in
+    *" $port "*) continue ;;
+    esac
+    echo "$port"
+    return 0
+  done
+  echo "ERROR: no free UDP port found" >&2
+  return 1
+}
+
+# wait_udp_bound PORT [SECS]: poll until something is bound to UDP PORT.
+wait_udp_bound() {
+  local port=$1 deadline
+  deadline=$(il_deadline "${2:-$IL_WAIT}")
+  if [ ! -r /proc/net/udp ]; then
+    sleep 1 # no way to look: give the server a moment
+    return 0
+  fi
+  until il_udp_ports_in_use | grep -qx -- "$port"; do
+    il_past "$deadline" && return 1
+    sleep 0.1
+  done
+  return 0
+}
+
+# listen_port NAME [SECS]: the port a "dtlscat -l ... 0" named NAME reports
+# ("listening on ADDR PORT" on stderr); empty if it did not say in time.
+listen_port() {
+  local err=$IL_TMP/$1.err
+  if wait_for "$err" "listening on " "${2:-$IL_WAIT}"; then
+    sed -n 's/^listening on [^ ]* \([0-9][0-9]*\)$/\1/p' "$err" | head -n 1
+  fi
+}
+
+# ---- certificates ------------------------------------------------------------
+
+# make_certs: a CA, a server certificate for localhost / 127.0.0.1 / ::1, and
+# a client certificate, all ECDSA P-256, in IL_TMP; chain.pem is the server
+# certificate followed by the CA's (more than 500 bytes on the wire).
+make_certs() {
+  local d=$IL_TMP
+  cat >"$d/openssl.cnf" <<'EOF'
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = unused
+[ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[server]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost, IP:127.0.0.1, IP:::1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[client]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+EOF
+  local name
+  for name in ca server client; do
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/$name.key" 2>>"$d/certs.log" ||
+      il_cert_error
+  done
+  openssl req -config "$d/openssl.cnf" -new -x509 -key "$d/ca.key" -subj "/CN=dtlsplex interop test CA" \
+    -days 2 -sha256 -extensions ca -out "$d/ca.pem" 2>>"$d/certs.log" || il_cert_error
+  openssl req -config "$d/openssl.cnf" -new -key "$d/server.key" -subj "/CN=localhost" \
+    -out "$d/server.csr" 2>>"$d/certs.log" || il_cert_error
+  openssl req -config "$d/openssl.cnf" -new -key "$d/client.key" -subj "/CN=dtlsplex interop client" \
+    -out "$d/client.csr" 2>>"$d/certs.log" || il_cert_error
+  openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -set_serial 2 -days 2 -sha256 \
+    -extfile "$d/openssl.cnf" -extensions server -out "$d/server.pem" 2>>"$d/certs.log" || il_cert_error
+  openssl x509 -req -in "$d/client.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -set_serial 3 -days 2 -sha256 \
+    -extfile "$d/openssl.cnf" -extensions client -out "$d/client.pem" 2>>"$d/certs.log" || il_cert_error
+  cat "$d/server.pem" "$d/ca.pem" >"$d/chain.pem"
+  openssl verify -CAfile "$d/ca.pem" "$d/server.pem" "$d/client.pem" >>"$d/certs.log" 2>&1 || il_cert_error
+}
+
+il_cert_error() {
+  echo "ERROR: could not make the test certificates with openssl"
+  sed 's/^/#   /' "$IL_TMP/certs.log"
+  exit 99
+}
+
+# der_size PEMFILE: the total DER size of the certificates in PEMFILE.
+der_size() {
+  local total=0 n
+  local tmp=$IL_TMP/der.split
+  rm -rf "$tmp" && mkdir "$tmp"
+  awk -v dir="$tmp" '/-BEGIN CERTIFICATE-/ { n++ } n { print > (dir "/" n ".pem") }' "$1"
+  for f in "$tmp"/*.pem; do
+    n=$(openssl x509 -in "$f" -outform DER | wc -c)
+    total=$((total + n))
+  done
+  echo "$total"
+}
+
+# uniq_line LABEL: a line nobody else sends, starting with a lowercase letter
+# (openssl's s_client/s_server read lines starting Q, R, k, K, B as commands).
+uniq_line() { printf 'dtlsplex %s %s-%s' "$1" "$$" "$RANDOM"; }

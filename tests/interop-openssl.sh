@@ -1,0 +1,222 @@
+#!/bin/bash
+# Interop with OpenSSL's command line peers: tools/dtlscat against
+# "openssl s_client -dtls1_2" and "openssl s_server -dtls1_2 -listen", with
+# certificates, PSK, client certificates, and a small MTU.  One line per
+# check; exits 1 if any failed, 77 if openssl is missing.
+# shellcheck source=tests/interop-lib.sh
+. "$(dirname "$0")/interop-lib.sh"
+
+il_setup
+make_certs
+T=$IL_TMP
+PSK_ID=dtlsplex-interop
+PSK_KEY=$(openssl rand -hex 16)
+
+# s_client against our server at PORT, verifying it; extra options follow.
+s_client() {
+  local name=$1 port=$2
+  shift 2
+  spawn "$name" openssl s_client -dtls1_2 -connect "127.0.0.1:$port" -quiet "$@"
+}
+VERIFY=(-CAfile "$T/ca.pem" -verify_return_error -verify_hostname localhost)
+
+# dtlscat_server NAME ARGS...: our server on 127.0.0.1, a fresh port, in
+# SERVER_PORT; false (and a failed check) if it does not come up.
+dtlscat_server() {
+  local name=$1
+  shift
+  spawn "$name" "$DTLSCAT" -l -v "$@" 127.0.0.1 0
+  SERVER_PORT=$(listen_port "$name")
+  if [ -z "$SERVER_PORT" ]; then
+    not_ok "dtlscat -l $* starts" "@$T/$name.err"
+    return 1
+  fi
+}
+
+# s_server NAME ARGS...: openssl s_server -listen on 127.0.0.1, a free port,
+# in SERVER_PORT; false (and a failed check) if it does not come up.
+s_server() {
+  local name=$1
+  shift
+  SERVER_PORT=$(free_udp_port) || exit 99
+  spawn "$name" openssl s_server -dtls1_2 -listen -accept "127.0.0.1:$SERVER_PORT" -quiet "$@"
+  if ! wait_udp_bound "$SERVER_PORT"; then
+    not_ok "openssl s_server $* starts" "@$T/$name.err"
+    return 1
+  fi
+}
+
+# datagram_sizes NAME read|write: the sizes of the datagrams NAME's -debug
+# output says it read or wrote, space separated.
+datagram_sizes() {
+  sed -n "s/^$2 \(from\|to\) .* bytes => \([0-9][0-9]*\) (0x[0-9A-Fa-f]*))\$/\2/p" "$T/$1.out" | tr '\n' ' '
+}
+
+# all_at_most LIMIT SIZES: true if SIZES is not empty and none exceeds LIMIT.
+all_at_most() {
+  local limit=$1 n seen=0
+  for n in $2; do
+    [ "$n" -le "$limit" ] || return 1
+    seen=1
+  done
+  [ "$seen" = 1 ]
+}
+
+CHAIN_DER=$(der_size "$T/chain.pem")
+
+# ---- 1. our server, three verifying s_clients at once -----------------------
+if dtlscat_server dtlscat-srv1 -e -c "$T/server.pem" -k "$T/server.key"; then
+  for i in 1 2 3; do
+    s_client "sc1-$i" "$SERVER_PORT" "${VERIFY[@]}"
+  done
+  declare -A LINE1=()
+  for i in 1 2 3; do
+    LINE1[$i]=$(uniq_line "s_client-$i")
+    feed_line "sc1-$i" "${LINE1[$i]}"
+  done
+  for i in 1 2 3; do
+    expect_output "sc1-$i" "${LINE1[$i]}
+" "s_client $i of 3 at once verifies our server (CA, hostname localhost) and gets its line echoed" \
+      "@$T/sc1-$i.err" "@$T/dtlscat-srv1.err"
+  done
+  for i in 1 2 3; do stop "sc1-$i"; done
+  stop dtlscat-srv1
+fi
+
+# ---- 2. our client, openssl s_server ---------------------------------------
+if s_server ssrv2 -cert "$T/server.pem" -key "$T/server.key"; then
+  spawn dtlscat-cli2 "$DTLSCAT" -v -4 -C "$T/ca.pem" localhost "$SERVER_PORT"
+  up=$(uniq_line "dtlscat-to-s_server")
+  down=$(uniq_line "s_server-to-dtlscat")
+  feed_line dtlscat-cli2 "$up"
+  if expect_output ssrv2 "$up
+" "our client verifies s_server (CA, hostname localhost); our line shows on s_server's stdout" \
+    "@$T/dtlscat-cli2.err" "@$T/ssrv2.err"; then
+    feed_line ssrv2 "$down"
+    expect_output dtlscat-cli2 "$down
+" "a line typed into s_server shows on our client's stdout" "@$T/dtlscat-cli2.err" "@$T/ssrv2.err"
+  else
+    not_ok "a line typed into s_server shows on our client's stdout" "(not tried: no session)"
+  fi
+  stop dtlscat-cli2
+  stop ssrv2
+fi
+
+# ---- 3. PSK, both directions -------------------------------------------------
+if dtlscat_server dtlscat-srv3 -e --psk "$PSK_ID:$PSK_KEY"; then
+  s_client sc3 "$SERVER_PORT" -psk "$PSK_KEY" -psk_identity "$PSK_ID" -cipher PSK-AES128-GCM-SHA256
+  line=$(uniq_line "psk-s_client")
+  feed_line sc3 "$line"
+  expect_output sc3 "$line
+" "PSK: s_client (PSK-AES128-GCM-SHA256) gets its line echoed by our PSK-only server" \
+    "@$T/sc3.err" "@$T/dtlscat-srv3.err"
+  stop sc3
+  stop dtlscat-srv3
+fi
+
+if s_server ssrv3 -nocert -psk "$PSK_KEY" -psk_identity "$PSK_ID" -cipher ECDHE-PSK-CHACHA20-POLY1305; then
+  spawn dtlscat-cli3 "$DTLSCAT" -v --psk "$PSK_ID:$PSK_KEY" 127.0.0.1 "$SERVER_PORT"
+  up=$(uniq_line "psk-dtlscat-to-s_server")
+  down=$(uniq_line "psk-s_server-to-dtlscat")
+  feed_line dtlscat-cli3 "$up"
+  if expect_output ssrv3 "$up
+" "PSK: our client's line shows on s_server's stdout (ECDHE-PSK-CHACHA20-POLY1305)" \
+    "@$T/dtlscat-cli3.err" "@$T/ssrv3.err"; then
+    feed_line ssrv3 "$down"
+    expect_output dtlscat-cli3 "$down
+" "PSK: s_server's line shows on our client's stdout" "@$T/dtlscat-cli3.err" "@$T/ssrv3.err"
+  fi
+  if ! grep -q 'connected to .*ECDHE-PSK-CHACHA20-POLY1305' "$T/dtlscat-cli3.err"; then
+    not_ok "PSK: our client reports the PSK cipher suite s_server insisted on" "@$T/dtlscat-cli3.err"
+  fi
+  stop dtlscat-cli3
+  stop ssrv3
+fi
+
+# ---- 4. mutual authentication ----------------------------------------------
+if dtlscat_server dtlscat-srv4 -e --verify -C "$T/ca.pem" -c "$T/server.pem" -k "$T/server.key"; then
+  s_client sc4a "$SERVER_PORT" "${VERIFY[@]}" -cert "$T/client.pem" -key "$T/client.key"
+  line=$(uniq_line "mutual-with-cert")
+  feed_line sc4a "$line"
+  expect_output sc4a "$line
+" "mutual auth: s_client with a client certificate gets its line echoed by our --verify server" \
+    "@$T/sc4a.err" "@$T/dtlscat-srv4.err"
+  stop sc4a
+
+  s_client sc4b "$SERVER_PORT" "${VERIFY[@]}"
+  line=$(uniq_line "mutual-without-cert")
+  feed_line sc4b "$line"
+  if wait_exit sc4b && [ "$IL_STATUS" != 0 ] && ! grep -qF -- "$line" "$T/sc4b.out"; then
+    ok "mutual auth: s_client without a client certificate is refused (s_client exit $IL_STATUS, nothing echoed)"
+  else
+    not_ok "mutual auth: s_client without a client certificate is refused" \
+      "expected: s_client exits non-zero, nothing echoed" \
+      "got: $(running sc4b && echo "s_client still running after ${IL_WAIT}s" || echo "s_client exit $IL_STATUS")" \
+      "@$T/sc4b.out" "@$T/sc4b.err" "@$T/dtlscat-srv4.err"
+  fi
+  stop sc4b
+
+  s_client sc4c "$SERVER_PORT" "${VERIFY[@]}" -cert "$T/client.pem" -key "$T/client.key"
+  line=$(uniq_line "mutual-after-refusal")
+  feed_line sc4c "$line"
+  if running dtlscat-srv4; then
+    expect_output sc4c "$line
+" "mutual auth: our server stays up after the refusal and serves the next client" \
+      "@$T/sc4c.err" "@$T/dtlscat-srv4.err"
+  else
+    not_ok "mutual auth: our server stays up after the refusal" "@$T/dtlscat-srv4.err"
+  fi
+  stop sc4c
+  stop dtlscat-srv4
+fi
+
+# ---- 5. small MTU: the certificate flight goes in fragments ------------------
+# chain.pem (server + CA certificates, CHAIN_DER bytes of DER) cannot fit in
+# one 500-byte datagram, so the Certificate message must be fragmented.
+if dtlscat_server dtlscat-srv5 -e --mtu 500 -c "$T/chain.pem" -k "$T/server.key"; then
+  s_client sc5 "$SERVER_PORT" "${VERIFY[@]}" -mtu 500 -debug
+  line=$(uniq_line "small-mtu-s_client")
+  feed_line sc5 "$line"
+  if expect_line sc5 "$line" "small MTU: s_client -mtu 500 gets its line echoed by our --mtu 500 server (chain of $CHAIN_DER bytes)" \
+    "@$T/sc5.err" "@$T/dtlscat-srv5.err"; then
+    sizes=$(datagram_sizes sc5 read)
+    if [ "$CHAIN_DER" -gt 500 ] && all_at_most 500 "$sizes"; then
+      ok "small MTU: no datagram from our server over 500 bytes ($sizes)"
+    else
+      not_ok "small MTU: no datagram from our server over 500 bytes" \
+        "chain: $CHAIN_DER bytes of DER; datagrams s_client read: $sizes"
+    fi
+  fi
+  stop sc5
+  stop dtlscat-srv5
+fi
+
+if s_server ssrv5 -mtu 500 -debug -cert "$T/server.pem" -cert_chain "$T/ca.pem" -key "$T/server.key"; then
+  spawn dtlscat-cli5 "$DTLSCAT" -v --mtu 500 -C "$T/ca.pem" 127.0.0.1 "$SERVER_PORT"
+  up=$(uniq_line "small-mtu-dtlscat-to-s_server")
+  down=$(uniq_line "small-mtu-s_server-to-dtlscat")
+  feed_line dtlscat-cli5 "$up"
+  if expect_line ssrv5 "$up" "small MTU: our --mtu 500 client's line shows on s_server -mtu 500's stdout" \
+    "@$T/dtlscat-cli5.err" "@$T/ssrv5.err"; then
+    feed_line ssrv5 "$down"
+    expect_output dtlscat-cli5 "$down
+" "small MTU: s_server's line shows on our client's stdout" "@$T/dtlscat-cli5.err" "@$T/ssrv5.err"
+    wrote=$(datagram_sizes ssrv5 write)
+    read=$(datagram_sizes ssrv5 read)
+    if [ "$(echo "$wrote" | wc -w)" -ge 3 ] && all_at_most 500 "$wrote"; then
+      ok "small MTU: our client took s_server's certificate flight in fragments ($wrote)"
+    else
+      not_ok "small MTU: our client took s_server's certificate flight in fragments" \
+        "expected: at least 3 datagrams, none over 500 bytes; s_server wrote: $wrote"
+    fi
+    if all_at_most 500 "$read"; then
+      ok "small MTU: no datagram from our client over 500 bytes ($read)"
+    else
+      not_ok "small MTU: no datagram from our client over 500 bytes" "s_server read: $read"
+    fi
+  fi
+  stop dtlscat-cli5
+  stop ssrv5
+fi
+
+finish
