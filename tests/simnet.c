@@ -66,13 +66,16 @@ void sim_add_node(sim_node *n, dtlsplex_config *cfg, uint16_t port) {
 void sim_stop_node(sim_node *n) {
   dp_endpoint_free(n->ep);
   n->ep = NULL;
+  for (size_t i = 0; i < n_nodes; i++)
+    if (nodes[i] == n) {
+      nodes[i] = nodes[--n_nodes];
+      break;
+    }
 }
 
 void sim_stop_all(void) {
-  for (size_t i = 0; i < n_nodes; i++)
-    if (nodes[i]->ep != NULL)
-      sim_stop_node(nodes[i]);
-  n_nodes = 0;
+  while (n_nodes > 0)
+    sim_stop_node(nodes[n_nodes - 1]);
 }
 
 static void enqueue(const sim_node *from, const dp_addr *to, const uint8_t *data, size_t len, uint64_t due) {

@@ -48,6 +48,8 @@ extern sim_counters sim_counts;
 void sim_init(const sim_faults *faults);
 /* Starts an endpoint for cfg at 127.0.0.1:port. */
 void sim_add_node(sim_node *n, dtlsplex_config *cfg, uint16_t port);
+/* Frees the node's endpoint (close_notify to its peers goes in flight) and
+ * takes it off the network. */
 void sim_stop_node(sim_node *n);
 /* Stops every node still running. */
 void sim_stop_all(void);
