@@ -497,6 +497,69 @@ START_TEST(test_clear_then_reuse) {
 }
 END_TEST
 
+/* Hash flooding: addresses an attacker picked to share one bucket under a
+ * hash key it knows land in ~as many buckets as random addresses would under
+ * the table's per-process key, and 100,000 peers keep short chains. */
+static dp_addr_key flood_key(uint32_t n) {
+  dp_addr_key k;
+  memset(&k, 0, sizeof k);
+  k.ip[10] = k.ip[11] = 0xff;
+  k.ip[12] = 127;
+  k.ip[13] = (uint8_t)(n >> 24);
+  k.ip[14] = (uint8_t)(n >> 16);
+  k.ip[15] = (uint8_t)(n >> 8);
+  k.port = (uint16_t)n;
+  return k;
+}
+
+START_TEST(test_precomputed_collisions_do_not_transfer) {
+  enum { N = 1000, BUCKET_MASK = 4095 };
+  static dp_addr_key chosen[N];
+  static const uint8_t attacker_key[16] = {0};
+  int found = 0;
+  for (uint32_t n = 0; found < N; n++) {
+    dp_addr_key k = flood_key(n);
+    if ((dp_siphash24(attacker_key, &k, sizeof k) & BUCKET_MASK) == 0)
+      chosen[found++] = k;
+  }
+  /* Under the attacker's key they all share one bucket of 4096... */
+  static uint8_t used[BUCKET_MASK + 1];
+  memset(used, 0, sizeof used);
+  int distinct = 0;
+  for (int i = 0; i < N; i++) {
+    unsigned b = dp_addr_hash(&chosen[i], sizeof chosen[i]) & BUCKET_MASK;
+    distinct += !used[b];
+    used[b] = 1;
+  }
+  /* ...under the table's key they spread (random: ~884 distinct). */
+  ck_assert_int_gt(distinct, 800);
+
+  /* 100,000 peers, the chosen ones among them: uthash never finds its
+   * buckets ineffective and chains stay short. */
+  enum { PEERS = 100000 };
+  dp_table_entry *entries = calloc(PEERS, sizeof *entries);
+  ck_assert_ptr_nonnull(entries);
+  dp_peer_table t;
+  dp_table_init(&t);
+  for (int i = 0; i < PEERS; i++) {
+    entries[i].key = i < N ? chosen[i] : flood_key(0x40000000u + (uint32_t)i);
+    ck_assert_int_eq(dp_table_add(&t, &entries[i]), 0);
+  }
+  UT_hash_table *tbl = t.by_addr->hh.tbl;
+  unsigned longest = 0;
+  for (unsigned b = 0; b < tbl->num_buckets; b++)
+    if (tbl->buckets[b].count > longest)
+      longest = tbl->buckets[b].count;
+  ck_assert_uint_eq(tbl->ineff_expands, 0);
+  ck_assert_uint_eq(tbl->noexpand, 0);
+  ck_assert_uint_le(longest, 16);
+  for (int i = 0; i < PEERS; i++)
+    ck_assert_ptr_eq(dp_table_find(&t, &entries[i].key), &entries[i]);
+  dp_table_clear(&t);
+  free(entries);
+}
+END_TEST
+
 static Suite *peer_table_suite(void) {
   Suite *s = suite_create("peer_table");
   TCase *tc = tcase_create("hash");
@@ -504,6 +567,7 @@ static Suite *peer_table_suite(void) {
   tcase_add_test(tc, test_many_entries_find_and_count);
   tcase_add_test(tc, test_iteration_visits_each_once);
   tcase_add_test(tc, test_clear_then_reuse);
+  tcase_add_test(tc, test_precomputed_collisions_do_not_transfer);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("heap");
