@@ -123,18 +123,31 @@ static void finish(dp_socket *s) {
   release(s);
 }
 
+/* An ICMP error for an earlier datagram (to any peer) is reported by the
+ * socket's next call, whatever its destination. */
+static int is_stale_icmp_error(int err) {
+  return err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH;
+}
+
 static int socket_send(void *arg, const dp_addr *to, const uint8_t *data, size_t len) {
   dp_socket *s = arg;
-  if (sendto(s->fd, data, len, s->send_flags | MSG_NOSIGNAL, &to->u.sa, to->len) < 0)
-    return -errno;
-  return 0;
+  /* Reporting the error clears it, so the retry sends this datagram; the
+   * bound covers a new error arriving meanwhile. */
+  for (int tries = 0; tries < 3; tries++) {
+    if (sendto(s->fd, data, len, s->send_flags | MSG_NOSIGNAL, &to->u.sa, to->len) >= 0)
+      return 0;
+    if (!is_stale_icmp_error(errno) && errno != EINTR)
+      break;
+  }
+  return -errno;
 }
 
 /* Feeds the core every datagram the socket holds, up to a burst.  Returns the
  * number read, or -1 with errno. */
 static int read_socket(dp_socket *s) {
   int count = 0;
-  while (count < READ_BURST) {
+  /* Bounded even if errors keep coming. */
+  for (int calls = 0; count < READ_BURST && calls < 2 * READ_BURST; calls++) {
     struct sockaddr_storage from;
     socklen_t from_len = sizeof from;
     ssize_t n = recvfrom(s->fd, s->buf, sizeof s->buf, MSG_DONTWAIT, (struct sockaddr *)&from, &from_len);
@@ -142,7 +155,7 @@ static int read_socket(dp_socket *s) {
       if (errno == EAGAIN || errno == EWOULDBLOCK)
         return count;
       /* ICMP errors reported on the socket concern one peer, never the loop. */
-      if (errno == ECONNREFUSED || errno == EHOSTUNREACH || errno == ENETUNREACH || errno == EINTR)
+      if (is_stale_icmp_error(errno) || errno == EINTR)
         continue;
       return -1;
     }

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/ip.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -624,6 +625,42 @@ START_TEST(threads_share_one_socket) {
 }
 END_TEST
 
+/* ICMP port unreachable reaches the socket as ECONNREFUSED (with IP_RECVERR
+ * even on an unconnected socket): it concerns one destination and must not
+ * break the receive loop or the other peers. */
+START_TEST(icmp_unreachable_does_not_break_other_peers) {
+  dtlsplex_config *scfg = server_config(1), *ccfg = client_config(1, NULL);
+  echo_server srv;
+  echo_start(&srv, AF_INET, scfg);
+  struct sockaddr_storage self, closed;
+  socklen_t self_len, closed_len;
+  int fd = bound_socket(AF_INET, &self, &self_len);
+  int on = 1;
+  ck_assert_int_eq(setsockopt(fd, IPPROTO_IP, IP_RECVERR, &on, sizeof on), 0);
+  set_rcvtimeo(fd, 3000);
+  ck_assert_int_eq(dtlsplex_attach(fd, ccfg), 0);
+  char buf[16];
+  ck_assert_int_eq(dtlssendto(fd, "one", 3, 0, (struct sockaddr *)&srv.addr, srv.addr_len), 3);
+  ck_assert_int_eq(dtlsrecvfrom(fd, buf, sizeof buf, 0, NULL, NULL), 3);
+  /* A port with nobody behind it. */
+  int gone = bound_socket(AF_INET, &closed, &closed_len);
+  close(gone);
+  for (int i = 0; i < 5; i++) {
+    ck_assert_int_eq(dtlssendto(fd, "lost", 4, MSG_DONTWAIT, (struct sockaddr *)&closed, closed_len), 4);
+    usleep(20000);
+    ck_assert_int_eq(dtlssendto(fd, "two", 3, 0, (struct sockaddr *)&srv.addr, srv.addr_len), 3);
+    ck_assert_int_eq(dtlsrecvfrom(fd, buf, sizeof buf, 0, NULL, NULL), 3);
+    ck_assert_mem_eq(buf, "two", 3);
+  }
+  ck_assert_int_eq(dtlsplex_process(fd), 0); /* pending errors are not the caller's */
+  ck_assert_int_eq(dtlsplex_detach(fd), 0);
+  close(fd);
+  echo_stop(&srv);
+  dtlsplex_config_free(scfg);
+  dtlsplex_config_free(ccfg);
+}
+END_TEST
+
 static void *blocked_receiver(void *arg) {
   int fd = *(int *)arg;
   char buf[8];
@@ -671,6 +708,7 @@ int main(void) {
   tcase_add_test(tc, spoofed_client_hello_creates_no_peer);
   tcase_add_test(tc, detach_wakes_blocked_receiver);
   tcase_add_test(tc, threads_share_one_socket);
+  tcase_add_test(tc, icmp_unreachable_does_not_break_other_peers);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
