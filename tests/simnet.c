@@ -3,17 +3,8 @@
 #include <check.h>
 #include <netinet/in.h>
 #include <string.h>
-#include <sys/time.h>
 
-uint64_t sim_now = 1800000000000ULL;
 sim_counters sim_counts;
-
-int gettimeofday(struct timeval *restrict tv, void *restrict tz) {
-  (void)tz;
-  tv->tv_sec = (time_t)(sim_now / 1000);
-  tv->tv_usec = (suseconds_t)(sim_now % 1000) * 1000;
-  return 0;
-}
 
 #define MAX_IN_FLIGHT 8192
 #define MAX_NODES 128

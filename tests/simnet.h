@@ -1,10 +1,7 @@
 /* A simulated network for the sans-I/O core: endpoints exchange datagrams in
  * memory under a simulated clock, through a seeded relay that can drop,
  * duplicate, delay (and so reorder) datagrams and enforce a path MTU.  The
- * same seed gives the same run.
- *
- * libssl reads its DTLS timers from gettimeofday(); simnet.c defines
- * gettimeofday so that libssl and the core share sim_now. */
+ * same seed gives the same run.  Time is sim_clock's. */
 #ifndef TESTS_SIMNET_H
 #define TESTS_SIMNET_H
 
@@ -13,8 +10,7 @@
 
 #include "dtlsplex.h"
 #include "endpoint.h"
-
-extern uint64_t sim_now; /* ms, wall-clock-like */
+#include "sim_clock.h"
 
 typedef struct sim_node {
   dp_endpoint *ep;
