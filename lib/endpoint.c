@@ -10,6 +10,10 @@
 #include "peer_table.h"
 #include "session.h"
 
+#define DTLS_RECORD_HEADER_LEN 13
+/* An established peer silent this long gives its record buffers back. */
+#define RELEASE_BUFFERS_AFTER_MS 2000
+
 /* A remote address the endpoint knows.  Without a session it is either a
  * name set before connecting, or a failed client handshake kept until the
  * next dtlssendto reports it. */
@@ -186,8 +190,11 @@ static void schedule(dp_endpoint *ep, dp_peer *p) {
       deadline = p->forget_at;
   } else if (s->state == DP_SESSION_HANDSHAKING) {
     deadline = p->handshake_deadline < s->retransmit_at ? p->handshake_deadline : s->retransmit_at;
-  } else if (s->state == DP_SESSION_ESTABLISHED && ep->cfg->idle_ms != 0) {
-    deadline = p->last_activity + ep->cfg->idle_ms;
+  } else if (s->state == DP_SESSION_ESTABLISHED) {
+    if (ep->cfg->idle_ms != 0)
+      deadline = p->last_activity + ep->cfg->idle_ms;
+    if (!s->buffers_released && p->last_activity + RELEASE_BUFFERS_AFTER_MS < deadline)
+      deadline = p->last_activity + RELEASE_BUFFERS_AFTER_MS;
   }
   if (p->replacement != NULL) {
     uint64_t r = p->replacement_deadline < p->replacement->retransmit_at ? p->replacement_deadline
@@ -285,7 +292,6 @@ static void deliver(void *arg, const uint8_t *data, size_t len) {
   ep->stats.app_datagrams_in++;
 }
 
-#define DTLS_RECORD_HEADER_LEN 13
 
 /* A plaintext, epoch-0 DTLS handshake record carrying a ClientHello. */
 static int is_client_hello(const uint8_t *d, size_t len) {
@@ -531,8 +537,10 @@ static void expire(dp_endpoint *ep, dp_peer *p, uint64_t now) {
     dp_session_shutdown(s);
     remove_peer(ep, p);
     return;
+  } else if (s->state == DP_SESSION_ESTABLISHED && now >= p->last_activity + RELEASE_BUFFERS_AFTER_MS) {
+    dp_session_release_buffers(s);
   }
-  schedule(ep, p); /* activity moved the deadline on */
+  schedule(ep, p); /* or activity moved the deadline on */
 }
 
 void dp_endpoint_handle_expiry(dp_endpoint *ep, uint64_t now) {

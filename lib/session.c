@@ -117,8 +117,26 @@ static void queue_clear(dp_session *s) {
   s->queue_len = 0;
 }
 
+void dp_session_release_buffers(dp_session *s) {
+  if (s->state == DP_SESSION_ESTABLISHED && !s->buffers_released && SSL_free_buffers(s->ssl) == 1)
+    s->buffers_released = 1;
+}
+
+/* A DTLS write after SSL_free_buffers crashes in libssl 3.0 unless the
+ * buffers are allocated again first; reads would manage, but a read may
+ * answer with a write. */
+static int take_buffers(dp_session *s) {
+  if (!s->buffers_released)
+    return 1;
+  ERR_clear_error();
+  if (SSL_alloc_buffers(s->ssl) != 1)
+    return 0;
+  s->buffers_released = 0;
+  return 1;
+}
+
 void dp_session_shutdown(dp_session *s) {
-  if (s->state != DP_SESSION_ESTABLISHED)
+  if (s->state != DP_SESSION_ESTABLISHED || !take_buffers(s))
     return;
   ERR_clear_error();
   SSL_shutdown(s->ssl);
@@ -203,6 +221,8 @@ static int read_records(dp_session *s, uint8_t *scratch, size_t scratch_len, dp_
 int dp_session_input(dp_session *s, const uint8_t *data, size_t len, uint64_t now, uint8_t *scratch,
                      size_t scratch_len, dp_deliver_fn deliver, void *deliver_arg) {
   int flags = 0;
+  if (!take_buffers(s))
+    return 0; /* out of memory: as if the datagram were lost */
   dp_bio_io_feed(&s->io, data, len);
   if (s->state == DP_SESSION_HANDSHAKING)
     flags = drive_handshake(s);
@@ -238,6 +258,8 @@ ssize_t dp_session_write(dp_session *s, const void *buf, size_t len) {
     return -EMSGSIZE;
   if (len == 0)
     return 0; /* libssl sends no empty records */
+  if (!take_buffers(s))
+    return -ENOMEM;
   ERR_clear_error();
   s->io.last_send_error = 0;
   int n = SSL_write(s->ssl, buf, (int)len);

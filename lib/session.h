@@ -45,6 +45,7 @@ typedef struct dp_session {
   int is_client;
   int state;
   int error;               /* errno once FAILED */
+  int buffers_released;    /* idle: libssl's record buffers given back */
   uint64_t retransmit_at;  /* when libssl's handshake timer fires, or DP_NO_DEADLINE */
   dp_queued *queue_head, *queue_tail;
   unsigned int queue_len;
@@ -83,6 +84,10 @@ int dp_session_on_timer(dp_session *s, uint64_t now);
 /* Sends one record; returns len, or -EMSGSIZE above the data MTU, -EPROTO if
  * the session broke, or the -errno of the socket write. */
 ssize_t dp_session_write(dp_session *s, const void *buf, size_t len);
+/* Gives an idle established session's record buffers back (about half of its
+ * memory); every later call into libssl takes them again first. */
+void dp_session_release_buffers(dp_session *s);
+
 /* Largest application payload per datagram (0 before the handshake). */
 unsigned int dp_session_data_mtu(dp_session *s);
 

@@ -2,6 +2,7 @@
  * (see simnet.h). */
 #include <check.h>
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -320,6 +321,36 @@ START_TEST(replayed_old_client_hello_keeps_session) {
 }
 END_TEST
 
+/* Idle sessions give libssl's record buffers back, and take them again for
+ * any later read, write or shutdown. */
+START_TEST(idle_sessions_release_buffers) {
+  enum { N = 20 };
+  static sim_node clients[N];
+  for (int i = 0; i < N; i++) {
+    sim_add_node(&clients[i], client_cfg, (uint16_t)(41000 + i));
+    connect_client(&clients[i]);
+  }
+  size_t busy = mallinfo2().uordblks;
+  sim_advance(2500);
+  size_t idle = mallinfo2().uordblks;
+  /* Both sides of each pair live in this process. */
+  ck_assert_uint_gt(busy - idle, N * 2 * 16 * 1024);
+  for (int i = 0; i < N; i++) {
+    ck_assert_int_eq(dp_endpoint_write_pkt(clients[i].ep, &server.addr, "again", 5, 0, sim_now), 5);
+    sim_deliver_due();
+    expect_datagram(&server, &clients[i], "again");
+    ck_assert_int_eq(dp_endpoint_write_pkt(server.ep, &clients[i].addr, "back", 4, 0, sim_now), 4);
+    sim_deliver_due();
+    expect_datagram(&clients[i], &server, "back");
+  }
+  sim_advance(2500);
+  for (int i = 0; i < N; i++)
+    ck_assert_int_eq(dp_endpoint_close(clients[i].ep, &server.addr), 0); /* shutdown after release */
+  sim_deliver_due();
+  ck_assert_uint_eq(stats_of(&server).peers, 0);
+}
+END_TEST
+
 START_TEST(limits_refuse_new_handshakes_only) {
   dtlsplex_config *small = make_config(1);
   ck_assert_int_eq(dtlsplex_config_set_limits(small, 1, 1), 0);
@@ -377,6 +408,7 @@ int main(void) {
   tcase_add_test(tc, reconnect_replaces_session);
   tcase_add_test(tc, duplicate_client_hello_keeps_session);
   tcase_add_test(tc, replayed_old_client_hello_keeps_session);
+  tcase_add_test(tc, idle_sessions_release_buffers);
   tcase_add_test(tc, limits_refuse_new_handshakes_only);
   tcase_add_test(tc, close_notify_and_emsgsize);
   suite_add_tcase(s, tc);
