@@ -8,6 +8,7 @@
 
 #include "cookie.h"
 #include "peer_table.h"
+#include "recv_queue.h"
 #include "session.h"
 
 #define DTLS_RECORD_HEADER_LEN 13
@@ -30,13 +31,6 @@ typedef struct dp_peer {
   uint64_t forget_at;          /* for a failed handshake awaiting report */
 } dp_peer;
 
-typedef struct dp_app_dgram {
-  struct dp_app_dgram *next;
-  dp_addr from;
-  size_t len;
-  uint8_t data[];
-} dp_app_dgram;
-
 struct dp_endpoint {
   dtlsplex_config *cfg;
   int serves; /* server role, and a certificate or PSK to serve with */
@@ -49,8 +43,7 @@ struct dp_endpoint {
   dp_listener listener;
   dp_bio_io io;       /* what every session's BIO starts from */
   dp_outbuf out;      /* the datagram being assembled, shared by all sessions */
-  dp_app_dgram *recv_head, *recv_tail;
-  size_t recv_len;
+  dp_recv_queue received;
   dp_event *events;
   size_t events_len, events_cap;
   const dp_addr *delivering_from;
@@ -110,6 +103,7 @@ dp_endpoint *dp_endpoint_new(dtlsplex_config *cfg, dp_send_fn send, void *send_a
   ep->send = send;
   ep->send_arg = send_arg;
   dp_table_init(&ep->peers);
+  dp_recv_queue_init(&ep->received, DP_RECV_QUEUE_MAX, cfg->mtu);
   ep->io = (dp_bio_io){.mtu = cfg->mtu, .send = counting_send, .send_arg = ep, .out = &ep->out};
   dp_cookie_init(&ep->cookies, cfg->cookie_secret, cfg->cookie_secret_len);
   ep->serves = (cfg->role & DTLSPLEX_ROLE_SERVER) && dp_config_can_serve(cfg);
@@ -155,12 +149,7 @@ void dp_endpoint_free(dp_endpoint *ep) {
     remove_peer(ep, p);
   }
   dp_table_clear(&ep->peers);
-  while (ep->recv_head != NULL) {
-    dp_app_dgram *d = ep->recv_head;
-    ep->recv_head = d->next;
-    OPENSSL_cleanse(d->data, d->len);
-    free(d);
-  }
+  dp_recv_queue_clear(&ep->received);
   dp_listener_cleanup(&ep->listener);
   OPENSSL_cleanse(&ep->cookies, sizeof ep->cookies);
   OPENSSL_cleanse(ep->scratch, sizeof ep->scratch);
@@ -270,26 +259,10 @@ static void apply_flags(dp_endpoint *ep, dp_peer *p, int flags, uint64_t now) {
 
 static void deliver(void *arg, const uint8_t *data, size_t len) {
   dp_endpoint *ep = arg;
-  if (ep->recv_len >= DP_RECV_QUEUE_MAX) {
+  if (dp_recv_queue_push(&ep->received, ep->delivering_from, data, len) != 0)
     ep->stats.dropped_queue_full++;
-    return;
-  }
-  dp_app_dgram *d = malloc(sizeof *d + len);
-  if (d == NULL) {
-    ep->stats.dropped_queue_full++;
-    return;
-  }
-  d->next = NULL;
-  d->from = *ep->delivering_from;
-  d->len = len;
-  memcpy(d->data, data, len);
-  if (ep->recv_tail != NULL)
-    ep->recv_tail->next = d;
   else
-    ep->recv_head = d;
-  ep->recv_tail = d;
-  ep->recv_len++;
-  ep->stats.app_datagrams_in++;
+    ep->stats.app_datagrams_in++;
 }
 
 
@@ -557,25 +530,10 @@ void dp_endpoint_handle_expiry(dp_endpoint *ep, uint64_t now) {
 }
 
 ssize_t dp_endpoint_recv(dp_endpoint *ep, void *buf, size_t len, int peek, dp_addr *from) {
-  dp_app_dgram *d = ep->recv_head;
-  if (d == NULL)
-    return -EAGAIN;
-  if (len > 0)
-    memcpy(buf, d->data, len < d->len ? len : d->len);
-  if (from != NULL)
-    *from = d->from;
-  ssize_t full = (ssize_t)d->len;
-  if (!peek) {
-    ep->recv_head = d->next;
-    if (ep->recv_head == NULL)
-      ep->recv_tail = NULL;
-    ep->recv_len--;
-    free(d);
-  }
-  return full;
+  return dp_recv_queue_pop(&ep->received, buf, len, peek, from);
 }
 
-size_t dp_endpoint_pending(const dp_endpoint *ep) { return ep->recv_len; }
+size_t dp_endpoint_pending(const dp_endpoint *ep) { return ep->received.len; }
 
 int dp_endpoint_next_event(dp_endpoint *ep, dp_event *out) {
   if (ep->events_len == 0)
