@@ -1,3 +1,4 @@
+#!/bin/bash
 # shellcheck shell=bash
 # Helpers for the interop tests (tests/interop-*.sh), sourced, not run.
 #
@@ -11,15 +12,21 @@
 #                       open (feed NAME TEXT writes to it, close_input NAME
 #                       closes it), stdout to IL_TMP/NAME.out, stderr to
 #                       IL_TMP/NAME.err; killed on exit whatever happens
+#   feed NAME TEXT / feed_line NAME TEXT / close_input NAME
+#   running NAME / stop NAME [GRACE]
+#   expect_output NAME TEXT DESC [EVIDENCE...]  NAME's stdout is exactly TEXT
+#   expect_line NAME LINE DESC [EVIDENCE...]    NAME's stdout has LINE
 #   wait_for FILE TEXT [SECS]     bounded wait for TEXT to show in FILE
+#   poll SECS CMD...              bounded wait for CMD to succeed
 #   wait_exit NAME [SECS]         bounded wait for NAME to exit; IL_STATUS
-#   free_udp_port                 a UDP port nothing on this host is bound to
+#   free_udp_port / wait_udp_bound PORT / listen_port NAME
 #   require_prog NAME             skip (77) when NAME is missing
 #   ok / not_ok / finish          one "ok - ..." / "not ok - ..." line per
 #                                 check; finish exits 1 if any failed
 #
-# Everything listens on or talks to 127.0.0.1 (or ::1) only, and every wait
-# gives up after a bounded time.
+# Our side listens on and talks to 127.0.0.1 (or ::1) only, and every wait
+# gives up after a bounded time (IL_WAIT seconds unless told).  Set
+# DTLSPLEX_KEEP_TMP=1 to keep the directory with every program's output.
 
 IL_NAME=$(basename "$0" .sh)
 IL_FAILED=0
@@ -29,7 +36,7 @@ IL_STATUS=
 
 # The default bound of a wait, in seconds: generous for a loaded machine,
 # small next to the whole script's budget.
-IL_WAIT=${IL_WAIT:-10}
+IL_WAIT=${IL_WAIT:-8}
 
 il_cleanup() {
   local status=$? pid fd
@@ -74,7 +81,6 @@ require_prog() {
     return 0
   fi
   if [ "${DTLSPLEX_REQUIRE_INTEROP:-0}" = 1 ]; then
-    echo "ERROR: $1 not installed, and DTLSPLEX_REQUIRE_INTEROP=1" >&2
     echo "ERROR: $1 not installed, and DTLSPLEX_REQUIRE_INTEROP=1"
     exit 1
   fi
@@ -90,6 +96,7 @@ il_find_dtlscat() {
   local c
   for c in ${top_builddir:+"$top_builddir/tools/dtlscat"} "$here/../tools/dtlscat"; do
     if [ -x "$c" ]; then
+      # shellcheck disable=SC2034 # for the sourcing script
       DTLSCAT=$c
       return 0
     fi
@@ -106,7 +113,7 @@ il_setup() {
   trap 'exit 130' INT
   trap 'exit 143' TERM
   trap 'exit 129' HUP
-  # A whole-script guard on top of the per-wait bounds.
+  # For the closing "# NAME: N s" line.
   IL_START=$(date +%s)
 }
 
@@ -125,7 +132,7 @@ not_ok() {
     if [ "${line#@}" != "$line" ]; then
       il_show_file "${line#@}"
     else
-      printf '#   %s\n' "$line"
+      printf '%s\n' "$line" | sed 's/^/#   /'
     fi
   done
 }
@@ -168,7 +175,8 @@ finish() {
 expect_output() {
   local name=$1 want=$2 desc=$3 got
   shift 3
-  wait_for_size "$IL_TMP/$name.out" "$(printf '%s' "$want" | wc -c)"
+  # Stop waiting early if NAME has gone: no more output will come.
+  poll "$IL_WAIT" il_has_or_gone "$name" "$(printf '%s' "$want" | wc -c)"
   got=$(cat "$IL_TMP/$name.out" && echo x)
   got=${got%x}
   if [ "$got" = "$want" ]; then
@@ -184,13 +192,17 @@ expect_output() {
 expect_line() {
   local name=$1 want=$2 desc=$3
   shift 3
-  if poll "$IL_WAIT" grep -qxF -- "$want" "$IL_TMP/$name.out"; then
+  poll "$IL_WAIT" il_line_or_gone "$name" "$want"
+  if grep -qxF -- "$want" "$IL_TMP/$name.out"; then
     ok "$desc"
     return 0
   fi
   not_ok "$desc" "expected the line $(show "$want") on $name's stdout" "@$IL_TMP/$name.out" "$@"
   return 1
 }
+
+il_has_or_gone() { [ "$(wc -c <"$IL_TMP/$1.out")" -ge "$2" ] || ! running "$1"; }
+il_line_or_gone() { grep -qxF -- "$2" "$IL_TMP/$1.out" || ! running "$1"; }
 
 # ---- processes -------------------------------------------------------------
 
@@ -238,13 +250,17 @@ close_input() {
 # running NAME: true while NAME's process lives.
 running() { kill -0 "${IL_PID[$1]}" 2>/dev/null; }
 
-# stop NAME: end NAME now.
+# stop NAME [GRACE]: end NAME: close its input, give it GRACE seconds (0 by
+# default) to exit by itself (and flush its logs), then kill it.
 stop() {
   close_input "$1"
+  [ "${2:-0}" -gt 0 ] && poll "$2" il_gone "$1"
   kill -TERM "${IL_PID[$1]}" 2>/dev/null
+  poll 2 il_gone "$1" || kill -KILL "${IL_PID[$1]}" 2>/dev/null
   wait "${IL_PID[$1]}" 2>/dev/null
   return 0
 }
+il_gone() { ! running "$1"; }
 
 # wait_exit NAME [SECS]: wait up to SECS for NAME to exit.  True if it did,
 # with its exit status in IL_STATUS; false (IL_STATUS empty) if still running.
@@ -257,6 +273,7 @@ wait_exit() {
     sleep 0.1
   done
   wait "$pid" 2>/dev/null
+  # shellcheck disable=SC2034 # for the sourcing script
   IL_STATUS=$?
   return 0
 }
@@ -264,7 +281,14 @@ wait_exit() {
 # ---- bounded waits -----------------------------------------------------------
 
 # Deadlines in tenths of a second of this shell's life.
-il_now() { local t=${EPOCHREALTIME/[.,]/}; echo $((t / 100000)); }
+il_now() {
+  if [ -n "${EPOCHREALTIME:-}" ]; then
+    local t=${EPOCHREALTIME/[.,]/}
+    echo $((t / 100000))
+  else
+    echo $(($(date +%s) * 10))
+  fi
+}
 il_deadline() { local s=$1; echo $(($(il_now) + ${s%%.*} * 10)); }
 il_past() { [ "$(il_now)" -ge "$1" ]; }
 
@@ -284,18 +308,6 @@ poll() {
 # wait_for FILE TEXT [SECS]: poll until FILE contains TEXT (a fixed string),
 # at most SECS seconds.  True if it showed up.
 wait_for() { poll "${3:-$IL_WAIT}" grep -qF -- "$2" "$1"; }
-
-# wait_for_size FILE BYTES [SECS]: poll until FILE holds at least BYTES bytes.
-wait_for_size() {
-  local file=$1 want=$2 deadline size
-  deadline=$(il_deadline "${3:-$IL_WAIT}")
-  for (( ; ; )); do
-    size=$(wc -c <"$file" 2>/dev/null || echo 0)
-    [ "$size" -ge "$want" ] && return 0
-    il_past "$deadline" && return 1
-    sleep 0.1
-  done
-}
 
 # ---- ports -------------------------------------------------------------------
 
@@ -410,7 +422,7 @@ il_cert_error() {
 
 # der_size PEMFILE: the total DER size of the certificates in PEMFILE.
 der_size() {
-  local total=0 n
+  local total=0 n f
   local tmp=$IL_TMP/der.split
   rm -rf "$tmp" && mkdir "$tmp"
   awk -v dir="$tmp" '/-BEGIN CERTIFICATE-/ { n++ } n { print > (dir "/" n ".pem") }' "$1"
