@@ -5,6 +5,7 @@
  *
  * See dtlscat(1). */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -32,15 +33,28 @@ typedef struct options {
 static options opt = {.idle_secs = -1, .exit_after = -1, .family = AF_UNSPEC};
 static long peers_closed;
 
+static void vdie(int status, const char *fmt, va_list ap) __attribute__((noreturn));
+static void vdie(int status, const char *fmt, va_list ap) {
+  fputs("dtlscat: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  exit(status);
+}
+
+/* A failure at run time (exit 1). */
 static void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void fatal(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  fputs("dtlscat: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-  exit(1);
+  vdie(1, fmt, ap);
+}
+
+/* Options that cannot work (exit 2, like a usage error). */
+static void bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void bad_usage(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vdie(2, fmt, ap);
 }
 
 static void usage(int status) __attribute__((noreturn));
@@ -57,9 +71,10 @@ static void usage(int status) {
           "  --mtu N       UDP payload bytes per datagram (256..4096)\n"
           "  -s SRCADDR -p SRCPORT  local address and port\n"
           "  -4 / -6       IPv4 / IPv6 only\n"
-          "  -w SECS       exit after SECS without traffic\n"
+          "  -w SECS       exit after SECS without traffic (client: after end of input; default 1)\n"
           "  -n N          server: exit after N peers have closed\n"
-          "  -v            verbose: peer addresses and events on stderr\n");
+          "  -v            verbose: peer addresses and events on stderr\n"
+          "  -h, --help    this text\n");
   exit(status);
 }
 
@@ -68,7 +83,7 @@ static long parse_number(const char *s, long min, long max, const char *what) {
   errno = 0;
   long v = strtol(s, &end, 10);
   if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
-    fatal("%s: '%s' is not a number from %ld to %ld", what, s, min, max);
+    bad_usage("%s: '%s' is not a number from %ld to %ld", what, s, min, max);
   return v;
 }
 
@@ -112,36 +127,42 @@ static void parse_options(int argc, char **argv) {
     usage(2);
   }
   if ((opt.cert == NULL) != (opt.key == NULL))
-    fatal("-c and -k go together");
+    bad_usage("-c and -k go together");
   if (opt.listen && opt.cert == NULL && opt.psk == NULL)
-    fatal("a server needs -c/-k or --psk");
+    bad_usage("a server needs -c/-k or --psk");
   if (opt.echo && !opt.listen)
-    fatal("-e is for servers (-l)");
+    bad_usage("-e is for servers (-l)");
   if (opt.verify_clients && (!opt.listen || opt.ca == NULL))
-    fatal("--verify is for servers (-l) and needs -C CAFILE");
+    bad_usage("--verify is for servers (-l) and needs -C CAFILE");
+  if (!opt.listen && opt.idle_secs < 0)
+    opt.idle_secs = 1; /* replies to the last lines still have time to come */
   if (opt.exit_after >= 0 && !opt.listen)
-    fatal("-n is for servers (-l)");
+    bad_usage("-n is for servers (-l)");
+  if (opt.listen && (opt.src_addr != NULL || opt.src_port != NULL))
+    bad_usage("-s and -p are for clients; a server binds [HOST] PORT");
+  if (opt.listen && opt.insecure)
+    bad_usage("--insecure is for clients (a server checks client certificates only with --verify)");
 }
 
 static void set_psk(dtlsplex_config *cfg, const char *arg) {
   const char *colon = strchr(arg, ':');
   if (colon == NULL || colon == arg)
-    fatal("--psk takes IDENTITY:HEXKEY");
+    bad_usage("--psk takes IDENTITY:HEXKEY");
   char identity[129];
   unsigned char key[64];
   size_t id_len = (size_t)(colon - arg), hex_len = strlen(colon + 1);
   if (id_len >= sizeof identity)
-    fatal("--psk: identity longer than 128 bytes");
+    bad_usage("--psk: identity longer than 128 bytes");
   if (hex_len == 0 || hex_len % 2 != 0 || hex_len / 2 > sizeof key)
-    fatal("--psk: key must be 1 to 64 bytes in hex");
+    bad_usage("--psk: key must be 1 to 64 bytes in hex");
   memcpy(identity, arg, id_len);
   identity[id_len] = '\0';
+  for (size_t i = 0; i < hex_len; i++)
+    if (!isxdigit((unsigned char)colon[1 + i]))
+      bad_usage("--psk: key is not hex");
   for (size_t i = 0; i < hex_len / 2; i++) {
     char byte[3] = {colon[1 + 2 * i], colon[2 + 2 * i], '\0'};
-    char *end;
-    key[i] = (unsigned char)strtoul(byte, &end, 16);
-    if (*end != '\0')
-      fatal("--psk: key is not hex");
+    key[i] = (unsigned char)strtoul(byte, NULL, 16);
   }
   if (dtlsplex_config_set_psk(cfg, identity, key, hex_len / 2) < 0)
     fatal("--psk: %s", strerror(errno));
@@ -172,7 +193,7 @@ static void on_event(int fd, int event, const struct sockaddr *peer, socklen_t l
   (void)fd, (void)len, (void)arg;
   if (event == DTLSPLEX_EVENT_CLOSED || event == DTLSPLEX_EVENT_EXPIRED)
     peers_closed++;
-  if (!opt.verbose)
+  if (!opt.verbose || !opt.listen) /* a client reports its one peer itself */
     return;
   char name[64];
   format_addr(peer, name, sizeof name);
@@ -200,11 +221,15 @@ static dtlsplex_config *make_config(void) {
     set_psk(cfg, opt.psk);
   if (opt.mtu != 0 && dtlsplex_config_set_mtu(cfg, opt.mtu) < 0)
     fatal("--mtu: %s", strerror(errno));
+  if (!opt.listen) /* an interactive session may stay quiet for long */
+    dtlsplex_config_set_timeouts(cfg, 15000, 0);
   return cfg;
 }
 
 static struct addrinfo *resolve(const char *host, const char *port, int passive) {
-  struct addrinfo hints = {.ai_family = opt.family, .ai_socktype = SOCK_DGRAM,
+  /* A server given no HOST listens on :: for IPv6 and IPv4 alike (dual stack). */
+  int family = passive && host == NULL && opt.family == AF_UNSPEC ? AF_INET6 : opt.family;
+  struct addrinfo hints = {.ai_family = family, .ai_socktype = SOCK_DGRAM,
                            .ai_flags = passive ? AI_PASSIVE : 0}, *res;
   int r = getaddrinfo(host, port, &hints, &res);
   if (r != 0)
@@ -218,9 +243,9 @@ static int open_socket(const struct addrinfo *target) {
   int fd = socket(family, SOCK_DGRAM, 0);
   if (fd < 0)
     fatal("socket: %s", strerror(errno));
-  if (family == AF_INET6 && opt.family == AF_UNSPEC) {
-    int off = 0; /* dual-stack when the family was left open */
-    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+  if (family == AF_INET6) {
+    int v6only = opt.family == AF_INET6; /* -6: IPv6 only; else dual-stack */
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
   }
   const struct addrinfo *local = opt.listen ? target : NULL;
   struct addrinfo *own = NULL;
@@ -316,22 +341,23 @@ static int run_client(int fd, const struct addrinfo *server) {
   struct dtlsplex_peer_info info;
   dtlsplex_peer_info(fd, server->ai_addr, server->ai_addrlen, &info);
   if (opt.verbose)
-    fprintf(stderr, "connected to %s port %s: %s %s, peer %s\n", opt.host, opt.port, info.protocol,
-            info.cipher, info.identity[0] ? info.identity : "(unverified)");
+    fprintf(stderr, "connected to %s port %s: %s %s, peer %s%s\n", opt.host, opt.port, info.protocol,
+            info.cipher, info.identity[0] ? info.identity : "(no identity)",
+            opt.insecure ? " (not verified: --insecure)" : "");
   size_t chunk = info.data_mtu;
   char line[4096], buf[4096];
   size_t have = 0;
   int stdin_open = 1;
   long long idle_deadline = -1;
   for (;;) {
-    if (!stdin_open && (opt.idle_secs < 0 || now_ms() >= idle_deadline))
+    if (!stdin_open && now_ms() >= idle_deadline)
       break;
     short in = wait_for_input(fd, stdin_open, stdin_open ? -1 : idle_deadline);
     if (in & (POLLIN | POLLHUP)) {
       ssize_t n = read(STDIN_FILENO, line + have, sizeof line - have);
       if (n <= 0) {
         stdin_open = 0;
-        idle_deadline = opt.idle_secs >= 0 ? now_ms() + opt.idle_secs * 1000 : -1;
+        idle_deadline = now_ms() + opt.idle_secs * 1000;
       } else {
         have += (size_t)n;
       }
@@ -355,7 +381,7 @@ static int run_client(int fd, const struct addrinfo *server) {
     ssize_t n;
     while ((n = dtlsrecvfrom(fd, buf, sizeof buf, MSG_DONTWAIT, NULL, NULL)) >= 0) {
       write_all(STDOUT_FILENO, buf, (size_t)n);
-      if (!stdin_open && opt.idle_secs >= 0)
+      if (!stdin_open)
         idle_deadline = now_ms() + opt.idle_secs * 1000;
     }
     struct dtlsplex_peer_info state;
@@ -394,7 +420,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "listening on %s %s\n", name, colon + 1);
     status = run_server(fd);
   } else {
-    if (!opt.insecure && opt.psk == NULL && dtlsplex_set_peer_name(fd, target->ai_addr, target->ai_addrlen, opt.host) < 0)
+    /* Also with --psk: a server may still choose a certificate suite. */
+    if (!opt.insecure && dtlsplex_set_peer_name(fd, target->ai_addr, target->ai_addrlen, opt.host) < 0)
       fatal("%s: %s", opt.host, strerror(errno));
     status = run_client(fd, target);
   }

@@ -1,0 +1,1340 @@
+/*
+ * dtlsplex-bench: DTLS (dtlsplex) figures next to plain UDP, measured in the
+ * same run, on loopback, with the same sizes and the same socket setup.
+ *
+ *   dtlsplex-bench [--quick] [--seconds N] [--peers N]
+ *
+ * The server side of every measurement is a forked process with its own
+ * socket (so that its CPU time, RSS and heap are its own); the clients run in
+ * the main thread.  Every socket that blocks has SO_RCVTIMEO and every loop
+ * is bounded by time, so nothing can hang.  Progress goes to stderr; stdout
+ * gets one table, notes on what each figure is, and the targets.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <dtlsplex.h>
+
+/* ---- Settings ----------------------------------------------------------- */
+
+#define CIPHER "ECDHE-ECDSA-AES128-GCM-SHA256"
+#define GROUP "P-256" /* ECDHE group, pinned so the key-exchange baseline matches */
+#define DTLS_MTU 1300 /* UDP payload bytes; gives a data MTU >= 1200 with AES-GCM */
+#define BIG 1200      /* payload sizes, identical for UDP and DTLS */
+#define SMALL 64
+#define WINDOW 32   /* one-way: datagrams in flight */
+#define ACK_EVERY 8 /* one-way: the receiver acks every N datagrams */
+#define CLIENT_RCVTIMEO_MS 500
+#define SERVER_RCVTIMEO_MS 200
+#define SERVER_IDLE_EXIT_S 30 /* a server with no datagram for this long exits */
+#define CALL_TRIES 4          /* request/reply attempts for control messages */
+#define HS_SLOTS_MAX 4
+#define HS_STUCK_S 5.0        /* a client handshake older than this counts as failed */
+#define IDLE_PEER_MS 3600000u /* idle timeout for the peer-scaling server: nothing expires */
+
+/* First byte of every benchmark datagram (same protocol for UDP and DTLS). */
+enum {
+  MSG_ECHO = 'E',   /* echoed back whole */
+  MSG_DATA = 'D',   /* one-way data: counted; every ACK_EVERY-th is acked */
+  MSG_ACK = 'A',    /* server -> client: cumulative count of MSG_DATA */
+  MSG_REPORT = 'R', /* server replies with a struct server_report */
+  MSG_QUIT = 'Q',   /* server replies, then exits */
+  MSG_NOOP = 'N'    /* ignored (first datagram of a handshake-only client) */
+};
+#define HDR 9 /* type byte + 8-byte sequence number */
+
+typedef struct {
+  double seconds; /* per measurement */
+  long peers_cap; /* largest idle-peer count to build */
+  int quick;
+} options;
+
+/* What a server reports about itself (same host, same binary: sent raw). */
+typedef struct {
+  double cpu_s;         /* getrusage(RUSAGE_SELF) user + system of the server process */
+  uint64_t rss_kib;     /* /proc/self/statm resident */
+  uint64_t heap_bytes;  /* mallinfo2: uordblks + hblkhd */
+  uint64_t data_count;  /* MSG_DATA received so far */
+  uint64_t peers;       /* dtlsplex_stats: sessions (0 for UDP) */
+  uint64_t handshaking; /* of those, still handshaking */
+  uint64_t handshakes_ok;
+  uint64_t resumed; /* SSL_CTX_sess_hits of the server context */
+} server_report;
+
+static options opt = {.seconds = 2.5, .peers_cap = 10000};
+static char tmpdir[64], ca_pem[128], chain_pem[128], key_pem[128];
+static dtlsplex_config *client_cfg; /* shared by every DTLS client socket */
+static dtlsplex_config *server_cfg; /* in a server process only */
+static int devnull = -1;
+
+/* ---- Small helpers ------------------------------------------------------ */
+
+static void die(const char *what) {
+  fprintf(stderr, "dtlsplex-bench: %s: %s\n", what, strerror(errno));
+  exit(1);
+}
+
+static void progress(const char *what) { fprintf(stderr, "dtlsplex-bench: %s\n", what); }
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double cpu_s(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+static uint64_t rss_kib(void) {
+  unsigned long size = 0, resident = 0;
+  FILE *f = fopen("/proc/self/statm", "r");
+  if (f != NULL) {
+    if (fscanf(f, "%lu %lu", &size, &resident) != 2)
+      resident = 0;
+    fclose(f);
+  }
+  return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE) / 1024;
+}
+
+static uint64_t heap_bytes(void) {
+  struct mallinfo2 mi = mallinfo2();
+  return (uint64_t)mi.uordblks + (uint64_t)mi.hblkhd;
+}
+
+/* The one timing loop: calls step until `seconds` pass or `max_ops` (if > 0)
+ * operations are done.  step returns the operations it completed, or -1 to
+ * abort.  Returns operations per second (NAN if aborted); *ops gets the total. */
+typedef long (*step_fn)(void *arg);
+
+static double run_for(double seconds, long max_ops, step_fn step, void *arg, long *ops) {
+  long done = 0;
+  double start = now_s(), end = start + seconds;
+  int aborted = 0;
+  while (now_s() < end && (max_ops <= 0 || done < max_ops)) {
+    long n = step(arg);
+    if (n < 0) {
+      aborted = 1;
+      break;
+    }
+    done += n;
+  }
+  double elapsed = now_s() - start;
+  if (ops != NULL)
+    *ops = done;
+  return aborted || elapsed <= 0 ? NAN : (double)done / elapsed;
+}
+
+/* The larger of two figures, NAN if either is (no libm: the build does not link it). */
+static double worse_of(double a, double b) {
+  if (isnan(a) || isnan(b))
+    return NAN;
+  return a > b ? a : b;
+}
+
+static void put_u64(uint8_t *p, uint64_t v) { memcpy(p, &v, sizeof v); }
+
+static uint64_t get_u64(const uint8_t *p) {
+  uint64_t v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+static struct sockaddr_in loopback(uint32_t host_order_ip, uint16_t port) {
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+  a.sin_addr.s_addr = htonl(host_order_ip);
+  return a;
+}
+
+/* Every socket of the benchmark, UDP or DTLS, client or server, is made here:
+ * AF_INET, bound to a loopback address, default buffers; blocking sockets get
+ * SO_RCVTIMEO. */
+static int open_udp(uint32_t ip, int rcvtimeo_ms, int nonblocking) {
+  int fd = socket(AF_INET, SOCK_DGRAM | (nonblocking ? SOCK_NONBLOCK : 0), 0);
+  if (fd < 0)
+    return -1;
+  struct sockaddr_in a = loopback(ip, 0);
+  struct timeval tv = {.tv_sec = rcvtimeo_ms / 1000, .tv_usec = (rcvtimeo_ms % 1000) * 1000};
+  if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 ||
+      (!nonblocking && setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0)) {
+    int err = errno;
+    close(fd);
+    errno = err;
+    return -1;
+  }
+  return fd;
+}
+
+/* ---- Certificates (ECDSA P-256, made in-process) ----------------------- */
+
+static int add_ext(X509 *cert, X509V3_CTX *ctx, int nid, const char *value) {
+  X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, ctx, nid, value);
+  int ok = ext != NULL && X509_add_ext(cert, ext, -1) == 1;
+  X509_EXTENSION_free(ext);
+  return ok;
+}
+
+/* A certificate for key, signed by issuer (NULL: self-signed CA). */
+static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key) {
+  X509 *x = X509_new();
+  if (x == NULL)
+    return NULL;
+  int is_ca = issuer == NULL;
+  X509_set_version(x, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(x), is_ca ? 1 : 2);
+  X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(x), 7 * 86400);
+  X509_set_pubkey(x, key);
+  X509_NAME *name = X509_get_subject_name(x);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+  X509_set_issuer_name(x, is_ca ? name : X509_get_subject_name(issuer));
+  X509V3_CTX v3;
+  X509V3_set_ctx_nodb(&v3);
+  X509V3_set_ctx(&v3, is_ca ? x : issuer, x, NULL, NULL, 0);
+  int ok = add_ext(x, &v3, NID_subject_key_identifier, "hash");
+  if (is_ca) {
+    ok = ok && add_ext(x, &v3, NID_basic_constraints, "critical,CA:TRUE") &&
+         add_ext(x, &v3, NID_key_usage, "critical,keyCertSign,cRLSign");
+  } else {
+    ok = ok && add_ext(x, &v3, NID_basic_constraints, "critical,CA:FALSE") &&
+         add_ext(x, &v3, NID_key_usage, "critical,digitalSignature") &&
+         add_ext(x, &v3, NID_ext_key_usage, "serverAuth") &&
+         add_ext(x, &v3, NID_authority_key_identifier, "keyid:always") &&
+         add_ext(x, &v3, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1");
+  }
+  if (!ok || X509_sign(x, is_ca ? key : issuer_key, EVP_sha256()) <= 0) {
+    X509_free(x);
+    return NULL;
+  }
+  return x;
+}
+
+static int write_pem(const char *path, X509 *cert, EVP_PKEY *key) {
+  FILE *f = fopen(path, "w");
+  if (f == NULL)
+    return 0;
+  int ok = cert != NULL ? PEM_write_X509(f, cert) : PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
+  return fclose(f) == 0 && ok == 1;
+}
+
+static void remove_pems(void) {
+  if (tmpdir[0] == '\0')
+    return;
+  unlink(ca_pem);
+  unlink(chain_pem);
+  unlink(key_pem);
+  rmdir(tmpdir);
+}
+
+static void make_pems(void) {
+  snprintf(tmpdir, sizeof tmpdir, "/tmp/dtlsplex-bench.XXXXXX");
+  if (mkdtemp(tmpdir) == NULL)
+    die("mkdtemp");
+  snprintf(ca_pem, sizeof ca_pem, "%s/ca.pem", tmpdir);
+  snprintf(chain_pem, sizeof chain_pem, "%s/server.pem", tmpdir);
+  snprintf(key_pem, sizeof key_pem, "%s/server.key", tmpdir);
+  EVP_PKEY *ca_key = EVP_EC_gen(GROUP), *key = EVP_EC_gen(GROUP);
+  X509 *ca = ca_key != NULL ? make_cert(ca_key, "dtlsplex-bench CA", NULL, NULL) : NULL;
+  X509 *leaf = ca != NULL && key != NULL ? make_cert(key, "localhost", ca, ca_key) : NULL;
+  int ok = leaf != NULL && write_pem(ca_pem, ca, NULL) && write_pem(chain_pem, leaf, NULL) &&
+           write_pem(key_pem, NULL, key);
+  X509_free(leaf);
+  X509_free(ca);
+  EVP_PKEY_free(key);
+  EVP_PKEY_free(ca_key);
+  if (!ok) {
+    errno = EPROTO;
+    die("making the certificates");
+  }
+}
+
+/* ---- dtlsplex configurations ------------------------------------------- */
+
+/* The same settings for both sides: cipher, group, MTU. */
+static dtlsplex_config *make_config(int server, unsigned int max_peers) {
+  dtlsplex_config *cfg = dtlsplex_config_new();
+  if (cfg == NULL)
+    return NULL;
+  SSL_CTX *ctx = dtlsplex_config_get_ssl_ctx(cfg);
+  int ok = dtlsplex_config_set_ciphers(cfg, CIPHER) == 0 && dtlsplex_config_set_mtu(cfg, DTLS_MTU) == 0 &&
+           SSL_CTX_set1_groups_list(ctx, GROUP) == 1;
+  if (server)
+    ok = ok && dtlsplex_config_set_role(cfg, DTLSPLEX_ROLE_SERVER) == 0 &&
+         dtlsplex_config_set_certificate(cfg, chain_pem, key_pem) == 0 &&
+         dtlsplex_config_set_limits(cfg, max_peers, max_peers < 256 ? max_peers : 256) == 0 &&
+         dtlsplex_config_set_timeouts(cfg, 15000, IDLE_PEER_MS) == 0;
+  else
+    ok = ok && dtlsplex_config_set_role(cfg, DTLSPLEX_ROLE_CLIENT) == 0 &&
+         dtlsplex_config_set_ca(cfg, ca_pem, NULL) == 0 && dtlsplex_config_set_timeouts(cfg, 5000, 0) == 0;
+  if (!ok) {
+    dtlsplex_config_free(cfg);
+    return NULL;
+  }
+  return cfg;
+}
+
+/* ---- Transports: plain UDP and DTLS, behind the same calls -------------- */
+
+typedef struct {
+  const char *name;
+  int (*attach_server)(int fd, unsigned int max_peers); /* in the server process */
+  int (*attach_client)(int fd, const struct sockaddr_in *server);
+  void (*detach)(int fd);
+  void (*stats)(int fd, server_report *out);
+  ssize_t (*send)(int fd, const void *buf, size_t len, int flags, const struct sockaddr *to,
+                  socklen_t to_len);
+  ssize_t (*recv)(int fd, void *buf, size_t len, int flags, struct sockaddr *from, socklen_t *from_len);
+} transport;
+
+static int udp_attach_server(int fd, unsigned int max_peers) {
+  (void)fd, (void)max_peers;
+  return 0;
+}
+
+static int udp_attach_client(int fd, const struct sockaddr_in *server) {
+  (void)fd, (void)server;
+  return 0;
+}
+
+static void udp_detach(int fd) { (void)fd; }
+
+static void udp_stats(int fd, server_report *out) { (void)fd, (void)out; }
+
+static ssize_t udp_send(int fd, const void *buf, size_t len, int flags, const struct sockaddr *to,
+                        socklen_t to_len) {
+  return sendto(fd, buf, len, flags, to, to_len);
+}
+
+static ssize_t udp_recv(int fd, void *buf, size_t len, int flags, struct sockaddr *from,
+                        socklen_t *from_len) {
+  return recvfrom(fd, buf, len, flags, from, from_len);
+}
+
+static int dtls_attach_server(int fd, unsigned int max_peers) {
+  server_cfg = make_config(1, max_peers);
+  return server_cfg != NULL ? dtlsplex_attach(fd, server_cfg) : -1;
+}
+
+static int dtls_attach_client(int fd, const struct sockaddr_in *server) {
+  if (dtlsplex_attach(fd, client_cfg) < 0)
+    return -1;
+  return dtlsplex_set_peer_name(fd, (const struct sockaddr *)server, sizeof *server, "localhost");
+}
+
+static void dtls_detach(int fd) { dtlsplex_detach(fd); }
+
+static void dtls_stats(int fd, server_report *out) {
+  struct dtlsplex_stats st;
+  if (dtlsplex_stats(fd, &st) == 0) {
+    out->peers = st.peers;
+    out->handshaking = st.handshakes_active;
+    out->handshakes_ok = st.handshakes_ok;
+  }
+  if (server_cfg != NULL)
+    out->resumed = (uint64_t)SSL_CTX_sess_hits(dtlsplex_config_get_ssl_ctx(server_cfg));
+}
+
+static const transport udp_transport = {
+    .name = "UDP",
+    .attach_server = udp_attach_server,
+    .attach_client = udp_attach_client,
+    .detach = udp_detach,
+    .stats = udp_stats,
+    .send = udp_send,
+    .recv = udp_recv,
+};
+static const transport dtls_transport = {
+    .name = "DTLS",
+    .attach_server = dtls_attach_server,
+    .attach_client = dtls_attach_client,
+    .detach = dtls_detach,
+    .stats = dtls_stats,
+    .send = dtlssendto,
+    .recv = dtlsrecvfrom,
+};
+enum { T_UDP, T_DTLS };
+static const transport *const transports[2] = {&udp_transport, &dtls_transport};
+
+/* ---- The server process ------------------------------------------------- */
+
+static void server_reply(int fd, const transport *t, uint8_t *buf, size_t len, const struct sockaddr *to,
+                         socklen_t to_len) {
+  if (t->send(fd, buf, len, 0, to, to_len) < 0) {
+    /* Lost like any datagram; the client retries or counts it. */
+  }
+}
+
+static void serve(int fd, const transport *t) {
+  uint8_t buf[2048];
+  uint64_t data_count = 0;
+  for (int idle_ticks = 0; idle_ticks * SERVER_RCVTIMEO_MS < SERVER_IDLE_EXIT_S * 1000;) {
+    struct sockaddr_storage from;
+    socklen_t from_len = sizeof from;
+    ssize_t n = t->recv(fd, buf, sizeof buf, 0, (struct sockaddr *)&from, &from_len);
+    if (n <= 0) {
+      if (n < 0 && errno != EAGAIN && errno != EINTR)
+        return;
+      idle_ticks++;
+      continue;
+    }
+    idle_ticks = 0;
+    const struct sockaddr *to = (const struct sockaddr *)&from;
+    switch (buf[0]) {
+    case MSG_ECHO:
+      server_reply(fd, t, buf, (size_t)n, to, from_len);
+      break;
+    case MSG_DATA:
+      if (++data_count % ACK_EVERY == 0) {
+        buf[0] = MSG_ACK;
+        put_u64(buf + 1, data_count);
+        server_reply(fd, t, buf, HDR, to, from_len);
+      }
+      break;
+    case MSG_REPORT: {
+      server_report r = {
+          .cpu_s = cpu_s(), .rss_kib = rss_kib(), .heap_bytes = heap_bytes(), .data_count = data_count};
+      t->stats(fd, &r);
+      memcpy(buf + HDR, &r, sizeof r);
+      server_reply(fd, t, buf, HDR + sizeof r, to, from_len);
+      break;
+    }
+    case MSG_QUIT:
+      server_reply(fd, t, buf, (size_t)n, to, from_len);
+      return;
+    default:
+      break;
+    }
+  }
+}
+
+typedef struct {
+  pid_t pid;
+  struct sockaddr_in addr;
+} server_proc;
+
+static int server_start(const transport *t, unsigned int max_peers, server_proc *out) {
+  int fd = open_udp(INADDR_LOOPBACK, SERVER_RCVTIMEO_MS, 0);
+  socklen_t len = sizeof out->addr;
+  if (fd < 0)
+    return -1;
+  if (getsockname(fd, (struct sockaddr *)&out->addr, &len) < 0) {
+    close(fd);
+    return -1;
+  }
+  pid_t parent = getpid();
+  out->pid = fork();
+  if (out->pid < 0) {
+    close(fd);
+    return -1;
+  }
+  if (out->pid == 0) {
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* the server never outlives the benchmark */
+    if (getppid() != parent || t->attach_server(fd, max_peers) < 0)
+      _exit(1);
+    serve(fd, t);
+    _exit(0); /* no detach: close_notify to every idle peer is not part of any figure */
+  }
+  close(fd);
+  return 0;
+}
+
+/* Waits (bounded) for the server to exit, then makes sure it has. */
+static void server_reap(server_proc *s) {
+  for (double give_up = now_s() + 3.0; now_s() < give_up;) {
+    if (waitpid(s->pid, NULL, WNOHANG) == s->pid)
+      return;
+    usleep(10000);
+  }
+  kill(s->pid, SIGKILL);
+  waitpid(s->pid, NULL, 0);
+}
+
+/* ---- The client side of one connection ---------------------------------- */
+
+typedef struct {
+  int fd;
+  const transport *t;
+  struct sockaddr_in server;
+  uint64_t seq;
+  uint8_t out[2048]; /* the datagram being sent; zero beyond its header */
+} conn;
+
+static int conn_open(conn *c, const transport *t, const server_proc *s) {
+  c->t = t;
+  c->server = s->addr;
+  c->seq = 0;
+  memset(c->out, 0, sizeof c->out);
+  c->fd = open_udp(INADDR_LOOPBACK, CLIENT_RCVTIMEO_MS, 0);
+  if (c->fd < 0)
+    return -1;
+  if (t->attach_client(c->fd, &c->server) < 0) {
+    close(c->fd);
+    return -1;
+  }
+  return 0;
+}
+
+static void conn_close(conn *c) {
+  c->t->detach(c->fd);
+  close(c->fd);
+}
+
+static ssize_t conn_send(conn *c, const void *buf, size_t len) {
+  return c->t->send(c->fd, buf, len, 0, (const struct sockaddr *)&c->server, sizeof c->server);
+}
+
+static ssize_t conn_recv(conn *c, void *buf, size_t len) {
+  return c->t->recv(c->fd, buf, len, 0, NULL, NULL);
+}
+
+/* Sends a `size`-byte datagram of `type` and waits for the server's reply of
+ * the same type and sequence number, up to `tries` times.  Returns the reply
+ * length, or -1 (errno EAGAIN: no reply in time). */
+static ssize_t conn_call(conn *c, uint8_t type, size_t size, uint8_t *reply, size_t cap, int tries) {
+  c->out[0] = type;
+  put_u64(c->out + 1, ++c->seq);
+  for (int i = 0; i < tries; i++) {
+    if (conn_send(c, c->out, size < HDR ? HDR : size) < 0)
+      return -1;
+    ssize_t n;
+    while ((n = conn_recv(c, reply, cap)) >= 0)
+      if (n >= HDR && reply[0] == type && get_u64(reply + 1) == c->seq)
+        return n;
+    if (errno != EAGAIN && errno != EINTR)
+      return -1;
+  }
+  errno = EAGAIN;
+  return -1;
+}
+
+static int conn_report(conn *c, server_report *r) {
+  uint8_t reply[HDR + sizeof *r];
+  if (conn_call(c, MSG_REPORT, HDR, reply, sizeof reply, CALL_TRIES) != (ssize_t)sizeof reply)
+    return -1;
+  memcpy(r, reply + HDR, sizeof *r);
+  return 0;
+}
+
+/* Stops the server this connection talks to, and closes the connection. */
+static void conn_quit(conn *c, server_proc *s) {
+  uint8_t reply[HDR];
+  conn_call(c, MSG_QUIT, HDR, reply, sizeof reply, CALL_TRIES);
+  server_reap(s);
+  conn_close(c);
+}
+
+/* A server process of one transport and one client connected to it. */
+typedef struct {
+  server_proc srv;
+  conn c;
+} session;
+
+static void session_close(session *x) { conn_quit(&x->c, &x->srv); }
+
+static int session_open(session *x, const transport *t, unsigned int max_peers) {
+  if (server_start(t, max_peers, &x->srv) < 0)
+    return -1;
+  if (conn_open(&x->c, t, &x->srv) < 0) {
+    kill(x->srv.pid, SIGKILL);
+    server_reap(&x->srv);
+    return -1;
+  }
+  server_report warm; /* the first exchange; the handshake, for DTLS */
+  if (conn_report(&x->c, &warm) < 0) {
+    session_close(x);
+    return -1;
+  }
+  return 0;
+}
+
+static double median(double *v, int n) {
+  for (int i = 1; i < n; i++) /* insertion sort; NAN (a failed round) poisons the result */
+    for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
+      double tmp = v[j];
+      v[j] = v[j - 1];
+      v[j - 1] = tmp;
+    }
+  for (int i = 0; i < n; i++)
+    if (isnan(v[i]))
+      return NAN;
+  return v[n / 2];
+}
+
+/* A figure and its reference (NAN: none); for paired measurements also the
+ * lowest and highest ratio figure / reference seen in a single round. */
+typedef struct {
+  double value, ref;
+  double lo, hi;
+} paired;
+
+static paired unpaired(double value, double ref) { return (paired){value, ref, NAN, NAN}; }
+
+/* Compares two setups fairly: ROUNDS alternating rounds of step on value_arg
+ * and on ref_arg, seconds / ROUNDS each; each rate is the median of its
+ * rounds.  Drift in the machine (frequency, scheduling) then hits both sides
+ * alike, and the spread of the per-round ratios shows what is left of it. */
+#define ROUNDS 5
+
+static paired run_paired(double seconds, step_fn step, void *value_arg, void *ref_arg) {
+  double v[ROUNDS], r[ROUNDS];
+  paired p = {.lo = INFINITY, .hi = -INFINITY};
+  for (int i = 0; i < ROUNDS; i++) {
+    v[i] = run_for(seconds / ROUNDS, 0, step, value_arg, NULL);
+    r[i] = run_for(seconds / ROUNDS, 0, step, ref_arg, NULL);
+    double ratio = v[i] / r[i];
+    p.lo = ratio < p.lo ? ratio : p.lo;
+    p.hi = ratio > p.hi ? ratio : p.hi;
+  }
+  p.value = median(v, ROUNDS);
+  p.ref = median(r, ROUNDS);
+  if (isnan(p.value) || isnan(p.ref))
+    p.lo = p.hi = NAN;
+  return p;
+}
+
+/* Opens a UDP and a DTLS session, lets init prepare each side's state for
+ * step, and runs them paired: DTLS is the value, UDP the reference. */
+typedef int (*side_init_fn)(conn *c, void *state);
+
+static paired measure_udp_vs_dtls(step_fn step, side_init_fn init, void *states[2]) {
+  session x[2];
+  int opened = 0;
+  paired result = unpaired(NAN, NAN);
+  while (opened < 2 && session_open(&x[opened], transports[opened], 16) == 0)
+    opened++;
+  if (opened == 2 && init(&x[T_UDP].c, states[T_UDP]) == 0 && init(&x[T_DTLS].c, states[T_DTLS]) == 0)
+    result = run_paired(opt.seconds, step, states[T_DTLS], states[T_UDP]);
+  while (opened > 0)
+    session_close(&x[--opened]);
+  return result;
+}
+
+/* ---- Measurement: ping-pong round trips --------------------------------- */
+
+typedef struct {
+  conn *c;
+  size_t size;
+  long lost;
+  unsigned int data_mtu; /* DTLS only */
+} pingpong;
+
+static long pingpong_step(void *arg) {
+  pingpong *p = arg;
+  uint8_t reply[2048];
+  if (conn_call(p->c, MSG_ECHO, p->size, reply, sizeof reply, 1) >= 0)
+    return 1;
+  if (errno != EAGAIN)
+    return -1;
+  p->lost++;
+  return 0;
+}
+
+static int pingpong_init(conn *c, void *state) {
+  pingpong *p = state;
+  p->c = c;
+  struct dtlsplex_peer_info info;
+  if (c->t == &dtls_transport &&
+      dtlsplex_peer_info(c->fd, (struct sockaddr *)&c->server, sizeof c->server, &info) == 0)
+    p->data_mtu = info.data_mtu;
+  return 0;
+}
+
+static paired measure_pingpong(size_t size, unsigned int *data_mtu) {
+  pingpong p[2] = {{.size = size}, {.size = size}};
+  void *states[2] = {&p[T_UDP], &p[T_DTLS]};
+  char what[96];
+  snprintf(what, sizeof what, "ping-pong, %zu bytes, UDP and DTLS", size);
+  progress(what);
+  paired result = measure_udp_vs_dtls(pingpong_step, pingpong_init, states);
+  if (p[T_DTLS].data_mtu != 0)
+    *data_mtu = p[T_DTLS].data_mtu;
+  if (p[T_UDP].lost + p[T_DTLS].lost > 0)
+    fprintf(stderr, "  (round trips timed out: UDP %ld, DTLS %ld)\n", p[T_UDP].lost, p[T_DTLS].lost);
+  return result;
+}
+
+/* ---- Measurement: one-way with a window --------------------------------- */
+
+typedef struct {
+  conn *c;
+  uint64_t base; /* server's MSG_DATA count before we started */
+  uint64_t sent, acked, lost;
+  long timeouts;
+} window;
+
+static long window_step(void *arg) {
+  window *w = arg;
+  if (w->sent - w->acked - w->lost < WINDOW) {
+    uint8_t *msg = w->c->out;
+    msg[0] = MSG_DATA;
+    put_u64(msg + 1, w->sent);
+    if (conn_send(w->c, msg, BIG) < 0)
+      return errno == EAGAIN || errno == ENOBUFS ? 0 : -1;
+    w->sent++;
+    return 0;
+  }
+  uint8_t ack[64];
+  ssize_t n = conn_recv(w->c, ack, sizeof ack);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+    w->timeouts++; /* give up on what is outstanding */
+    w->lost = w->sent - w->acked;
+    return 0;
+  }
+  if (n < 0)
+    return -1;
+  if (n < HDR || ack[0] != MSG_ACK || get_u64(ack + 1) - w->base <= w->acked)
+    return 0;
+  uint64_t count = get_u64(ack + 1) - w->base, delta = count - w->acked;
+  w->acked = count;
+  if (w->acked + w->lost > w->sent) /* "lost" ones arrived after all */
+    w->lost = w->sent - w->acked;
+  return (long)delta;
+}
+
+static int window_init(conn *c, void *state) {
+  window *w = state;
+  server_report r;
+  if (conn_report(c, &r) < 0)
+    return -1;
+  w->c = c;
+  w->base = r.data_count;
+  return 0;
+}
+
+static paired measure_oneway(void) {
+  window w[2];
+  memset(w, 0, sizeof w);
+  void *states[2] = {&w[T_UDP], &w[T_DTLS]};
+  char what[96];
+  snprintf(what, sizeof what, "one-way, %d bytes, %d in flight, UDP and DTLS", BIG, WINDOW);
+  progress(what);
+  paired result = measure_udp_vs_dtls(window_step, window_init, states);
+  if (w[T_UDP].timeouts + w[T_DTLS].timeouts > 0)
+    fprintf(stderr, "  (ack timeouts: UDP %ld, DTLS %ld)\n", w[T_UDP].timeouts, w[T_DTLS].timeouts);
+  return result;
+}
+
+/* ---- Measurement: handshakes (and the client driver for idle peers) ----- */
+
+/* Up to HS_SLOTS_MAX non-blocking DTLS clients, each running one handshake. */
+typedef struct {
+  const struct sockaddr_in *server;
+  int slots;
+  int abandon;       /* leave each established session on the server (idle peer) */
+  uint32_t next_src; /* 0: every client at 127.0.0.1; else distinct source addresses from here */
+  long remaining;    /* handshakes still to start (-1: no limit) */
+  int fd[HS_SLOTS_MAX];
+  double started[HS_SLOTS_MAX];
+  long failed;
+} hs_driver;
+
+static uint32_t next_source(hs_driver *d) {
+  if (d->next_src == 0)
+    return INADDR_LOOPBACK;
+  while ((d->next_src & 0xff) == 0 || (d->next_src & 0xff) == 0xff)
+    d->next_src++;
+  return d->next_src++;
+}
+
+/* Starts a handshake in slot i: the first datagram to the server starts it. */
+static int hs_begin(hs_driver *d, int i) {
+  d->fd[i] = -1;
+  if (d->remaining == 0)
+    return 0;
+  int fd = open_udp(next_source(d), 0, 1);
+  if (fd < 0)
+    return -1;
+  uint8_t noop[HDR] = {MSG_NOOP};
+  if (dtls_attach_client(fd, d->server) < 0 ||
+      dtlssendto(fd, noop, sizeof noop, 0, (const struct sockaddr *)d->server, sizeof *d->server) < 0) {
+    int err = errno;
+    dtlsplex_detach(fd);
+    close(fd);
+    errno = err;
+    return -1;
+  }
+  d->fd[i] = fd;
+  d->started[i] = now_s();
+  if (d->remaining > 0)
+    d->remaining--;
+  return 0;
+}
+
+/* Ends slot i's client.  An abandoned established session gets no
+ * close_notify: detach sends it through fd, which now points at /dev/null, so
+ * the server keeps the peer as an idle established session. */
+static void hs_end(hs_driver *d, int i, int established) {
+  int fd = d->fd[i];
+  if (fd < 0)
+    return;
+  if (established && d->abandon)
+    dup2(devnull, fd);
+  dtlsplex_detach(fd);
+  close(fd);
+  d->fd[i] = -1;
+}
+
+/* 1 if slot i's handshake is done, -1 if it failed, 0 if still running. */
+static int hs_check(hs_driver *d, int i, int readable) {
+  int fd = d->fd[i];
+  if (readable || dtlsplex_timeout(fd) == 0)
+    dtlsplex_process(fd);
+  struct dtlsplex_peer_info info;
+  if (dtlsplex_peer_info(fd, (const struct sockaddr *)d->server, sizeof *d->server, &info) < 0)
+    return -1;
+  if (info.state == DTLSPLEX_STATE_ESTABLISHED)
+    return 1;
+  if (info.state == DTLSPLEX_STATE_FAILED || now_s() - d->started[i] > HS_STUCK_S)
+    return -1;
+  return 0;
+}
+
+static long hs_step(void *arg) {
+  hs_driver *d = arg;
+  struct pollfd pfd[HS_SLOTS_MAX];
+  int timeout = 50, active = 0;
+  for (int i = 0; i < d->slots; i++) {
+    pfd[i] = (struct pollfd){.fd = d->fd[i], .events = POLLIN}; /* fd -1 is ignored by poll */
+    if (d->fd[i] < 0)
+      continue;
+    active++;
+    int t = dtlsplex_timeout(d->fd[i]);
+    if (t >= 0 && t < timeout)
+      timeout = t;
+  }
+  if (active == 0)
+    return d->remaining == 0 ? 0 : -1;
+  if (poll(pfd, (nfds_t)d->slots, timeout) < 0 && errno != EINTR)
+    return -1;
+  long done = 0;
+  for (int i = 0; i < d->slots; i++) {
+    if (d->fd[i] < 0)
+      continue;
+    int r = hs_check(d, i, pfd[i].revents != 0);
+    if (r == 0)
+      continue;
+    done += r > 0;
+    if (r < 0) {
+      d->failed++;
+      if (d->remaining >= 0)
+        d->remaining++; /* a failed handshake is retried */
+    }
+    hs_end(d, i, r > 0);
+    if (hs_begin(d, i) < 0)
+      return -1;
+  }
+  return done;
+}
+
+/* Runs handshakes for up to `seconds` or until `count` (if > 0) complete.
+ * Returns handshakes per second. */
+static double hs_run(hs_driver *d, double seconds, long count, long *done) {
+  d->remaining = count > 0 ? count : -1;
+  d->failed = 0;
+  for (int i = 0; i < d->slots; i++)
+    d->fd[i] = -1;
+  double rate = NAN;
+  int i = 0;
+  while (i < d->slots && hs_begin(d, i) == 0)
+    i++;
+  if (i == d->slots)
+    rate = run_for(seconds, count, hs_step, d, done);
+  else
+    perror("dtlsplex-bench: starting a client handshake");
+  for (i = 0; i < d->slots; i++)
+    hs_end(d, i, 0);
+  return rate;
+}
+
+typedef struct {
+  int clients;
+  double rate; /* client-side completed handshakes per second */
+  long done, failed;
+  uint64_t server_done; /* handshakes the server completed meanwhile */
+  uint64_t resumed;
+  double cpu_us;        /* server CPU per server-completed handshake */
+  double client_cpu_us; /* this process's CPU per client-completed handshake */
+} hs_result;
+
+static int handshake_run(conn *c, hs_result *h) {
+  server_report before, after;
+  if (conn_report(c, &before) < 0)
+    return -1;
+  hs_driver d = {.server = &c->server, .slots = h->clients};
+  double cpu0 = cpu_s();
+  h->rate = hs_run(&d, opt.seconds, 0, &h->done);
+  h->client_cpu_us = h->done > 0 ? (cpu_s() - cpu0) * 1e6 / (double)h->done : NAN;
+  h->failed = d.failed;
+  if (conn_report(c, &after) < 0)
+    return -1;
+  h->server_done = after.handshakes_ok - before.handshakes_ok;
+  h->resumed = after.resumed;
+  h->cpu_us = h->server_done > 0 ? (after.cpu_s - before.cpu_s) * 1e6 / (double)h->server_done : NAN;
+  return 0;
+}
+
+static void measure_handshakes(hs_result *h) {
+  char what[96];
+  snprintf(what, sizeof what, "DTLS full handshakes, %d concurrent client%s", h->clients,
+           h->clients > 1 ? "s" : "");
+  progress(what);
+  h->rate = h->cpu_us = h->client_cpu_us = NAN;
+  session x;
+  if (session_open(&x, &dtls_transport, 1024) < 0)
+    return;
+  if (handshake_run(&x.c, h) < 0)
+    h->rate = h->cpu_us = NAN;
+  session_close(&x);
+  if (h->failed > 0)
+    fprintf(stderr, "  (%ld handshakes failed or timed out)\n", h->failed);
+}
+
+/* ---- Measurement: public-key operations alone --------------------------- */
+
+typedef struct {
+  EVP_PKEY *sign_key, *peer_key;
+} pk_keys;
+
+/* One server handshake's public-key work: ECDSA P-256 sign (of a
+ * ServerKeyExchange-sized message, SHA-256), ECDH P-256 key generation, and
+ * the shared-secret derivation. */
+static long pk_step(void *arg) {
+  pk_keys *k = arg;
+  unsigned char msg[130] = {1}, sig[128], secret[64];
+  size_t sig_len = sizeof sig, secret_len = sizeof secret;
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  int ok = md != NULL && EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, k->sign_key) == 1 &&
+           EVP_DigestSign(md, sig, &sig_len, msg, sizeof msg) == 1;
+  EVP_MD_CTX_free(md);
+  EVP_PKEY *eph = ok ? EVP_EC_gen(GROUP) : NULL;
+  EVP_PKEY_CTX *dc = eph != NULL ? EVP_PKEY_CTX_new(eph, NULL) : NULL;
+  ok = dc != NULL && EVP_PKEY_derive_init(dc) == 1 && EVP_PKEY_derive_set_peer(dc, k->peer_key) == 1 &&
+       EVP_PKEY_derive(dc, secret, &secret_len) == 1;
+  EVP_PKEY_CTX_free(dc);
+  EVP_PKEY_free(eph);
+  return ok ? 1 : -1;
+}
+
+/* CPU microseconds per set of public-key operations, in this process. */
+static double measure_pk_baseline(void) {
+  progress("public-key baseline (P-256 sign + keygen + derive)");
+  pk_keys k = {EVP_EC_gen(GROUP), EVP_EC_gen(GROUP)};
+  double us = NAN;
+  if (k.sign_key != NULL && k.peer_key != NULL) {
+    long ops = 0;
+    double cpu0 = cpu_s();
+    double rate = run_for(opt.seconds, 0, pk_step, &k, &ops);
+    if (!isnan(rate) && ops > 0)
+      us = (cpu_s() - cpu0) * 1e6 / (double)ops;
+  }
+  EVP_PKEY_free(k.sign_key);
+  EVP_PKEY_free(k.peer_key);
+  return us;
+}
+
+/* ---- Measurement: many idle peers on one server socket ------------------ */
+
+#define MAX_LEVELS 4
+
+typedef struct {
+  double rss_kib, heap_kib; /* per idle peer */
+  double idle_s;            /* the newest idle peer had been idle this long */
+} per_peer_memory;
+
+typedef struct {
+  int n;
+  long level[MAX_LEVELS];     /* peers wanted on the server socket (the active one included) */
+  uint64_t peers[MAX_LEVELS]; /* established peers the server reported */
+  paired rate[MAX_LEVELS];    /* 64-byte round trips/s on the active peer of that server, and
+                                 (reference) on a second server with only its one peer */
+  long mem_peers;             /* idle peers the memory figures divide by */
+  per_peer_memory mem[2];     /* just after the last peer was made; after the last ping-pong */
+} scaling;
+
+static void choose_levels(scaling *s) {
+  static const long wanted[] = {1000, 10000, 100000};
+  s->n = 0;
+  for (size_t i = 0; i < sizeof wanted / sizeof wanted[0]; i++)
+    if (wanted[i] <= opt.peers_cap)
+      s->level[s->n++] = wanted[i];
+  if (opt.peers_cap > 1 && (s->n == 0 || s->level[s->n - 1] != opt.peers_cap))
+    s->level[s->n++] = opt.peers_cap;
+  for (int i = 0; i < s->n; i++)
+    s->rate[i] = unpaired(NAN, NAN);
+  s->mem[0] = s->mem[1] = (per_peer_memory){NAN, NAN, NAN};
+}
+
+static uint64_t established(const server_report *r) { return r->peers - r->handshaking; }
+
+/* Adds idle peers until the server holds `level` established ones. */
+static int grow_to(conn *c, hs_driver *d, long level, server_report *r) {
+  long missing = level - (long)established(r);
+  if (missing <= 0)
+    return 0;
+  double budget = 10.0 + (double)missing / 200.0;
+  char what[96];
+  snprintf(what, sizeof what, "establishing %ld idle peers (at most %.0f s)", missing, budget);
+  progress(what);
+  long done = 0;
+  hs_run(d, budget, missing, &done);
+  return conn_report(c, r);
+}
+
+/* Server memory per idle peer: the growth from `base` divided by the peers added. */
+static per_peer_memory memory_growth(const server_report *base, const server_report *now, double idle_s) {
+  double peers = (double)(established(now) - established(base));
+  per_peer_memory m = {NAN, NAN, idle_s};
+  if (peers > 0) {
+    m.rss_kib = ((double)now->rss_kib - (double)base->rss_kib) / peers;
+    m.heap_kib = ((double)now->heap_bytes - (double)base->heap_bytes) / 1024.0 / peers;
+  }
+  return m;
+}
+
+/* one: a server with one peer; many: the server that gets the idle peers. */
+static int scaling_run(scaling *s, conn *one, conn *many) {
+  hs_driver d = {.server = &many->server, .slots = HS_SLOTS_MAX, .abandon = 1, .next_src = 0x7f010001};
+  pingpong p_one = {.c = one, .size = SMALL}, p_many = {.c = many, .size = SMALL};
+  server_report base, r;
+  /* Memory baseline: the growing server with its one active peer, warmed up. */
+  if (isnan(run_for(1.0, 200, pingpong_step, &p_many, NULL)) || conn_report(many, &base) < 0)
+    return -1;
+  r = base;
+  double grown_at = now_s();
+  for (int i = 0; i < s->n; i++) {
+    if (grow_to(many, &d, s->level[i], &r) < 0)
+      return -1;
+    grown_at = now_s();
+    s->peers[i] = established(&r);
+    char what[96];
+    snprintf(what, sizeof what, "DTLS ping-pong, %d bytes, %llu peers vs 1 peer", SMALL,
+             (unsigned long long)s->peers[i]);
+    progress(what);
+    s->rate[i] = run_paired(opt.seconds, pingpong_step, &p_many, &p_one);
+  }
+  /* Memory at the largest count, twice: as the last peer was made, and after
+   * the ping-pong, when every idle peer has been idle for that long at least. */
+  server_report idle;
+  if (s->n == 0 || conn_report(many, &idle) < 0)
+    return -1;
+  s->mem_peers = (long)(established(&r) - established(&base));
+  s->mem[0] = memory_growth(&base, &r, 0);
+  s->mem[1] = memory_growth(&base, &idle, now_s() - grown_at);
+  return 0;
+}
+
+static void measure_scaling(scaling *s) {
+  choose_levels(s);
+  if (s->n == 0)
+    return;
+  session one, many;
+  if (session_open(&one, &dtls_transport, 16) < 0)
+    return;
+  if (session_open(&many, &dtls_transport, (unsigned int)opt.peers_cap + 16) == 0) {
+    if (scaling_run(s, &one.c, &many.c) < 0)
+      progress("peer scaling: failed");
+    session_close(&many);
+  }
+  session_close(&one);
+}
+
+/* ---- The table ----------------------------------------------------------- */
+
+#define LABEL_WIDTH 60
+
+typedef struct {
+  char label[128]; /* cut to LABEL_WIDTH by add_row */
+  paired fig; /* value = DTLS; NAN: n/a */
+  const char *unit;
+  int decimals;
+} row;
+
+static void add_row(row *rows, int *n, paired fig, const char *unit, int decimals, const char *label) {
+  row *r = &rows[(*n)++];
+  snprintf(r->label, sizeof r->label, "%s", label);
+  r->fig = fig;
+  r->unit = unit;
+  r->decimals = decimals;
+}
+
+static void format_value(char *out, size_t cap, double v, int decimals) {
+  if (isnan(v))
+    snprintf(out, cap, "n/a");
+  else
+    snprintf(out, cap, "%.*f", decimals, v);
+}
+
+static void print_table(const row *rows, int n) {
+  printf("%-*s %10s %15s %6s %11s  %s\n", LABEL_WIDTH, "measurement", "DTLS", "UDP / reference", "ratio",
+         "round range", "unit");
+  for (int i = 0; i < LABEL_WIDTH + 64; i++)
+    putchar('-');
+  putchar('\n');
+  for (int i = 0; i < n; i++) {
+    const paired *f = &rows[i].fig;
+    char d[32], u[32], ratio[32], lo[16], hi[16], range[40] = "";
+    format_value(d, sizeof d, f->value, rows[i].decimals);
+    format_value(u, sizeof u, f->ref, rows[i].decimals);
+    format_value(ratio, sizeof ratio, f->value / f->ref, 3);
+    if (!isnan(f->lo)) {
+      format_value(lo, sizeof lo, f->lo, 2);
+      format_value(hi, sizeof hi, f->hi, 2);
+      snprintf(range, sizeof range, "%s-%s", lo, hi);
+    }
+    printf("%-*s %10s %15s %6s %11s  %s\n", LABEL_WIDTH, rows[i].label, d, u, ratio, range, rows[i].unit);
+  }
+}
+
+/* ---- Targets ------------------------------------------------------------- */
+
+static void target(const char *what, double measured, double limit, int at_least, const char *shown) {
+  int met = at_least ? measured >= limit : measured <= limit;
+  const char *verdict = isnan(measured) ? "not measured" : met ? "met" : "missed";
+  printf("  %-52s %-44s %s\n", what, shown, verdict);
+}
+
+static void target_ratio(const char *what, paired fig, double limit_pct) {
+  char shown[64];
+  double pct = 100.0 * fig.value / fig.ref;
+  snprintf(shown, sizeof shown, "%.1f%% (rounds %.1f-%.1f%%)", pct, 100.0 * fig.lo, 100.0 * fig.hi);
+  target(what, pct, limit_pct, 1, shown);
+}
+
+/* ---- Main ---------------------------------------------------------------- */
+
+typedef struct {
+  hs_result hs[2];
+  double pk_us;
+  paired pp[2]; /* BIG, SMALL */
+  unsigned int data_mtu;
+  paired oneway;
+  scaling sc;
+} results;
+
+static void measure_all(results *r) {
+  r->hs[0].clients = 1;
+  r->hs[1].clients = HS_SLOTS_MAX;
+  for (int i = 0; i < 2; i++)
+    measure_handshakes(&r->hs[i]);
+  r->pk_us = measure_pk_baseline();
+  r->pp[0] = measure_pingpong(BIG, &r->data_mtu);
+  r->pp[1] = measure_pingpong(SMALL, &r->data_mtu);
+  r->oneway = measure_oneway();
+  measure_scaling(&r->sc);
+}
+
+static int build_rows(const results *r, row *rows) {
+  int n = 0;
+  char label[128]; /* cut to LABEL_WIDTH by add_row */
+  for (int i = 0; i < 2; i++) {
+    if (r->hs[i].clients > 1)
+      snprintf(label, sizeof label, "full handshakes/s, %d concurrent clients", r->hs[i].clients);
+    else
+      snprintf(label, sizeof label, "full handshakes/s, 1 client at a time");
+    add_row(rows, &n, unpaired(r->hs[i].rate, NAN), "handshakes/s", 0, label);
+  }
+  for (int i = 0; i < 2; i++) {
+    snprintf(label, sizeof label, "server CPU/handshake, %d client%s (ref: P-256 pk ops)", r->hs[i].clients,
+             r->hs[i].clients > 1 ? "s" : "");
+    add_row(rows, &n, unpaired(r->hs[i].cpu_us, r->pk_us), "us CPU", 1, label);
+  }
+  static const int sizes[2] = {BIG, SMALL};
+  for (int s = 0; s < 2; s++) {
+    snprintf(label, sizeof label, "ping-pong %d B, 1 client (DTLS MTU %d, data MTU %u)", sizes[s], DTLS_MTU,
+             r->data_mtu);
+    add_row(rows, &n, r->pp[s], "round trips/s", 0, label);
+  }
+  snprintf(label, sizeof label, "one-way %d B, %d in flight, ack every %d", BIG, WINDOW, ACK_EVERY);
+  add_row(rows, &n, r->oneway, "datagrams/s", 0, label);
+  const scaling *sc = &r->sc;
+  for (int i = 0; i < sc->n; i++) {
+    snprintf(label, sizeof label, "ping-pong %d B, %llu peers (ref: DTLS, 1 peer)", SMALL,
+             (unsigned long long)sc->peers[i]);
+    add_row(rows, &n, sc->rate[i], "round trips/s", 0, label);
+  }
+  if (sc->n == 0 || sc->level[sc->n - 1] < 100000) {
+    snprintf(label, sizeof label, "ping-pong %d B, 100000 peers: not measured (--peers %ld)", SMALL,
+             opt.peers_cap);
+    add_row(rows, &n, unpaired(NAN, NAN), "round trips/s", 0, label);
+  }
+  for (int i = 0; i < 2; i++) {
+    char when[32];
+    if (i == 0)
+      snprintf(when, sizeof when, "just made");
+    else
+      snprintf(when, sizeof when, "idle >= %.1f s", sc->mem[i].idle_s);
+    snprintf(label, sizeof label, "server RSS per idle peer, %s (%ld peers)", when, sc->mem_peers);
+    add_row(rows, &n, unpaired(sc->mem[i].rss_kib, NAN), "KiB/peer", 2, label);
+    snprintf(label, sizeof label, "server heap per idle peer, %s (%ld peers)", when, sc->mem_peers);
+    add_row(rows, &n, unpaired(sc->mem[i].heap_kib, NAN), "KiB/peer", 2, label);
+  }
+  return n;
+}
+
+static void print_notes(const results *r) {
+  printf("\nWhat the figures are (%.2f s per measurement and per side):\n", opt.seconds);
+  printf("- Paired figures (UDP vs DTLS, N peers vs 1 peer) run in %d alternating rounds; each figure is\n"
+         "  the median of its rounds, ratio = DTLS / reference, and \"round range\" the lowest and highest\n"
+         "  ratio within one round: how much of the difference is noise of the machine.\n",
+         ROUNDS);
+  printf("- Loopback only (127.0.0.1).  The server is a forked process with one socket; clients run in\n"
+         "  the main thread.  UDP and DTLS use the same socket setup, sizes and message protocol.\n"
+         "- DTLS: dtlsplex, DTLS 1.2, %s, ECDHE group %s, ECDSA P-256 server\n"
+         "  certificate from an in-process CA; the client verifies chain and name; MTU %d both sides.\n",
+         CIPHER, GROUP, DTLS_MTU);
+  printf("- handshakes/s: client handshakes completed per wall second (cookie exchange included), each\n"
+         "  client a new non-blocking socket that detaches (close_notify) when done.  Done: %ld and %ld;\n"
+         "  failed: %ld and %ld; completed by the server: %llu and %llu, of them resumed: %llu.\n"
+         "  Client CPU per handshake (this process): %.0f and %.0f us.\n",
+         r->hs[0].done, r->hs[1].done, r->hs[0].failed, r->hs[1].failed,
+         (unsigned long long)r->hs[0].server_done, (unsigned long long)r->hs[1].server_done,
+         (unsigned long long)(r->hs[0].resumed + r->hs[1].resumed), r->hs[0].client_cpu_us,
+         r->hs[1].client_cpu_us);
+  printf("- server CPU/handshake: getrusage(RUSAGE_SELF) user+system of the server process over the run,\n"
+         "  divided by the handshakes it completed (cookie exchange and close_notify included).\n"
+         "  ref: CPU time, in this process with the same OpenSSL, of one ECDSA P-256 sign (130-byte\n"
+         "  message, SHA-256) + one P-256 ECDH key generation + one ECDH derive.\n");
+  printf("- ping-pong: a blocking client sends and waits for the echo (a reply not back within %d ms\n"
+         "  counts as lost, not as a round trip).\n"
+         "- N peers: the same 64-byte ping-pong against a server socket that also holds N-1 idle\n"
+         "  established peers (clients bound to distinct 127.1.x.y addresses, handshaken, then dropped\n"
+         "  without close_notify).  ref: a second server with only its one peer, in alternating rounds.\n",
+         CLIENT_RCVTIMEO_MS);
+  printf("- one-way: datagrams per second the receiver acknowledged; the sender keeps at most %d\n"
+         "  unacknowledged; the receiver acks every %d with its cumulative count.\n",
+         WINDOW, ACK_EVERY);
+  printf("- memory: server RSS (/proc/self/statm) and heap (mallinfo2 uordblks + hblkhd) with all the\n"
+         "  idle peers, minus the same with 1 peer, divided by the idle peers added; taken as the last\n"
+         "  peer was made, and again after the ping-pong at that count (every idle peer then silent for\n"
+         "  at least the time shown).  The target line uses the second.\n");
+}
+
+static void print_targets(const results *r) {
+  char shown[64], what[96];
+  printf("\nTargets:\n");
+  target_ratio("ping-pong 1200 B >= 82% of UDP", r->pp[0], 82);
+  target_ratio("ping-pong 64 B >= 90% of UDP", r->pp[1], 90);
+  target_ratio("one-way 1200 B, 32 in flight >= 80% of UDP", r->oneway, 80);
+  double worst = worse_of(r->hs[0].cpu_us, r->hs[1].cpu_us) / r->pk_us;
+  snprintf(shown, sizeof shown, "%.2fx (the worse of 1 and 4 clients)", worst);
+  target("server CPU per handshake <= 1.5x public-key ops", worst, 1.5, 0, shown);
+  const scaling *sc = &r->sc;
+  int last = sc->n - 1;
+  snprintf(what, sizeof what, "rate with %llu peers >= 95%% of rate with 1 peer",
+           last >= 0 ? (unsigned long long)sc->peers[last] : 0ULL);
+  target_ratio(what, last >= 0 ? sc->rate[last] : unpaired(NAN, NAN), 95);
+  const per_peer_memory *m = &sc->mem[1];
+  double mem = worse_of(m->rss_kib, m->heap_kib);
+  snprintf(shown, sizeof shown, "%.1f KiB (larger of RSS, heap; idle %.1f s)", mem, m->idle_s);
+  target("memory <= 40 KiB per idle established peer", mem, 40, 0, shown);
+}
+
+/* Servers die with us (PR_SET_PDEATHSIG); the PEM files need removing. */
+static void on_signal(int sig) {
+  remove_pems();
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+static void usage(const char *argv0) {
+  fprintf(stderr,
+          "usage: %s [--quick] [--seconds N] [--peers N]\n"
+          "  --quick      0.5 s per measurement, at most 1,000 peers (about 10 s in all)\n"
+          "  --seconds N  seconds per measurement (and per side of a paired one; default 2.5)\n"
+          "  --peers N    largest number of established peers to build, 1..100000 (default 10000)\n",
+          argv0);
+  exit(2);
+}
+
+static void parse_options(int argc, char **argv) {
+  double seconds = 0;
+  long peers = 0;
+  for (int i = 1; i < argc; i++) {
+    char *end = NULL;
+    if (strcmp(argv[i], "--quick") == 0) {
+      opt.quick = 1;
+    } else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
+      seconds = strtod(argv[++i], &end);
+      if (*end != '\0' || !(seconds > 0 && seconds <= 600))
+        usage(argv[0]);
+    } else if (strcmp(argv[i], "--peers") == 0 && i + 1 < argc) {
+      peers = strtol(argv[++i], &end, 10);
+      if (*end != '\0' || peers < 1 || peers > 100000)
+        usage(argv[0]);
+    } else {
+      usage(argv[0]);
+    }
+  }
+  if (opt.quick) {
+    opt.seconds = 0.5;
+    opt.peers_cap = 1000;
+  }
+  if (seconds > 0)
+    opt.seconds = seconds;
+  if (peers > 0)
+    opt.peers_cap = peers;
+}
+
+int main(int argc, char **argv) {
+  parse_options(argc, argv);
+  signal(SIGPIPE, SIG_IGN);
+  signal(SIGINT, on_signal);
+  signal(SIGTERM, on_signal);
+  if ((devnull = open("/dev/null", O_WRONLY)) < 0)
+    die("/dev/null");
+  make_pems();
+  atexit(remove_pems);
+  if ((client_cfg = make_config(0, 0)) == NULL)
+    die("client configuration");
+
+  results r;
+  memset(&r, 0, sizeof r);
+  double start = now_s();
+  measure_all(&r);
+
+  row rows[16];
+  int n = build_rows(&r, rows);
+  printf("%s, %s, %ld CPUs online, run took %.0f s%s\n\n", dtlsplex_version(),
+         OpenSSL_version(OPENSSL_VERSION), sysconf(_SC_NPROCESSORS_ONLN), now_s() - start,
+         opt.quick ? " (--quick)" : "");
+  print_table(rows, n);
+  print_notes(&r);
+  print_targets(&r);
+  dtlsplex_config_free(client_cfg);
+  return 0;
+}
