@@ -73,6 +73,7 @@ dtlsplex_config *dtlsplex_config_new(void) {
     return NULL;
   }
   atomic_init(&cfg->refs, 1);
+  pthread_mutex_init(&cfg->attach_lock, NULL);
   cfg->role = DTLSPLEX_ROLE_BOTH;
   cfg->verify = DTLSPLEX_VERIFY_PEER;
   cfg->mtu = 1200;
@@ -88,6 +89,7 @@ dtlsplex_config *dtlsplex_config_new(void) {
       !SSL_CTX_set_min_proto_version(cfg->ctx, DTLS1_2_VERSION) ||
       !SSL_CTX_set_ex_data(cfg->ctx, ctx_index, cfg) || SSL_CTX_set_default_verify_paths(cfg->ctx) != 1) {
     SSL_CTX_free(cfg->ctx);
+    pthread_mutex_destroy(&cfg->attach_lock);
     free(cfg);
     errno = EPROTO;
     return NULL;
@@ -100,7 +102,26 @@ dtlsplex_config *dtlsplex_config_new(void) {
   return cfg;
 }
 
-void dp_config_ref(dtlsplex_config *cfg) { atomic_fetch_add(&cfg->refs, 1); }
+/* Completes the server's certificate chain from the trust store once, instead
+ * of libssl doing it (with a lookup in the CA directory) on every handshake. */
+static void build_chain(SSL_CTX *ctx) {
+  if (SSL_CTX_get0_certificate(ctx) == NULL)
+    return;
+  ERR_clear_error();
+  SSL_CTX_build_cert_chain(ctx, SSL_BUILD_CHAIN_FLAG_NO_ROOT | SSL_BUILD_CHAIN_FLAG_IGNORE_ERROR);
+  SSL_CTX_set_mode(ctx, SSL_MODE_NO_AUTO_CHAIN);
+  ERR_clear_error();
+}
+
+void dp_config_ref(dtlsplex_config *cfg) {
+  pthread_mutex_lock(&cfg->attach_lock);
+  if (!cfg->chain_built) {
+    build_chain(cfg->ctx);
+    cfg->chain_built = 1;
+  }
+  atomic_fetch_add(&cfg->refs, 1);
+  pthread_mutex_unlock(&cfg->attach_lock);
+}
 
 int dp_config_can_serve(const dtlsplex_config *cfg) {
   /* Asks the context, so that a certificate set through the escape hatch counts. */
@@ -121,6 +142,7 @@ void dtlsplex_config_free(dtlsplex_config *cfg) {
     free(p);
   }
   OPENSSL_cleanse(cfg->cookie_secret, sizeof cfg->cookie_secret);
+  pthread_mutex_destroy(&cfg->attach_lock);
   free(cfg);
 }
 

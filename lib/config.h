@@ -2,6 +2,7 @@
 #ifndef DTLSPLEX_CONFIG_H
 #define DTLSPLEX_CONFIG_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 
@@ -21,6 +22,8 @@ typedef struct dp_psk {
 
 struct dtlsplex_config {
   atomic_uint refs;     /* the owner's, plus one per attached socket */
+  pthread_mutex_t attach_lock; /* orders the first attaches' one-time work */
+  int chain_built;
   SSL_CTX *ctx;
   int role;
   int verify;
@@ -41,7 +44,8 @@ struct dtlsplex_config {
 /* Whether a server side can complete handshakes: a certificate or a PSK. */
 int dp_config_can_serve(const dtlsplex_config *cfg);
 
-/* Attached sockets hold a reference. */
+/* Attached sockets hold a reference.  The first attach also completes the
+ * certificate chain once (see config.c). */
 void dp_config_ref(dtlsplex_config *cfg);
 
 /* Formats and passes a message to the log callback, if its level is enabled. */

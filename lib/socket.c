@@ -17,8 +17,17 @@
 #include "dtlsplex.h"
 #include "endpoint.h"
 
-#define READ_BURST 64      /* datagrams read per call before the caller gets a turn */
-#define MAX_DATAGRAM 65536
+#define READ_BURST 64 /* datagrams read per call before the caller gets a turn */
+#define RX_BATCH 16   /* datagrams per recvmmsg */
+
+/* Receive buffers: a whole datagram of any size per slot.  Mostly untouched
+ * virtual memory: the kernel writes only what arrives. */
+typedef struct dp_rx {
+  struct mmsghdr msgs[RX_BATCH];
+  struct iovec iov[RX_BATCH];
+  struct sockaddr_storage from[RX_BATCH];
+  uint8_t data[RX_BATCH][65536];
+} dp_rx;
 
 typedef struct dp_socket {
   int fd;
@@ -32,7 +41,7 @@ typedef struct dp_socket {
   dtlsplex_config *cfg;
   dp_endpoint *core;
   pthread_mutex_t lock;
-  uint8_t buf[MAX_DATAGRAM];
+  dp_rx *rx;
 } dp_socket;
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -53,6 +62,7 @@ static uint64_t now_ms(void) {
 
 static void socket_free(dp_socket *s) {
   dtlsplex_config_free(s->cfg); /* NULL until attached */
+  free(s->rx);
   close(s->wake_fd);
   pthread_mutex_destroy(&s->lock);
   free(s);
@@ -142,15 +152,22 @@ static int socket_send(void *arg, const dp_addr *to, const uint8_t *data, size_t
   return -errno;
 }
 
-/* Feeds the core every datagram the socket holds, up to a burst.  Returns the
- * number read, or -1 with errno. */
-static int read_socket(dp_socket *s) {
+/* Feeds the core the datagrams the socket holds, a batch per system call, up
+ * to a burst, or (for a caller waiting for data) until application data is
+ * queued.  A batch that comes back short means the socket is empty: no
+ * further call is made to find EAGAIN.  Returns the number read, or -1 with
+ * errno. */
+static int read_socket(dp_socket *s, int until_data) {
+  dp_rx *rx = s->rx;
   int count = 0;
   /* Bounded even if errors keep coming. */
-  for (int calls = 0; count < READ_BURST && calls < 2 * READ_BURST; calls++) {
-    struct sockaddr_storage from;
-    socklen_t from_len = sizeof from;
-    ssize_t n = recvfrom(s->fd, s->buf, sizeof s->buf, MSG_DONTWAIT, (struct sockaddr *)&from, &from_len);
+  for (int calls = 0; count < READ_BURST && calls < READ_BURST; calls++) {
+    for (int i = 0; i < RX_BATCH; i++) {
+      rx->iov[i] = (struct iovec){.iov_base = rx->data[i], .iov_len = sizeof rx->data[i]};
+      rx->msgs[i].msg_hdr = (struct msghdr){.msg_name = &rx->from[i], .msg_namelen = sizeof rx->from[i],
+                                            .msg_iov = &rx->iov[i], .msg_iovlen = 1};
+    }
+    int n = recvmmsg(s->fd, rx->msgs, RX_BATCH, MSG_DONTWAIT, NULL);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK)
         return count;
@@ -159,10 +176,16 @@ static int read_socket(dp_socket *s) {
         continue;
       return -1;
     }
-    dp_addr addr;
-    if (dp_addr_from_sockaddr(&addr, (struct sockaddr *)&from, from_len, s->family) == 0)
-      dp_endpoint_read_pkt(s->core, &addr, s->buf, (size_t)n, now_ms());
-    count++;
+    uint64_t now = now_ms();
+    for (int i = 0; i < n; i++) {
+      dp_addr addr;
+      if (dp_addr_from_sockaddr(&addr, (struct sockaddr *)&rx->from[i], rx->msgs[i].msg_hdr.msg_namelen,
+                                s->family) == 0)
+        dp_endpoint_read_pkt(s->core, &addr, rx->data[i], rx->msgs[i].msg_len, now);
+    }
+    count += n;
+    if (n < RX_BATCH || (until_data && dp_endpoint_pending(s->core) > 0))
+      break;
   }
   return count;
 }
@@ -186,8 +209,9 @@ static int core_timeout(const dp_socket *s, uint64_t now, int limit_ms) {
 }
 
 /* Waits, with the lock released, until the socket is readable, a timer is
- * due, limit_ms passes, or the socket is detached.  Returns 0, or -1 with
- * errno (EBADF when detached, EINTR, or poll's own errors). */
+ * due, limit_ms passes, or the socket is detached.  Returns 1 if the socket is
+ * readable, 0 if not, or -1 with errno (EBADF when detached, EINTR, or poll's
+ * own errors). */
 static int wait_socket(dp_socket *s, int limit_ms) {
   struct pollfd fds[2] = {{.fd = s->fd, .events = POLLIN}, {.fd = s->wake_fd, .events = POLLIN}};
   uint64_t now = now_ms();
@@ -211,13 +235,13 @@ static int wait_socket(dp_socket *s, int limit_ms) {
     return fail(err);
   if (fds[0].revents & POLLNVAL)
     return fail(EBADF);
-  return 0;
+  return (fds[0].revents & (POLLIN | POLLERR)) != 0;
 }
 
 /* Runs due timers and reads the socket. */
 static int pump(dp_socket *s) {
   dp_endpoint_handle_expiry(s->core, now_ms());
-  int n = read_socket(s);
+  int n = read_socket(s, 0);
   if (n > 0)
     dp_endpoint_handle_expiry(s->core, now_ms());
   return n;
@@ -250,10 +274,12 @@ int dtlsplex_attach(int fd, dtlsplex_config *cfg) {
   s->refs = 1;
   s->send_flags = MSG_DONTWAIT;
   s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (s->wake_fd < 0 || pthread_mutex_init(&s->lock, NULL) != 0) {
+  s->rx = malloc(sizeof *s->rx);
+  if (s->wake_fd < 0 || s->rx == NULL || pthread_mutex_init(&s->lock, NULL) != 0) {
     int err = s->wake_fd < 0 ? errno : ENOMEM;
     if (s->wake_fd >= 0)
       close(s->wake_fd);
+    free(s->rx);
     free(s);
     return fail(err == EMFILE || err == ENFILE ? err : ENOMEM);
   }
@@ -312,23 +338,27 @@ int dtlsplex_detach(int fd) {
   return 0;
 }
 
+/* SO_RCVTIMEO as a deadline, or UINT64_MAX for none. */
+static uint64_t receive_deadline(int fd) {
+  struct timeval tv;
+  socklen_t tv_len = sizeof tv;
+  if (getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &tv_len) != 0 || (tv.tv_sec == 0 && tv.tv_usec == 0))
+    return UINT64_MAX;
+  return now_ms() + (uint64_t)tv.tv_sec * 1000 + ((uint64_t)tv.tv_usec + 999) / 1000;
+}
+
 ssize_t dtlsrecvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *src, socklen_t *src_len) {
   if ((buf == NULL && len > 0) || (src != NULL && src_len == NULL))
     return fail(EINVAL);
   if (flags & ~(MSG_DONTWAIT | MSG_PEEK | MSG_TRUNC))
     return fail(EOPNOTSUPP);
-  int blocking = is_blocking(fd, flags);
-  int64_t rcvtimeo_ms = -1;
-  if (blocking) {
-    struct timeval tv;
-    socklen_t tv_len = sizeof tv;
-    if (getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &tv_len) == 0 && (tv.tv_sec != 0 || tv.tv_usec != 0))
-      rcvtimeo_ms = (int64_t)tv.tv_sec * 1000 + (tv.tv_usec + 999) / 1000;
-  }
   dp_socket *s = acquire_locked(fd);
   if (s == NULL)
     return -1;
-  uint64_t give_up = rcvtimeo_ms >= 0 ? now_ms() + (uint64_t)rcvtimeo_ms : UINT64_MAX;
+  /* Whether to block, and until when, matters only once nothing is queued:
+   * asked then, so that a ready datagram costs no extra system calls. */
+  int blocking = -1, readable = 1;
+  uint64_t give_up = UINT64_MAX;
   ssize_t result;
   for (;;) {
     dp_addr from;
@@ -340,12 +370,21 @@ ssize_t dtlsrecvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *
       result = (flags & MSG_TRUNC) || (size_t)n < len ? n : (ssize_t)len;
       break;
     }
-    int got = read_socket(s);
-    if (got > 0)
-      continue;
-    if (got < 0 || !blocking) {
-      result = got < 0 ? -1 : fail(EAGAIN);
-      break;
+    if (blocking < 0) {
+      blocking = is_blocking(fd, flags);
+      if (blocking) {
+        give_up = receive_deadline(fd);
+        readable = 0; /* poll first: it returns at once if a datagram waits */
+      }
+    }
+    if (readable) {
+      int got = read_socket(s, 1);
+      if (got != 0 || !blocking) {
+        if (got > 0)
+          continue;
+        result = got < 0 ? -1 : fail(EAGAIN);
+        break;
+      }
     }
     uint64_t now = now_ms();
     if (now >= give_up) {
@@ -353,7 +392,7 @@ ssize_t dtlsrecvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *
       break;
     }
     int limit = give_up == UINT64_MAX ? -1 : (int)(give_up - now < INT_MAX ? give_up - now : INT_MAX);
-    if (wait_socket(s, limit) < 0) {
+    if ((readable = wait_socket(s, limit)) < 0) {
       result = -1;
       break;
     }
@@ -385,7 +424,6 @@ ssize_t dtlssendto(int fd, const void *buf, size_t len, int flags, const struct 
     return fail(EOPNOTSUPP);
   if (len > INT_MAX)
     return fail(EMSGSIZE);
-  int blocking = is_blocking(fd, flags);
   dp_socket *s = acquire_locked(fd);
   if (s == NULL)
     return -1;
@@ -393,8 +431,12 @@ ssize_t dtlssendto(int fd, const void *buf, size_t len, int flags, const struct 
   ssize_t r = destination(fd, s->family, dest, dest_len, &to);
   if (r == 0) {
     dp_endpoint_handle_expiry(s->core, now_ms());
-    s->send_flags = blocking ? 0 : MSG_DONTWAIT;
-    r = dp_endpoint_write_pkt(s->core, &to, buf, len, !blocking, now_ms());
+    /* The kernel's sendto follows the socket's own blocking mode. */
+    s->send_flags = flags & MSG_DONTWAIT;
+    r = dp_endpoint_write_pkt(s->core, &to, buf, len, 0, now_ms());
+    /* No session yet: a non-blocking caller's datagram waits in the queue. */
+    if (r == -EINPROGRESS && !is_blocking(fd, flags))
+      r = dp_endpoint_write_pkt(s->core, &to, buf, len, 1, now_ms());
     /* Blocking: wait for the handshake, bounded by the handshake timeout
      * (the core fails the handshake then; the bound here is a backstop). */
     uint64_t backstop = now_ms() + 2 * (uint64_t)s->cfg->handshake_ms;
@@ -403,13 +445,16 @@ ssize_t dtlssendto(int fd, const void *buf, size_t len, int flags, const struct 
         r = -errno;
         break;
       }
+      s->send_flags = MSG_DONTWAIT; /* handshake datagrams never block */
       if (pump(s) < 0) {
         r = -errno;
         break;
       }
       int err;
-      if (dp_endpoint_peer_state(s->core, &to, &err) != DTLSPLEX_STATE_HANDSHAKING)
+      if (dp_endpoint_peer_state(s->core, &to, &err) != DTLSPLEX_STATE_HANDSHAKING) {
+        s->send_flags = flags & MSG_DONTWAIT;
         r = dp_endpoint_write_pkt(s->core, &to, buf, len, 0, now_ms());
+      }
     }
     if (r == -EINPROGRESS)
       r = -ETIMEDOUT;
