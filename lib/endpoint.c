@@ -1,6 +1,9 @@
 #include "endpoint.h"
 
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +17,7 @@
 #define DTLS_RECORD_HEADER_LEN 13
 /* An established peer silent this long gives its record buffers back. */
 #define RELEASE_BUFFERS_AFTER_MS 2000
+#define TRIM_AFTER_RELEASES 256
 
 /* A remote address the endpoint knows.  Without a session it is either a
  * name set before connecting, or a failed client handshake kept until the
@@ -44,6 +48,7 @@ struct dp_endpoint {
   dp_bio_io io;       /* what every session's BIO starts from */
   dp_outbuf out;      /* the datagram being assembled, shared by all sessions */
   dp_recv_queue received;
+  unsigned int released_since_trim;
   dp_event *events;
   size_t events_len, events_cap;
   const dp_addr *delivering_from;
@@ -511,7 +516,8 @@ static void expire(dp_endpoint *ep, dp_peer *p, uint64_t now) {
     remove_peer(ep, p);
     return;
   } else if (s->state == DP_SESSION_ESTABLISHED && now >= p->last_activity + RELEASE_BUFFERS_AFTER_MS) {
-    dp_session_release_buffers(s);
+    if (dp_session_release_buffers(s))
+      ep->released_since_trim++;
   }
   schedule(ep, p); /* or activity moved the deadline on */
 }
@@ -524,9 +530,18 @@ void dp_endpoint_handle_expiry(dp_endpoint *ep, uint64_t now) {
   for (size_t budget = dp_table_count(&ep->peers) + 1; budget > 0; budget--) {
     e = dp_table_earliest(&ep->peers);
     if (e == NULL || e->deadline > now)
-      return;
+      break;
     expire(ep, peer_of(e), now);
   }
+#ifdef __GLIBC__
+  /* Released buffers lie between live sessions in the heap, where glibc
+   * keeps their pages: give whole free pages back to the system once enough
+   * have been released to be worth a pass over the heap. */
+  if (ep->released_since_trim >= TRIM_AFTER_RELEASES) {
+    malloc_trim(0);
+    ep->released_since_trim = 0;
+  }
+#endif
 }
 
 ssize_t dp_endpoint_recv(dp_endpoint *ep, void *buf, size_t len, int peek, dp_addr *from) {

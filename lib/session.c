@@ -117,9 +117,10 @@ static void queue_clear(dp_session *s) {
   s->queue_len = 0;
 }
 
-void dp_session_release_buffers(dp_session *s) {
+int dp_session_release_buffers(dp_session *s) {
   if (s->state == DP_SESSION_ESTABLISHED && !s->buffers_released && SSL_free_buffers(s->ssl) == 1)
     s->buffers_released = 1;
+  return s->buffers_released;
 }
 
 /* A DTLS write after SSL_free_buffers crashes in libssl 3.0 unless the

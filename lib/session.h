@@ -85,8 +85,9 @@ int dp_session_on_timer(dp_session *s, uint64_t now);
  * the session broke, or the -errno of the socket write. */
 ssize_t dp_session_write(dp_session *s, const void *buf, size_t len);
 /* Gives an idle established session's record buffers back (about half of its
- * memory); every later call into libssl takes them again first. */
-void dp_session_release_buffers(dp_session *s);
+ * memory); every later call into libssl takes them again first.  Returns 1
+ * if they are released. */
+int dp_session_release_buffers(dp_session *s);
 
 /* Largest application payload per datagram (0 before the handshake). */
 unsigned int dp_session_data_mtu(dp_session *s);
