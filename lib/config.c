@@ -87,7 +87,7 @@ dtlsplex_config *dtlsplex_config_new(void) {
   cfg->ctx = SSL_CTX_new(DTLS_method());
   if (ctx_index < 0 || cfg->ctx == NULL || RAND_bytes(cfg->cookie_secret, 32) != 1 ||
       !SSL_CTX_set_min_proto_version(cfg->ctx, DTLS1_2_VERSION) ||
-      !SSL_CTX_set_ex_data(cfg->ctx, ctx_index, cfg) || SSL_CTX_set_default_verify_paths(cfg->ctx) != 1) {
+      !SSL_CTX_set_ex_data(cfg->ctx, ctx_index, cfg)) {
     SSL_CTX_free(cfg->ctx);
     pthread_mutex_destroy(&cfg->attach_lock);
     free(cfg);
@@ -96,28 +96,38 @@ dtlsplex_config *dtlsplex_config_new(void) {
   }
   SSL_CTX_set_options(cfg->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_QUERY_MTU | SSL_OP_NO_TICKET);
   SSL_CTX_set_session_cache_mode(cfg->ctx, SSL_SESS_CACHE_OFF);
+  cfg->initial_store = SSL_CTX_get_cert_store(cfg->ctx);
   dp_session_install_ctx_callbacks(cfg->ctx);
   apply_verify(cfg);
   ERR_clear_error();
   return cfg;
 }
 
-/* Completes the server's certificate chain from the trust store once, instead
- * of libssl doing it (with a lookup in the CA directory) on every handshake. */
-static void build_chain(SSL_CTX *ctx) {
-  if (SSL_CTX_get0_certificate(ctx) == NULL)
-    return;
+/* Work done once, at the first attach, when the configuration is final. */
+static void prepare(dtlsplex_config *cfg) {
   ERR_clear_error();
-  SSL_CTX_build_cert_chain(ctx, SSL_BUILD_CHAIN_FLAG_NO_ROOT | SSL_BUILD_CHAIN_FLAG_IGNORE_ERROR);
-  SSL_CTX_set_mode(ctx, SSL_MODE_NO_AUTO_CHAIN);
+  /* The system store (it takes a tenth of a second to load) only if nothing
+   * else was set and this configuration may verify a peer. */
+  int may_verify = (cfg->verify != DTLSPLEX_VERIFY_NONE && (cfg->role & DTLSPLEX_ROLE_CLIENT)) ||
+                   cfg->verify == DTLSPLEX_VERIFY_REQUIRE;
+  /* A store replaced through dtlsplex_config_get_ssl_ctx is the user's own. */
+  int own_store = SSL_CTX_get_cert_store(cfg->ctx) != cfg->initial_store;
+  if (!cfg->ca_set && !own_store && may_verify)
+    SSL_CTX_set_default_verify_paths(cfg->ctx);
+  /* Completes a server's certificate chain from the store once, instead of
+   * libssl doing it (with a CA directory lookup) on every handshake. */
+  if (SSL_CTX_get0_certificate(cfg->ctx) != NULL) {
+    SSL_CTX_build_cert_chain(cfg->ctx, SSL_BUILD_CHAIN_FLAG_NO_ROOT | SSL_BUILD_CHAIN_FLAG_IGNORE_ERROR);
+    SSL_CTX_set_mode(cfg->ctx, SSL_MODE_NO_AUTO_CHAIN);
+  }
   ERR_clear_error();
 }
 
 void dp_config_ref(dtlsplex_config *cfg) {
   pthread_mutex_lock(&cfg->attach_lock);
-  if (!cfg->chain_built) {
-    build_chain(cfg->ctx);
-    cfg->chain_built = 1;
+  if (!cfg->prepared) {
+    prepare(cfg);
+    cfg->prepared = 1;
   }
   atomic_fetch_add(&cfg->refs, 1);
   pthread_mutex_unlock(&cfg->attach_lock);
@@ -202,7 +212,8 @@ int dtlsplex_config_set_ca(dtlsplex_config *cfg, const char *ca_file, const char
     X509_STORE_free(store);
     return load_error(NULL);
   }
-  SSL_CTX_set_cert_store(cfg->ctx, store); /* replaces the system store */
+  SSL_CTX_set_cert_store(cfg->ctx, store); /* instead of the system store */
+  cfg->ca_set = 1;
   if (ca_file != NULL) {
     STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca_file);
     if (names != NULL)

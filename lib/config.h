@@ -23,7 +23,9 @@ typedef struct dp_psk {
 struct dtlsplex_config {
   atomic_uint refs;     /* the owner's, plus one per attached socket */
   pthread_mutex_t attach_lock; /* orders the first attaches' one-time work */
-  int chain_built;
+  int prepared;   /* the first attach's one-time work is done */
+  int ca_set;
+  const X509_STORE *initial_store;
   SSL_CTX *ctx;
   int role;
   int verify;
@@ -44,8 +46,8 @@ struct dtlsplex_config {
 /* Whether a server side can complete handshakes: a certificate or a PSK. */
 int dp_config_can_serve(const dtlsplex_config *cfg);
 
-/* Attached sockets hold a reference.  The first attach also completes the
- * certificate chain once (see config.c). */
+/* Attached sockets hold a reference.  The first attach also loads the system
+ * trust store if needed and completes the certificate chain (see config.c). */
 void dp_config_ref(dtlsplex_config *cfg);
 
 /* Formats and passes a message to the log callback, if its level is enabled. */

@@ -362,6 +362,10 @@ START_TEST(untrusted_server_certificate_rejected) {
   dtlsplex_config *wrong_ca = client_config(0, pki.other_ca);
   ck_assert_int_eq(first_send(&srv, wrong_ca, NULL, &err), -1);
   ck_assert_int_eq(err, EACCES);
+  dtlsplex_config *system_store = dtlsplex_config_new(); /* the default: the system's CAs */
+  ck_assert_int_eq(first_send(&srv, system_store, "localhost", &err), -1);
+  ck_assert_int_eq(err, EACCES);
+  dtlsplex_config_free(system_store);
   dtlsplex_config *right_ca = client_config(0, pki.ca);
   ck_assert_int_eq(first_send(&srv, right_ca, "not-localhost.example", &err), -1);
   ck_assert_int_eq(err, EACCES);
