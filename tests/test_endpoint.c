@@ -10,6 +10,7 @@
 #include "dtlsplex.h"
 #include "endpoint.h"
 #include "simnet.h"
+#include "check_main.h"
 
 static void ignore_event(int fd, int event, const struct sockaddr *peer, socklen_t len, int error, void *arg) {
   (void)fd, (void)event, (void)peer, (void)len, (void)error, (void)arg;
@@ -412,9 +413,5 @@ int main(void) {
   tcase_add_test(tc, limits_refuse_new_handshakes_only);
   tcase_add_test(tc, close_notify_and_emsgsize);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return run_suite(s, CK_FORK_GETENV);
 }

@@ -10,6 +10,7 @@
 #include "dtlsplex.h"
 #include "endpoint.h"
 #include "simnet.h"
+#include "check_main.h"
 
 #define TYPE_CCS 20
 #define TYPE_ALERT 21
@@ -390,9 +391,5 @@ int main(void) {
   tcase_add_test(tc, half_open_handshakes_capped_and_expire);
   tcase_add_test(tc, hostile_datagrams_from_peer_address);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return run_suite(s, CK_FORK_GETENV);
 }

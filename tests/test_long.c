@@ -12,6 +12,7 @@
 #include "dtlsplex.h"
 #include "endpoint.h"
 #include "simnet.h"
+#include "check_main.h"
 
 static test_pki pki;
 static dtlsplex_config *server_cfg, *client_cfg;
@@ -171,10 +172,5 @@ int main(void) {
   tcase_add_test(tc, spoofed_client_hello_flood);
   tcase_add_test(tc, handshake_churn);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_set_fork_status(sr, CK_NOFORK); /* measure this process's memory */
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return run_suite(s, CK_NOFORK /* measure this process's memory */);
 }

@@ -20,6 +20,7 @@
 
 #include "certs.h"
 #include "dtlsplex.h"
+#include "check_main.h"
 
 static test_pki pki;
 static const unsigned char psk_key[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
@@ -715,9 +716,5 @@ int main(void) {
   tcase_add_test(tc, threads_share_one_socket);
   tcase_add_test(tc, icmp_unreachable_does_not_break_other_peers);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return run_suite(s, CK_FORK_GETENV);
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "recv_queue.h"
+#include "check_main.h"
 
 static dp_addr addr(uint16_t port) {
   struct sockaddr_in in = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(0x7f000001)};
@@ -94,9 +95,5 @@ int main(void) {
   tcase_add_test(tc, full_queue_refuses);
   tcase_add_test(tc, entries_are_recycled);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return run_suite(s, CK_FORK_GETENV);
 }
