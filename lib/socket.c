@@ -20,6 +20,8 @@
 #define READ_BURST 64 /* datagrams read per call before the caller gets a turn */
 #define RX_BATCH 16   /* datagrams per recvmmsg */
 
+#define TX_BATCH 16   /* datagrams per sendmmsg */
+
 /* Receive buffers: a whole datagram of any size per slot.  Mostly untouched
  * virtual memory: the kernel writes only what arrives. */
 typedef struct dp_rx {
@@ -28,6 +30,18 @@ typedef struct dp_rx {
   struct sockaddr_storage from[RX_BATCH];
   uint8_t data[RX_BATCH][65536];
 } dp_rx;
+
+/* Datagrams the library sends of its own accord (handshake flights, cookies,
+ * retransmissions, close_notify) while it works through a batch: sent
+ * together with sendmmsg.  Application data goes out at once, so that
+ * dtlssendto can report the kernel's answer. */
+typedef struct dp_tx {
+  unsigned int n;
+  struct mmsghdr msgs[TX_BATCH];
+  struct iovec iov[TX_BATCH];
+  dp_addr to[TX_BATCH];
+  uint8_t data[TX_BATCH][4096];
+} dp_tx;
 
 typedef struct dp_socket {
   int fd;
@@ -42,6 +56,8 @@ typedef struct dp_socket {
   dp_endpoint *core;
   pthread_mutex_t lock;
   dp_rx *rx;
+  dp_tx *tx;
+  int defer_sends;   /* gather the library's own datagrams in tx */
 } dp_socket;
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -139,8 +155,47 @@ static int is_stale_icmp_error(int err) {
   return err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH;
 }
 
+/* Sends the gathered datagrams.  One that the kernel refuses is lost, as any
+ * datagram may be; the rest still go. */
+static void flush_sends(dp_socket *s) {
+  dp_tx *tx = s->tx;
+  unsigned int sent = 0;
+  for (int tries = 0; sent < tx->n && tries < 2 * TX_BATCH; tries++) {
+    int n = sendmmsg(s->fd, tx->msgs + sent, tx->n - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0)
+      sent += (unsigned int)n;
+    else if (n < 0 && !is_stale_icmp_error(errno) && errno != EINTR)
+      sent++; /* skip the datagram the kernel refused */
+  }
+  tx->n = 0;
+}
+
+static void gather_send(dp_socket *s, const dp_addr *to, const uint8_t *data, size_t len) {
+  dp_tx *tx = s->tx;
+  if (tx->n == TX_BATCH)
+    flush_sends(s);
+  unsigned int i = tx->n++;
+  tx->to[i] = *to;
+  memcpy(tx->data[i], data, len);
+  tx->iov[i] = (struct iovec){.iov_base = tx->data[i], .iov_len = len};
+  tx->msgs[i].msg_hdr = (struct msghdr){.msg_name = &tx->to[i].u, .msg_namelen = tx->to[i].len,
+                                        .msg_iov = &tx->iov[i], .msg_iovlen = 1};
+}
+
+/* Starts and ends a stretch in which the library's own datagrams are gathered. */
+static void defer_sends(dp_socket *s) { s->defer_sends = 1; }
+static void send_deferred(dp_socket *s) {
+  s->defer_sends = 0;
+  if (s->tx->n > 0)
+    flush_sends(s);
+}
+
 static int socket_send(void *arg, const dp_addr *to, const uint8_t *data, size_t len) {
   dp_socket *s = arg;
+  if (s->defer_sends && len <= sizeof s->tx->data[0]) {
+    gather_send(s, to, data, len);
+    return 0;
+  }
   /* Reporting the error clears it, so the retry sends this datagram; the
    * bound covers a new error arriving meanwhile. */
   for (int tries = 0; tries < 3; tries++) {
@@ -177,17 +232,26 @@ static int read_socket(dp_socket *s, int until_data) {
       return -1;
     }
     uint64_t now = now_ms();
+    defer_sends(s);
     for (int i = 0; i < n; i++) {
       dp_addr addr;
       if (dp_addr_from_sockaddr(&addr, (struct sockaddr *)&rx->from[i], rx->msgs[i].msg_hdr.msg_namelen,
                                 s->family) == 0)
         dp_endpoint_read_pkt(s->core, &addr, rx->data[i], rx->msgs[i].msg_len, now);
     }
+    send_deferred(s);
     count += n;
     if (n < RX_BATCH || (until_data && dp_endpoint_pending(s->core) > 0))
       break;
   }
   return count;
+}
+
+/* Runs the core's due timers, their retransmissions sent together. */
+static void run_timers(dp_socket *s) {
+  defer_sends(s);
+  dp_endpoint_handle_expiry(s->core, now_ms());
+  send_deferred(s);
 }
 
 static int is_blocking(int fd, int flags) {
@@ -240,10 +304,10 @@ static int wait_socket(dp_socket *s, int limit_ms) {
 
 /* Runs due timers and reads the socket. */
 static int pump(dp_socket *s) {
-  dp_endpoint_handle_expiry(s->core, now_ms());
+  run_timers(s);
   int n = read_socket(s, 0);
   if (n > 0)
-    dp_endpoint_handle_expiry(s->core, now_ms());
+    run_timers(s);
   return n;
 }
 
@@ -275,14 +339,17 @@ int dtlsplex_attach(int fd, dtlsplex_config *cfg) {
   s->send_flags = MSG_DONTWAIT;
   s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   s->rx = malloc(sizeof *s->rx);
-  if (s->wake_fd < 0 || s->rx == NULL || pthread_mutex_init(&s->lock, NULL) != 0) {
+  s->tx = malloc(sizeof *s->tx);
+  if (s->wake_fd < 0 || s->rx == NULL || s->tx == NULL || pthread_mutex_init(&s->lock, NULL) != 0) {
     int err = s->wake_fd < 0 ? errno : ENOMEM;
     if (s->wake_fd >= 0)
       close(s->wake_fd);
     free(s->rx);
+    free(s->tx);
     free(s);
     return fail(err == EMFILE || err == ENFILE ? err : ENOMEM);
   }
+  s->tx->n = 0;
   dp_config_ref(cfg);
   s->cfg = cfg;
   if ((s->core = dp_endpoint_new(cfg, socket_send, s)) == NULL) {
@@ -330,7 +397,9 @@ int dtlsplex_detach(int fd) {
     return fail(EBADF);
   pthread_mutex_lock(&s->lock);
   s->detached = 1;
+  defer_sends(s);
   dp_endpoint_free(s->core); /* close_notify to every established peer */
+  send_deferred(s);
   s->core = NULL;
   wake_waiters(s);
   pthread_mutex_unlock(&s->lock);
@@ -362,7 +431,7 @@ ssize_t dtlsrecvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *
   ssize_t result;
   for (;;) {
     dp_addr from;
-    dp_endpoint_handle_expiry(s->core, now_ms());
+    run_timers(s);
     ssize_t n = dp_endpoint_recv(s->core, buf, len, flags & MSG_PEEK, &from);
     if (n >= 0) {
       if (src != NULL)
@@ -430,7 +499,7 @@ ssize_t dtlssendto(int fd, const void *buf, size_t len, int flags, const struct 
   dp_addr to;
   ssize_t r = destination(fd, s->family, dest, dest_len, &to);
   if (r == 0) {
-    dp_endpoint_handle_expiry(s->core, now_ms());
+    run_timers(s);
     /* The kernel's sendto follows the socket's own blocking mode. */
     s->send_flags = flags & MSG_DONTWAIT;
     r = dp_endpoint_write_pkt(s->core, &to, buf, len, 0, now_ms());
