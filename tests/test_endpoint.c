@@ -334,8 +334,12 @@ START_TEST(idle_sessions_release_buffers) {
   size_t busy = mallinfo2().uordblks;
   sim_advance(2500);
   size_t idle = mallinfo2().uordblks;
+#ifndef __SANITIZE_ADDRESS__ /* AddressSanitizer's allocator is not glibc's: mallinfo2 sees nothing */
   /* Both sides of each pair live in this process. */
   ck_assert_uint_gt(busy - idle, N * 2 * 16 * 1024);
+#else
+  (void)busy, (void)idle;
+#endif
   for (int i = 0; i < N; i++) {
     ck_assert_int_eq(dp_endpoint_write_pkt(clients[i].ep, &server.addr, "again", 5, 0, sim_now), 5);
     sim_deliver_due();
