@@ -1130,7 +1130,8 @@ static void target(const char *what, double measured, double limit, int at_least
 
 static void target_ratio(const char *what, paired fig, double limit_pct) {
   char shown[64];
-  double pct = 100.0 * fig.value / fig.ref;
+  /* A reference that measured nothing makes no ratio. */
+  double pct = fig.ref > 0 ? 100.0 * fig.value / fig.ref : NAN;
   snprintf(shown, sizeof shown, "%.1f%% (rounds %.1f-%.1f%%)", pct, 100.0 * fig.lo, 100.0 * fig.hi);
   target(what, pct, limit_pct, 1, shown);
 }
