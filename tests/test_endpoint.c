@@ -356,6 +356,37 @@ START_TEST(idle_sessions_release_buffers) {
 }
 END_TEST
 
+/* A session silent for a long time (buffers released, heap trimmed, cookie
+ * keys rotated many times) still carries data both ways. */
+START_TEST(long_silence_keeps_session) {
+  dtlsplex_config *patient = make_config(1), *never_idle = make_config(0);
+  ck_assert_int_eq(dtlsplex_config_set_timeouts(patient, 5000, 3600000), 0);
+  ck_assert_int_eq(dtlsplex_config_set_timeouts(never_idle, 5000, 0), 0);
+  static sim_node quiet_server, quiet_client;
+  sim_add_node(&quiet_server, patient, 5690);
+  sim_add_node(&quiet_client, never_idle, 40100);
+  ck_assert_int_eq(dp_endpoint_write_pkt(quiet_client.ep, &quiet_server.addr, "a", 1, 1, sim_now), 1);
+  sim_deliver_due();
+  for (int minute = 0; minute < 10; minute++)
+    sim_advance(60000);
+  ck_assert_int_eq(dp_endpoint_write_pkt(quiet_client.ep, &quiet_server.addr, "b", 1, 0, sim_now), 1);
+  sim_deliver_due();
+  char buf[4];
+  dp_addr from;
+  ck_assert_int_eq(dp_endpoint_recv(quiet_server.ep, buf, sizeof buf, 0, &from), 1); /* "a" */
+  ck_assert_int_eq(dp_endpoint_recv(quiet_server.ep, buf, sizeof buf, 0, &from), 1);
+  ck_assert_int_eq(buf[0], 'b');
+  ck_assert_int_eq(dp_endpoint_write_pkt(quiet_server.ep, &from, "c", 1, 0, sim_now), 1);
+  sim_deliver_due();
+  ck_assert_int_eq(dp_endpoint_recv(quiet_client.ep, buf, sizeof buf, 0, NULL), 1);
+  ck_assert_int_eq(buf[0], 'c');
+  sim_stop_node(&quiet_server);
+  sim_stop_node(&quiet_client);
+  dtlsplex_config_free(patient);
+  dtlsplex_config_free(never_idle);
+}
+END_TEST
+
 START_TEST(limits_refuse_new_handshakes_only) {
   dtlsplex_config *small = make_config(1);
   ck_assert_int_eq(dtlsplex_config_set_limits(small, 1, 1), 0);
@@ -414,6 +445,7 @@ int main(void) {
   tcase_add_test(tc, duplicate_client_hello_keeps_session);
   tcase_add_test(tc, replayed_old_client_hello_keeps_session);
   tcase_add_test(tc, idle_sessions_release_buffers);
+  tcase_add_test(tc, long_silence_keeps_session);
   tcase_add_test(tc, limits_refuse_new_handshakes_only);
   tcase_add_test(tc, close_notify_and_emsgsize);
   suite_add_tcase(s, tc);
