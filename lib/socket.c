@@ -79,6 +79,7 @@ static uint64_t now_ms(void) {
 static void socket_free(dp_socket *s) {
   dtlsplex_config_free(s->cfg); /* NULL until attached */
   free(s->rx);
+  free(s->tx);
   close(s->wake_fd);
   pthread_mutex_destroy(&s->lock);
   free(s);
