@@ -33,6 +33,7 @@ typedef struct dp_peer {
   uint64_t handshake_deadline; /* while handshaking */
   uint64_t last_activity;      /* idle expiry counts from here */
   uint64_t forget_at;          /* for a failed handshake awaiting report */
+  uint64_t release_tried;      /* last attempt to release idle buffers */
 } dp_peer;
 
 struct dp_endpoint {
@@ -122,14 +123,13 @@ dp_endpoint *dp_endpoint_new(dtlsplex_config *cfg, dp_send_fn send, void *send_a
   return ep;
 }
 
-/* Forgets a peer entirely. */
 static void drop_replacement(dp_endpoint *ep, dp_peer *p) {
   dp_session_free(p->replacement);
   p->replacement = NULL;
   ep->handshakes--;
 }
 
-static void remove_peer(dp_endpoint *ep, dp_peer *p) {
+static void end_sessions(dp_endpoint *ep, dp_peer *p) {
   if (p->replacement != NULL)
     drop_replacement(ep, p);
   if (p->session != NULL) {
@@ -137,10 +137,29 @@ static void remove_peer(dp_endpoint *ep, dp_peer *p) {
     if (p->handshake_deadline != 0)
       ep->handshakes--;
     dp_session_free(p->session);
+    p->session = NULL;
   }
+  p->handshake_deadline = 0;
+}
+
+/* Forgets a peer entirely. */
+static void remove_peer(dp_endpoint *ep, dp_peer *p) {
+  end_sessions(ep, p);
   dp_table_remove(&ep->peers, &p->entry);
   free(p->server_name);
   free(p);
+}
+
+/* Ends a peer's sessions.  A peer named with dtlsplex_set_peer_name keeps its
+ * name, so that every later handshake towards it checks the name too. */
+static void forget_peer(dp_endpoint *ep, dp_peer *p) {
+  if (p->server_name == NULL) {
+    remove_peer(ep, p);
+    return;
+  }
+  end_sessions(ep, p);
+  p->failed_error = 0;
+  dp_table_set_deadline(&ep->peers, &p->entry, DP_NO_DEADLINE); /* cannot fail */
 }
 
 void dp_endpoint_free(dp_endpoint *ep) {
@@ -175,6 +194,13 @@ static dp_peer *new_peer(dp_endpoint *ep, const dp_addr *addr) {
   return p;
 }
 
+/* When an established peer's buffers are next due for release: silence since
+ * its last activity, and not again right after a release libssl refused. */
+static uint64_t release_due(const dp_peer *p) {
+  uint64_t since = p->last_activity > p->release_tried ? p->last_activity : p->release_tried;
+  return since + RELEASE_BUFFERS_AFTER_MS;
+}
+
 /* Puts the peer in the timer order at its earliest deadline. */
 static void schedule(dp_endpoint *ep, dp_peer *p) {
   uint64_t deadline = DP_NO_DEADLINE;
@@ -187,8 +213,10 @@ static void schedule(dp_endpoint *ep, dp_peer *p) {
   } else if (s->state == DP_SESSION_ESTABLISHED) {
     if (ep->cfg->idle_ms != 0)
       deadline = p->last_activity + ep->cfg->idle_ms;
-    if (!s->buffers_released && p->last_activity + RELEASE_BUFFERS_AFTER_MS < deadline)
-      deadline = p->last_activity + RELEASE_BUFFERS_AFTER_MS;
+    if (!s->buffers_released && release_due(p) < deadline)
+      deadline = release_due(p);
+  } else {
+    deadline = 0; /* failed or closed: expire() removes it at once */
   }
   if (p->replacement != NULL) {
     uint64_t r = p->replacement_deadline < p->replacement->retransmit_at ? p->replacement_deadline
@@ -196,10 +224,9 @@ static void schedule(dp_endpoint *ep, dp_peer *p) {
     deadline = r < deadline ? r : deadline;
   }
   if (dp_table_set_deadline(&ep->peers, &p->entry, deadline) != 0) {
-    /* Out of memory for the timer order: the peer cannot be timed, so it
-     * cannot be kept. */
-    log_peer(ep, DTLSPLEX_LOG_ERROR, &p->addr, "out of memory, peer dropped", ENOMEM);
-    remove_peer(ep, p);
+    /* Out of memory for the timer order: the peer keeps its old deadline
+     * (callers go on using it, so it cannot be freed here). */
+    log_peer(ep, DTLSPLEX_LOG_ERROR, &p->addr, "out of memory: peer timer not moved", ENOMEM);
   }
 }
 
@@ -225,7 +252,7 @@ static void session_failed(dp_endpoint *ep, dp_peer *p, uint64_t now) {
   log_peer(ep, DTLSPLEX_LOG_WARNING, &p->addr, "session failed", err);
   emit(ep, DTLSPLEX_EVENT_FAILED, &p->addr, err);
   if (!p->session->is_client) {
-    remove_peer(ep, p);
+    forget_peer(ep, p);
     return;
   }
   ep->sessions--;
@@ -248,6 +275,8 @@ static void apply_flags(dp_endpoint *ep, dp_peer *p, int flags, uint64_t now) {
     unsigned int unsent = dp_session_queue_flush(s);
     if (unsent != 0)
       log_peer(ep, DTLSPLEX_LOG_WARNING, &p->addr, "queued datagrams could not be sent", EMSGSIZE);
+    if (s->state == DP_SESSION_FAILED) /* a write broke the session */
+      flags |= DP_IN_FAILED;
   }
   if (flags & DP_IN_FAILED) {
     session_failed(ep, p, now);
@@ -256,7 +285,7 @@ static void apply_flags(dp_endpoint *ep, dp_peer *p, int flags, uint64_t now) {
   if (flags & DP_IN_CLOSED) {
     log_peer(ep, DTLSPLEX_LOG_INFO, &p->addr, "closed by peer", 0);
     emit(ep, DTLSPLEX_EVENT_CLOSED, &p->addr, 0);
-    remove_peer(ep, p);
+    forget_peer(ep, p);
     return;
   }
   schedule(ep, p);
@@ -297,6 +326,9 @@ static void apply_replacement_flags(dp_endpoint *ep, dp_peer *p, int flags, uint
     p->session = p->replacement;
     p->replacement = NULL;
     p->last_activity = now;
+    /* The same datagram may have closed or broken the new session. */
+    apply_flags(ep, p, flags & ~DP_IN_ESTABLISHED, now);
+    return;
   } else if (flags & (DP_IN_FAILED | DP_IN_CLOSED)) {
     ep->stats.handshakes_failed++;
     drop_replacement(ep, p);
@@ -454,7 +486,7 @@ ssize_t dp_endpoint_write_pkt(dp_endpoint *ep, const dp_addr *to, const void *bu
   }
   if (p->session == NULL) { /* the handshake failed: report it once */
     int err = p->failed_error;
-    remove_peer(ep, p);
+    forget_peer(ep, p);
     return -err;
   }
   dp_session *s = p->session;
@@ -493,7 +525,7 @@ static void expire(dp_endpoint *ep, dp_peer *p, uint64_t now) {
     expire_replacement(ep, p, now);
   dp_session *s = p->session;
   if (s == NULL) { /* a failed handshake nobody asked about */
-    remove_peer(ep, p);
+    forget_peer(ep, p);
     return;
   }
   if (s->state == DP_SESSION_HANDSHAKING) {
@@ -513,11 +545,15 @@ static void expire(dp_endpoint *ep, dp_peer *p, uint64_t now) {
     log_peer(ep, DTLSPLEX_LOG_INFO, &p->addr, "idle, expired", 0);
     emit(ep, DTLSPLEX_EVENT_EXPIRED, &p->addr, 0);
     dp_session_shutdown(s);
-    remove_peer(ep, p);
+    forget_peer(ep, p);
     return;
-  } else if (s->state == DP_SESSION_ESTABLISHED && now >= p->last_activity + RELEASE_BUFFERS_AFTER_MS) {
+  } else if (s->state == DP_SESSION_ESTABLISHED && !s->buffers_released && now >= release_due(p)) {
+    p->release_tried = now;
     if (dp_session_release_buffers(s))
       ep->released_since_trim++;
+  } else if (s->state == DP_SESSION_FAILED || s->state == DP_SESSION_CLOSED) {
+    apply_flags(ep, p, s->state == DP_SESSION_FAILED ? DP_IN_FAILED : DP_IN_CLOSED, now);
+    return;
   }
   schedule(ep, p); /* or activity moved the deadline on */
 }
@@ -573,13 +609,13 @@ int dp_endpoint_peer_state(const dp_endpoint *ep, const dp_addr *peer, int *erro
 
 int dp_endpoint_close(dp_endpoint *ep, const dp_addr *peer) {
   dp_peer *p = find_peer(ep, peer);
-  if (p == NULL)
+  if (p == NULL || (p->session == NULL && p->failed_error == 0)) /* unknown, or only named */
     return -ENOENT;
   if (p->session != NULL) {
     dp_session_shutdown(p->session);
     emit(ep, DTLSPLEX_EVENT_CLOSED, &p->addr, 0);
   }
-  remove_peer(ep, p);
+  forget_peer(ep, p);
   return 0;
 }
 
@@ -602,7 +638,8 @@ int dp_endpoint_set_peer_name(dp_endpoint *ep, const dp_addr *peer, const char *
   }
   free(p->server_name);
   p->server_name = copy;
-  p->failed_error = 0;
+  p->failed_error = 0; /* a new name, a new attempt */
+  dp_table_set_deadline(&ep->peers, &p->entry, DP_NO_DEADLINE);
   return 0;
 }
 

@@ -36,6 +36,11 @@ typedef struct dp_rx {
  * together with sendmmsg.  Application data goes out at once, so that
  * dtlssendto can report the kernel's answer. */
 typedef struct dp_tx {
+  /* An application datagram the kernel had no room for: a blocking caller
+   * waits (without the lock) until it can go. */
+  size_t stalled_len;
+  dp_addr stalled_to;
+  uint8_t stalled[4096];
   unsigned int n;
   struct mmsghdr msgs[TX_BATCH];
   struct iovec iov[TX_BATCH];
@@ -51,7 +56,7 @@ typedef struct dp_socket {
   int wake_fd;       /* wakes threads waiting in poll: detach, or an earlier timer */
   unsigned int waiters;      /* threads in poll */
   uint64_t waiters_deadline; /* the earliest time one of them wakes by itself */
-  int send_flags;    /* for datagrams the core sends: MSG_DONTWAIT but for blocking writes */
+  int app_write;     /* a caller's application datagram is being written */
   dtlsplex_config *cfg;
   dp_endpoint *core;
   pthread_mutex_t lock;
@@ -144,7 +149,10 @@ static void wake_waiters(dp_socket *s) {
 /* A call may have armed a timer (a handshake started from another thread)
  * earlier than any waiting thread will wake: wake them to recompute. */
 static void finish(dp_socket *s) {
-  if (s->waiters > 0 && s->core != NULL && dp_endpoint_get_expiry(s->core) < s->waiters_deadline)
+  /* Also wake them for data this call queued from the socket: they would not
+   * see it in poll. */
+  if (s->waiters > 0 && s->core != NULL &&
+      (dp_endpoint_get_expiry(s->core) < s->waiters_deadline || dp_endpoint_pending(s->core) > 0))
     wake_waiters(s);
   unlock_and_dispatch(s);
   release(s);
@@ -197,15 +205,57 @@ static int socket_send(void *arg, const dp_addr *to, const uint8_t *data, size_t
     gather_send(s, to, data, len);
     return 0;
   }
-  /* Reporting the error clears it, so the retry sends this datagram; the
-   * bound covers a new error arriving meanwhile. */
+  /* Never blocks with the lock held.  Reporting an ICMP error clears it, so
+   * the retry sends this datagram; the bound covers a new error meanwhile. */
   for (int tries = 0; tries < 3; tries++) {
-    if (sendto(s->fd, data, len, s->send_flags | MSG_NOSIGNAL, &to->u.sa, to->len) >= 0)
+    if (sendto(s->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL, &to->u.sa, to->len) >= 0)
       return 0;
     if (!is_stale_icmp_error(errno) && errno != EINTR)
       break;
   }
+  if ((errno == EAGAIN || errno == EWOULDBLOCK) && s->app_write && len <= sizeof s->tx->stalled) {
+    s->tx->stalled_to = *to;
+    s->tx->stalled_len = len;
+    memcpy(s->tx->stalled, data, len);
+    return 0;
+  }
   return -errno;
+}
+
+/* Sends a stalled application datagram: a blocking caller waits for room
+ * with the lock released, as sendto(2) would block; otherwise EAGAIN.
+ * Returns 0 or -errno. */
+static int send_stalled(dp_socket *s, int blocking) {
+  dp_tx *tx = s->tx;
+  int r = 0;
+  while (tx->stalled_len > 0) {
+    if (!blocking) {
+      r = -EAGAIN;
+      break;
+    }
+    struct pollfd fds[2] = {{.fd = s->fd, .events = POLLOUT}, {.fd = s->wake_fd, .events = POLLIN}};
+    unlock_and_dispatch(s);
+    int n = poll(fds, 2, -1);
+    int err = errno;
+    pthread_mutex_lock(&s->lock);
+    if (s->detached) {
+      r = -EBADF;
+      break;
+    }
+    if (n < 0) {
+      r = -err;
+      break;
+    }
+    if (sendto(s->fd, tx->stalled, tx->stalled_len, MSG_DONTWAIT | MSG_NOSIGNAL, &tx->stalled_to.u.sa,
+               tx->stalled_to.len) >= 0)
+      break;
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && !is_stale_icmp_error(errno)) {
+      r = -errno;
+      break;
+    }
+  }
+  tx->stalled_len = 0;
+  return r;
 }
 
 /* Feeds the core the datagrams the socket holds, a batch per system call, up
@@ -337,7 +387,6 @@ int dtlsplex_attach(int fd, dtlsplex_config *cfg) {
   s->fd = fd;
   s->family = family;
   s->refs = 1;
-  s->send_flags = MSG_DONTWAIT;
   s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   s->rx = malloc(sizeof *s->rx);
   s->tx = malloc(sizeof *s->tx);
@@ -351,6 +400,7 @@ int dtlsplex_attach(int fd, dtlsplex_config *cfg) {
     return fail(err == EMFILE || err == ENFILE ? err : ENOMEM);
   }
   s->tx->n = 0;
+  s->tx->stalled_len = 0;
   dp_config_ref(cfg);
   s->cfg = cfg;
   if ((s->core = dp_endpoint_new(cfg, socket_send, s)) == NULL) {
@@ -473,6 +523,21 @@ ssize_t dtlsrecvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *
   return result;
 }
 
+/* Writes a caller's datagram through the core.  If the kernel had no room
+ * for it, a blocking caller waits as sendto(2) would; others get EAGAIN. */
+static ssize_t write_app(dp_socket *s, const dp_addr *to, const void *buf, size_t len, int flags,
+                         int queue_if_handshaking) {
+  s->app_write = 1;
+  ssize_t r = dp_endpoint_write_pkt(s->core, to, buf, len, queue_if_handshaking, now_ms());
+  s->app_write = 0;
+  if (s->tx->stalled_len > 0) {
+    int sent = send_stalled(s, is_blocking(s->fd, flags));
+    if (r >= 0 && sent < 0)
+      r = sent;
+  }
+  return r;
+}
+
 /* Resolves dtlssendto's destination into the socket's family. */
 static int destination(int fd, int family, const struct sockaddr *dest, socklen_t dest_len, dp_addr *out) {
   struct sockaddr_storage connected;
@@ -501,12 +566,10 @@ ssize_t dtlssendto(int fd, const void *buf, size_t len, int flags, const struct 
   ssize_t r = destination(fd, s->family, dest, dest_len, &to);
   if (r == 0) {
     run_timers(s);
-    /* The kernel's sendto follows the socket's own blocking mode. */
-    s->send_flags = flags & MSG_DONTWAIT;
-    r = dp_endpoint_write_pkt(s->core, &to, buf, len, 0, now_ms());
+    r = write_app(s, &to, buf, len, flags, 0);
     /* No session yet: a non-blocking caller's datagram waits in the queue. */
     if (r == -EINPROGRESS && !is_blocking(fd, flags))
-      r = dp_endpoint_write_pkt(s->core, &to, buf, len, 1, now_ms());
+      r = write_app(s, &to, buf, len, flags, 1);
     /* Blocking: wait for the handshake, bounded by the handshake timeout
      * (the core fails the handshake then; the bound here is a backstop). */
     uint64_t backstop = now_ms() + 2 * (uint64_t)s->cfg->handshake_ms;
@@ -515,21 +578,16 @@ ssize_t dtlssendto(int fd, const void *buf, size_t len, int flags, const struct 
         r = -errno;
         break;
       }
-      s->send_flags = MSG_DONTWAIT; /* handshake datagrams never block */
       if (pump(s) < 0) {
         r = -errno;
         break;
       }
       int err;
-      if (dp_endpoint_peer_state(s->core, &to, &err) != DTLSPLEX_STATE_HANDSHAKING) {
-        s->send_flags = flags & MSG_DONTWAIT;
-        r = dp_endpoint_write_pkt(s->core, &to, buf, len, 0, now_ms());
-      }
+      if (dp_endpoint_peer_state(s->core, &to, &err) != DTLSPLEX_STATE_HANDSHAKING)
+        r = write_app(s, &to, buf, len, flags, 0);
     }
     if (r == -EINPROGRESS)
       r = -ETIMEDOUT;
-    if (s->core != NULL)
-      s->send_flags = MSG_DONTWAIT;
   }
   int err = r < 0 ? (int)-r : 0;
   finish(s);

@@ -387,6 +387,45 @@ START_TEST(long_silence_keeps_session) {
 }
 END_TEST
 
+/* A record header claiming more bytes than the datagram holds, from an
+ * established peer's address, once made libssl refuse to release buffers
+ * and the release timer fire again at once, forever: a CPU spin. */
+START_TEST(refused_buffer_release_does_not_spin) {
+  connect_client(&client);
+  static const uint8_t truncated[] = {23, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 0x32, 0xff, 0xff};
+  dp_endpoint_read_pkt(server.ep, &client.addr, truncated, sizeof truncated, sim_now);
+  for (int i = 0; i < 100; i++) {
+    sim_advance(100);
+    ck_assert_uint_gt(dp_endpoint_get_expiry(server.ep), sim_now); /* nothing due right away */
+  }
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "ok", 2, 0, sim_now), 2);
+  sim_deliver_due();
+  expect_datagram(&server, &client, "ok");
+}
+END_TEST
+
+/* The name set for a peer outlives the session: every later handshake,
+ * after a failure, an expiry or a close, checks it again. */
+START_TEST(peer_name_survives_sessions) {
+  ck_assert_int_eq(dp_endpoint_set_peer_name(client.ep, &server.addr, "wrong.example"), 0);
+  for (int attempt = 0; attempt < 2; attempt++) {
+    ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "x", 1, 1, sim_now), 1);
+    sim_deliver_due();
+    int err;
+    ck_assert_int_eq(dp_endpoint_peer_state(client.ep, &server.addr, &err), DTLSPLEX_STATE_FAILED);
+    ck_assert_int_eq(err, EACCES);
+    ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "x", 1, 1, sim_now), -EACCES);
+  }
+  ck_assert_int_eq(dp_endpoint_set_peer_name(client.ep, &server.addr, "localhost"), 0);
+  connect_client(&client);
+  ck_assert_int_eq(dp_endpoint_close(client.ep, &server.addr), 0);
+  ck_assert_int_eq(dp_endpoint_close(client.ep, &server.addr), -ENOENT); /* only the name is left */
+  sim_deliver_due();
+  connect_client(&client); /* the name still applies (and matches) */
+  ck_assert_int_eq(dp_endpoint_set_peer_name(client.ep, &server.addr, "other"), -EISCONN);
+}
+END_TEST
+
 START_TEST(limits_refuse_new_handshakes_only) {
   dtlsplex_config *small = make_config(1);
   ck_assert_int_eq(dtlsplex_config_set_limits(small, 1, 1), 0);
@@ -446,6 +485,8 @@ int main(void) {
   tcase_add_test(tc, replayed_old_client_hello_keeps_session);
   tcase_add_test(tc, idle_sessions_release_buffers);
   tcase_add_test(tc, long_silence_keeps_session);
+  tcase_add_test(tc, refused_buffer_release_does_not_spin);
+  tcase_add_test(tc, peer_name_survives_sessions);
   tcase_add_test(tc, limits_refuse_new_handshakes_only);
   tcase_add_test(tc, close_notify_and_emsgsize);
   suite_add_tcase(s, tc);

@@ -667,6 +667,57 @@ START_TEST(icmp_unreachable_does_not_break_other_peers) {
 }
 END_TEST
 
+/* Another thread's dtlsplex_process may read the datagram a blocked
+ * dtlsrecvfrom waits for: the waiter must wake for it, not sleep on an
+ * empty socket. */
+typedef struct waiting_reader {
+  int fd;
+  ssize_t n;
+  char buf[16];
+  long waited_ms;
+} waiting_reader;
+
+static void *wait_for_echo(void *arg) {
+  waiting_reader *w = arg;
+  long t0 = now_ms();
+  w->n = dtlsrecvfrom(w->fd, w->buf, sizeof w->buf, 0, NULL, NULL);
+  w->waited_ms = now_ms() - t0;
+  return NULL;
+}
+
+START_TEST(waiter_wakes_for_data_another_thread_read) {
+  dtlsplex_config *scfg = server_config(1), *ccfg = client_config(1, NULL);
+  echo_server srv;
+  echo_start(&srv, AF_INET, scfg);
+  struct sockaddr_storage self;
+  socklen_t self_len;
+  int fd = bound_socket(AF_INET, &self, &self_len);
+  set_rcvtimeo(fd, 8000);
+  ck_assert_int_eq(dtlsplex_attach(fd, ccfg), 0);
+  char buf[16];
+  ck_assert_int_eq(dtlssendto(fd, "hi", 2, 0, (struct sockaddr *)&srv.addr, srv.addr_len), 2);
+  ck_assert_int_eq(dtlsrecvfrom(fd, buf, sizeof buf, 0, NULL, NULL), 2);
+  for (int round = 0; round < 10; round++) {
+    waiting_reader w = {.fd = fd};
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, wait_for_echo, &w), 0);
+    usleep(20000); /* the reader is in poll */
+    ck_assert_int_eq(dtlssendto(fd, "echo", 4, MSG_DONTWAIT, (struct sockaddr *)&srv.addr, srv.addr_len), 4);
+    for (long give_up = now_ms() + 2000; now_ms() < give_up && dtlsplex_pending(fd) == 0 && w.n == 0;)
+      dtlsplex_process(fd); /* races the reader for the echo */
+    pthread_join(t, NULL);
+    ck_assert_int_eq(w.n, 4);
+    /* Not until some timer (buffer release: 2 s) or SO_RCVTIMEO (8 s). */
+    ck_assert_int_lt(w.waited_ms, 1000);
+  }
+  ck_assert_int_eq(dtlsplex_detach(fd), 0);
+  close(fd);
+  echo_stop(&srv);
+  dtlsplex_config_free(scfg);
+  dtlsplex_config_free(ccfg);
+}
+END_TEST
+
 static void *blocked_receiver(void *arg) {
   int fd = *(int *)arg;
   char buf[8];
@@ -715,6 +766,7 @@ int main(void) {
   tcase_add_test(tc, detach_wakes_blocked_receiver);
   tcase_add_test(tc, threads_share_one_socket);
   tcase_add_test(tc, icmp_unreachable_does_not_break_other_peers);
+  tcase_add_test(tc, waiter_wakes_for_data_another_thread_read);
   suite_add_tcase(s, tc);
   return run_suite(s, CK_FORK_GETENV);
 }
