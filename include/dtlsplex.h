@@ -237,7 +237,8 @@ DTLSPLEX_API int dtlsplex_pending(int fd);
  * such peer.
  * close: close_notify (if established) and forget the peer.
  * set_peer_name: the host name the server's certificate must carry (also sent
- *   as SNI); applies to the next handshake this side starts.  Never ENOENT.
+ *   as SNI); applies to every handshake this side starts with that address,
+ *   until detach.  Never ENOENT.
  *   EISCONN: a session with that peer exists; EINVAL also for a NULL/empty
  *   name; ENOMEM; EAGAIN: 2 x max_peers addresses already known.
  * peer_info: fills out.  EINVAL also for out NULL.
