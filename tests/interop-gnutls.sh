@@ -31,19 +31,6 @@ gnutls_cli() {
 }
 VERIFY=(--x509cafile "$T/ca.pem" --verify-hostname localhost)
 
-# dtlscat_server NAME ARGS...: our server on 127.0.0.1, a fresh port, in
-# SERVER_PORT; false (and a failed check) if it does not come up.
-dtlscat_server() {
-  local name=$1
-  shift
-  spawn "$name" "$DTLSCAT" -l -v "$@" 127.0.0.1 0
-  SERVER_PORT=$(listen_port "$name")
-  if [ -z "$SERVER_PORT" ]; then
-    not_ok "dtlscat -l $* starts" "@$T/$name.err"
-    return 1
-  fi
-}
-
 # gnutls_serv NAME ARGS...: gnutls-serv --udp --echo on a free port, in
 # SERVER_PORT; false (and a failed check) if it does not come up.  It has no
 # option to choose its address: it binds the wildcard, and only our client

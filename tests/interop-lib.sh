@@ -436,3 +436,16 @@ der_size() {
 # uniq_line LABEL: a line nobody else sends, starting with a lowercase letter
 # (openssl's s_client/s_server read lines starting Q, R, k, K, B as commands).
 uniq_line() { printf 'dtlsplex %s %s-%s' "$1" "$$" "$RANDOM"; }
+
+# dtlscat_server NAME ARGS...: our server on 127.0.0.1, a fresh port, in
+# SERVER_PORT; false (and a failed check) if it does not come up.
+dtlscat_server() {
+  local name=$1
+  shift
+  spawn "$name" "$DTLSCAT" -l -v "$@" 127.0.0.1 0
+  SERVER_PORT=$(listen_port "$name")
+  if [ -z "$SERVER_PORT" ]; then
+    not_ok "dtlscat -l $* starts" "@$T/$name.err"
+    return 1
+  fi
+}

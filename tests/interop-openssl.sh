@@ -20,19 +20,6 @@ s_client() {
 }
 VERIFY=(-CAfile "$T/ca.pem" -verify_return_error -verify_hostname localhost)
 
-# dtlscat_server NAME ARGS...: our server on 127.0.0.1, a fresh port, in
-# SERVER_PORT; false (and a failed check) if it does not come up.
-dtlscat_server() {
-  local name=$1
-  shift
-  spawn "$name" "$DTLSCAT" -l -v "$@" 127.0.0.1 0
-  SERVER_PORT=$(listen_port "$name")
-  if [ -z "$SERVER_PORT" ]; then
-    not_ok "dtlscat -l $* starts" "@$T/$name.err"
-    return 1
-  fi
-}
-
 # s_server NAME ARGS...: openssl s_server -listen on 127.0.0.1, a free port,
 # in SERVER_PORT; false (and a failed check) if it does not come up.
 s_server() {

@@ -75,6 +75,16 @@ static void set_rcvtimeo(int fd, int ms) {
   ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
 }
 
+/* A blocking IPv4 loopback socket with SO_RCVTIMEO, attached with cfg. */
+static int attached_socket(dtlsplex_config *cfg, int rcvtimeo_ms) {
+  struct sockaddr_storage self;
+  socklen_t self_len;
+  int fd = bound_socket(AF_INET, &self, &self_len);
+  set_rcvtimeo(fd, rcvtimeo_ms);
+  ck_assert_int_eq(dtlsplex_attach(fd, cfg), 0);
+  return fd;
+}
+
 static dtlsplex_config *server_config(int use_psk) {
   dtlsplex_config *cfg = dtlsplex_config_new();
   ck_assert_ptr_nonnull(cfg);
@@ -595,11 +605,7 @@ START_TEST(threads_share_one_socket) {
   dtlsplex_config *scfg = server_config(1), *ccfg = client_config(1, NULL);
   echo_server srv;
   echo_start(&srv, AF_INET, scfg);
-  struct sockaddr_storage self;
-  socklen_t self_len;
-  int fd = bound_socket(AF_INET, &self, &self_len);
-  set_rcvtimeo(fd, 3000);
-  ck_assert_int_eq(dtlsplex_attach(fd, ccfg), 0);
+  int fd = attached_socket(ccfg, 3000);
   shared_fd jobs[4];
   pthread_t senders[4];
   for (int t = 0; t < 4; t++) {
@@ -689,11 +695,7 @@ START_TEST(waiter_wakes_for_data_another_thread_read) {
   dtlsplex_config *scfg = server_config(1), *ccfg = client_config(1, NULL);
   echo_server srv;
   echo_start(&srv, AF_INET, scfg);
-  struct sockaddr_storage self;
-  socklen_t self_len;
-  int fd = bound_socket(AF_INET, &self, &self_len);
-  set_rcvtimeo(fd, 8000);
-  ck_assert_int_eq(dtlsplex_attach(fd, ccfg), 0);
+  int fd = attached_socket(ccfg, 8000);
   char buf[16];
   ck_assert_int_eq(dtlssendto(fd, "hi", 2, 0, (struct sockaddr *)&srv.addr, srv.addr_len), 2);
   ck_assert_int_eq(dtlsrecvfrom(fd, buf, sizeof buf, 0, NULL, NULL), 2);
