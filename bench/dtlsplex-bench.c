@@ -2,7 +2,7 @@
  * dtlsplex-bench: DTLS (dtlsplex) figures next to plain UDP, measured in the
  * same run, on loopback, with the same sizes and the same socket setup.
  *
- *   dtlsplex-bench [--quick] [--seconds N] [--peers N]
+ *   dtlsplex-bench [--quick] [--seconds N] [--peers N] [--only LIST]
  *
  * The server side of every measurement is a forked process with its own
  * socket (so that its CPU time, RSS and heap are its own); the clients run in
@@ -76,10 +76,14 @@ enum {
 };
 #define HDR 9 /* type byte + 8-byte sequence number */
 
+/* Groups of measurements, for --only. */
+enum { M_HANDSHAKE = 1, M_PINGPONG = 2, M_ONEWAY = 4, M_PEERS = 8, M_ALL = 15 };
+
 typedef struct {
   double seconds; /* per measurement */
   long peers_cap; /* largest idle-peer count to build */
   int quick;
+  int only; /* M_* bits */
 } options;
 
 /* What a server reports about itself (same host, same binary: sent raw). */
@@ -94,7 +98,7 @@ typedef struct {
   uint64_t resumed; /* SSL_CTX_sess_hits of the server context */
 } server_report;
 
-static options opt = {.seconds = 2.5, .peers_cap = 10000};
+static options opt = {.seconds = 2.5, .peers_cap = 10000, .only = M_ALL};
 static char tmpdir[64], ca_pem[128], chain_pem[128], key_pem[128];
 static dtlsplex_config *client_cfg; /* shared by every DTLS client socket */
 static dtlsplex_config *server_cfg; /* in a server process only */
@@ -1150,42 +1154,32 @@ typedef struct {
   scaling sc;
 } results;
 
+/* What --only leaves out shows as n/a and "not measured". */
 static void measure_all(results *r) {
   r->hs[0].clients = 1;
   r->hs[1].clients = HS_SLOTS_MAX;
-  for (int i = 0; i < 2; i++)
-    measure_handshakes(&r->hs[i]);
-  r->pk_us = measure_pk_baseline();
-  r->pp[0] = measure_pingpong(BIG, &r->data_mtu);
-  r->pp[1] = measure_pingpong(SMALL, &r->data_mtu);
-  r->oneway = measure_oneway();
-  measure_scaling(&r->sc);
+  for (int i = 0; i < 2; i++) {
+    r->hs[i].rate = r->hs[i].cpu_us = NAN;
+    if (opt.only & M_HANDSHAKE)
+      measure_handshakes(&r->hs[i]);
+  }
+  r->pk_us = opt.only & M_HANDSHAKE ? measure_pk_baseline() : NAN;
+  r->pp[0] = r->pp[1] = r->oneway = unpaired(NAN, NAN);
+  if (opt.only & M_PINGPONG) {
+    r->pp[0] = measure_pingpong(BIG, &r->data_mtu);
+    r->pp[1] = measure_pingpong(SMALL, &r->data_mtu);
+  }
+  if (opt.only & M_ONEWAY)
+    r->oneway = measure_oneway();
+  if (opt.only & M_PEERS)
+    measure_scaling(&r->sc);
+  else
+    r->sc.mem[0] = r->sc.mem[1] = (per_peer_memory){NAN, NAN, NAN};
 }
 
-static int build_rows(const results *r, row *rows) {
+static int peer_rows(const scaling *sc, row *rows) {
   int n = 0;
-  char label[128]; /* cut to LABEL_WIDTH by add_row */
-  for (int i = 0; i < 2; i++) {
-    if (r->hs[i].clients > 1)
-      snprintf(label, sizeof label, "full handshakes/s, %d concurrent clients", r->hs[i].clients);
-    else
-      snprintf(label, sizeof label, "full handshakes/s, 1 client at a time");
-    add_row(rows, &n, unpaired(r->hs[i].rate, NAN), "handshakes/s", 0, label);
-  }
-  for (int i = 0; i < 2; i++) {
-    snprintf(label, sizeof label, "server CPU/handshake, %d client%s (ref: P-256 pk ops)", r->hs[i].clients,
-             r->hs[i].clients > 1 ? "s" : "");
-    add_row(rows, &n, unpaired(r->hs[i].cpu_us, r->pk_us), "us CPU", 1, label);
-  }
-  static const int sizes[2] = {BIG, SMALL};
-  for (int s = 0; s < 2; s++) {
-    snprintf(label, sizeof label, "ping-pong %d B, 1 client (DTLS MTU %d, data MTU %u)", sizes[s], DTLS_MTU,
-             r->data_mtu);
-    add_row(rows, &n, r->pp[s], "round trips/s", 0, label);
-  }
-  snprintf(label, sizeof label, "one-way %d B, %d in flight, ack every %d", BIG, WINDOW, ACK_EVERY);
-  add_row(rows, &n, r->oneway, "datagrams/s", 0, label);
-  const scaling *sc = &r->sc;
+  char label[128];
   for (int i = 0; i < sc->n; i++) {
     snprintf(label, sizeof label, "ping-pong %d B, %llu peers (ref: DTLS, 1 peer)", SMALL,
              (unsigned long long)sc->peers[i]);
@@ -1207,6 +1201,38 @@ static int build_rows(const results *r, row *rows) {
     snprintf(label, sizeof label, "server heap per idle peer, %s (%ld peers)", when, sc->mem_peers);
     add_row(rows, &n, unpaired(sc->mem[i].heap_kib, NAN), "KiB/peer", 2, label);
   }
+  return n;
+}
+
+static int build_rows(const results *r, row *rows) {
+  int n = 0;
+  char label[128]; /* cut to LABEL_WIDTH by add_row */
+  if (opt.only & M_HANDSHAKE) {
+    for (int i = 0; i < 2; i++) {
+      if (r->hs[i].clients > 1)
+        snprintf(label, sizeof label, "full handshakes/s, %d concurrent clients", r->hs[i].clients);
+      else
+        snprintf(label, sizeof label, "full handshakes/s, 1 client at a time");
+      add_row(rows, &n, unpaired(r->hs[i].rate, NAN), "handshakes/s", 0, label);
+    }
+    for (int i = 0; i < 2; i++) {
+      snprintf(label, sizeof label, "server CPU/handshake, %d client%s (ref: P-256 pk ops)", r->hs[i].clients,
+               r->hs[i].clients > 1 ? "s" : "");
+      add_row(rows, &n, unpaired(r->hs[i].cpu_us, r->pk_us), "us CPU", 1, label);
+    }
+  }
+  static const int sizes[2] = {BIG, SMALL};
+  for (int s = 0; s < 2 && (opt.only & M_PINGPONG); s++) {
+    snprintf(label, sizeof label, "ping-pong %d B, 1 client (DTLS MTU %d, data MTU %u)", sizes[s], DTLS_MTU,
+             r->data_mtu);
+    add_row(rows, &n, r->pp[s], "round trips/s", 0, label);
+  }
+  if (opt.only & M_ONEWAY) {
+    snprintf(label, sizeof label, "one-way %d B, %d in flight, ack every %d", BIG, WINDOW, ACK_EVERY);
+    add_row(rows, &n, r->oneway, "datagrams/s", 0, label);
+  }
+  if (opt.only & M_PEERS)
+    n += peer_rows(&r->sc, rows + n);
   return n;
 }
 
@@ -1277,12 +1303,34 @@ static void on_signal(int sig) {
 
 static void usage(const char *argv0) {
   fprintf(stderr,
-          "usage: %s [--quick] [--seconds N] [--peers N]\n"
+          "usage: %s [--quick] [--seconds N] [--peers N] [--only LIST]\n"
           "  --quick      0.5 s per measurement, at most 1,000 peers (about 10 s in all)\n"
           "  --seconds N  seconds per measurement (and per side of a paired one; default 2.5)\n"
-          "  --peers N    largest number of established peers to build, 1..100000 (default 10000)\n",
+          "  --peers N    largest number of established peers to build, 1..100000 (default 10000)\n"
+          "  --only LIST  comma-separated: handshake, pingpong, oneway, peers (default all)\n",
           argv0);
   exit(2);
+}
+
+/* "pingpong,oneway" -> M_PINGPONG | M_ONEWAY; 0 for an unknown name. */
+static int parse_only(const char *list) {
+  static const struct {
+    const char *name;
+    int bit;
+  } groups[] = {{"handshake", M_HANDSHAKE}, {"pingpong", M_PINGPONG}, {"oneway", M_ONEWAY}, {"peers", M_PEERS}};
+  int bits = 0;
+  while (*list != '\0') {
+    size_t len = strcspn(list, ",");
+    int bit = 0;
+    for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++)
+      if (strlen(groups[g].name) == len && strncmp(list, groups[g].name, len) == 0)
+        bit = groups[g].bit;
+    if (bit == 0)
+      return 0;
+    bits |= bit;
+    list += len + (list[len] == ',');
+  }
+  return bits;
 }
 
 static void parse_options(int argc, char **argv) {
@@ -1295,6 +1343,9 @@ static void parse_options(int argc, char **argv) {
     } else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
       seconds = strtod(argv[++i], &end);
       if (*end != '\0' || !(seconds > 0 && seconds <= 600))
+        usage(argv[0]);
+    } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
+      if ((opt.only = parse_only(argv[++i])) == 0)
         usage(argv[0]);
     } else if (strcmp(argv[i], "--peers") == 0 && i + 1 < argc) {
       peers = strtol(argv[++i], &end, 10);

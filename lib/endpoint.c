@@ -558,6 +558,8 @@ static void expire(dp_endpoint *ep, dp_peer *p, uint64_t now) {
   schedule(ep, p); /* or activity moved the deadline on */
 }
 
+int dp_endpoint_handshaking(const dp_endpoint *ep) { return ep->handshakes > 0; }
+
 void dp_endpoint_handle_expiry(dp_endpoint *ep, uint64_t now) {
   dp_table_entry *e;
   /* Bounded: each pass removes the peer or moves its deadline past now,

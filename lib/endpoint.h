@@ -47,6 +47,10 @@ ssize_t dp_endpoint_write_pkt(dp_endpoint *ep, const dp_addr *to, const void *bu
                               int queue_if_handshaking, uint64_t now);
 /* The earliest time handle_expiry has work, or UINT64_MAX. */
 uint64_t dp_endpoint_get_expiry(const dp_endpoint *ep);
+/* Whether a handshake is under way: its retransmissions and deadline need
+ * handle_expiry on time.  Without one, the timers left (idle expiry, buffer
+ * release, forgetting failures) are housekeeping that may run late. */
+int dp_endpoint_handshaking(const dp_endpoint *ep);
 void dp_endpoint_handle_expiry(dp_endpoint *ep, uint64_t now);
 
 /* Takes (or with peek, copies) the oldest decrypted datagram: returns its full

@@ -75,6 +75,13 @@ static dp_session *session_wrap(SSL *ssl, const dp_addr *peer, const dp_bio_io *
   return s;
 }
 
+/* SSL_get_error needs an empty error queue; emptying one that is already
+ * empty costs as much as encrypting a small record, so look first. */
+static void clear_errors(void) {
+  if (ERR_peek_error() != 0)
+    ERR_clear_error();
+}
+
 static int is_ip_literal(const char *name) {
   unsigned char buf[sizeof(struct in6_addr)];
   return inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1;
@@ -82,7 +89,7 @@ static int is_ip_literal(const char *name) {
 
 dp_session *dp_session_new_client(SSL_CTX *ctx, const dp_addr *peer, const char *server_name,
                                   int verify_mode, const dp_bio_io *io) {
-  ERR_clear_error();
+  clear_errors();
   SSL *ssl = SSL_new(ctx);
   if (ssl == NULL)
     return NULL;
@@ -129,7 +136,7 @@ int dp_session_release_buffers(dp_session *s) {
 static int take_buffers(dp_session *s) {
   if (!s->buffers_released)
     return 1;
-  ERR_clear_error();
+  clear_errors();
   if (SSL_alloc_buffers(s->ssl) != 1)
     return 0;
   s->buffers_released = 0;
@@ -139,10 +146,10 @@ static int take_buffers(dp_session *s) {
 void dp_session_shutdown(dp_session *s) {
   if (s->state != DP_SESSION_ESTABLISHED || !take_buffers(s))
     return;
-  ERR_clear_error();
+  clear_errors();
   SSL_shutdown(s->ssl);
   dp_bio_io_flush(&s->io);
-  ERR_clear_error();
+  clear_errors();
 }
 
 void dp_session_free(dp_session *s) {
@@ -172,12 +179,12 @@ static int fail(dp_session *s, int err) {
   s->state = DP_SESSION_FAILED;
   s->error = err;
   s->retransmit_at = DP_NO_DEADLINE;
-  ERR_clear_error();
+  clear_errors();
   return DP_IN_FAILED;
 }
 
 static int drive_handshake(dp_session *s) {
-  ERR_clear_error();
+  clear_errors();
   int r = SSL_do_handshake(s->ssl);
   if (r == 1) {
     s->state = DP_SESSION_ESTABLISHED;
@@ -201,11 +208,14 @@ static int read_records(dp_session *s, uint8_t *scratch, size_t scratch_len, dp_
   int flags = 0;
   /* One datagram may hold several records: read until libssl wants more. */
   for (;;) {
-    ERR_clear_error();
+    clear_errors();
     int n = SSL_read(s->ssl, scratch, (int)scratch_len);
     if (n > 0) {
       deliver(deliver_arg, scratch, (size_t)n);
       flags |= DP_IN_DATA;
+      /* Nothing left of the datagram: another SSL_read would only find that. */
+      if (!SSL_has_pending(s->ssl))
+        return flags;
       continue;
     }
     int e = SSL_get_error(s->ssl, n);
@@ -239,7 +249,7 @@ int dp_session_input(dp_session *s, const uint8_t *data, size_t len, uint64_t no
 int dp_session_on_timer(dp_session *s, uint64_t now) {
   if (s->state != DP_SESSION_HANDSHAKING)
     return 0;
-  ERR_clear_error();
+  clear_errors();
   int r = DTLSv1_handle_timeout(s->ssl);
   dp_bio_io_flush(&s->io);
   if (r < 0)
@@ -261,7 +271,7 @@ ssize_t dp_session_write(dp_session *s, const void *buf, size_t len) {
     return 0; /* libssl sends no empty records */
   if (!take_buffers(s))
     return -ENOMEM;
-  ERR_clear_error();
+  clear_errors();
   s->io.last_send_error = 0;
   int n = SSL_write(s->ssl, buf, (int)len);
   dp_bio_io_flush(&s->io);
@@ -331,7 +341,7 @@ void dp_session_info(dp_session *s, struct dtlsplex_peer_info *out) {
 
 /* Makes the listener's SSL for the next client. */
 static int listener_renew(dp_listener *l) {
-  ERR_clear_error();
+  clear_errors();
   SSL *ssl = SSL_new(l->ctx);
   BIO *bio = ssl != NULL ? dp_bio_new(&l->io) : NULL;
   if (bio == NULL || SSL_set_ex_data(ssl, listener_index, l) != 1) {
@@ -379,12 +389,12 @@ SSL *dp_listener_input(dp_listener *l, const dp_addr *from, const uint8_t *data,
   l->now = now;
   l->cookie_sent = 0;
   dp_bio_io_feed(&l->io, data, len);
-  ERR_clear_error();
+  clear_errors();
   int r = DTLSv1_listen(l->ssl, l->client);
   dp_bio_io_flush(&l->io);
   l->io.in = NULL;
   *cookie_sent = l->cookie_sent;
-  ERR_clear_error();
+  clear_errors();
   if (r >= 1) {
     SSL *accepted = l->ssl;
     listener_renew(l); /* on failure, retried with the next datagram */

@@ -63,6 +63,10 @@ typedef struct dp_socket {
   dp_rx *rx;
   dp_tx *tx;
   int defer_sends;   /* gather the library's own datagrams in tx */
+  int rx_in_kernel;  /* a thread waits in recvmmsg on rx, without the lock */
+  int kernel_woken;  /* a wake-up datagram went to that thread */
+  int self_known;    /* self: 1 known, -1 none (unbound, or connected) */
+  dp_addr self;      /* where a datagram reaches this socket */
 } dp_socket;
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -139,6 +143,54 @@ static void unlock_and_dispatch(dp_socket *s) {
   }
 }
 
+/* Learns, once, the address at which the socket receives its own
+ * datagrams: its bound address, loopback for a wildcard.  A connected socket
+ * drops datagrams from anyone but its peer, and an unbound one has no port:
+ * neither can be woken that way. */
+static int learn_self(dp_socket *s) {
+  if (s->self_known != 0)
+    return s->self_known > 0;
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  s->self_known = -1;
+  if (getpeername(s->fd, (struct sockaddr *)&ss, &len) == 0 || errno != ENOTCONN)
+    return 0;
+  len = sizeof ss;
+  if (getsockname(s->fd, (struct sockaddr *)&ss, &len) < 0)
+    return 0;
+  if (ss.ss_family == AF_INET) {
+    struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+    if (in4->sin_port == 0)
+      return 0;
+    if (in4->sin_addr.s_addr == htonl(INADDR_ANY))
+      in4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  } else {
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+    if (in6->sin6_port == 0)
+      return 0;
+    if (IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr))
+      in6->sin6_addr = in6addr_loopback;
+    else if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr32[3] == htonl(INADDR_ANY))
+      in6->sin6_addr.s6_addr32[3] = htonl(INADDR_LOOPBACK);
+  }
+  if (dp_addr_from_sockaddr(&s->self, (struct sockaddr *)&ss, len, s->family) != 0)
+    return 0;
+  s->self_known = 1;
+  return 1;
+}
+
+/* Ends a thread's wait in the kernel's receive with an empty datagram to the
+ * socket itself; the waiter skips it. */
+static void wake_kernel_waiter(dp_socket *s) {
+  if (s->kernel_woken)
+    return;
+  s->kernel_woken = 1;
+  if (sendto(s->fd, "", 0, MSG_DONTWAIT | MSG_NOSIGNAL, &s->self.u.sa, s->self.len) < 0) {
+    /* Nothing else to do: the waiter returns with the next datagram, or at
+     * the socket's SO_RCVTIMEO. */
+  }
+}
+
 static void wake_waiters(dp_socket *s) {
   uint64_t one = 1;
   if (write(s->wake_fd, &one, sizeof one) < 0) {
@@ -154,6 +206,10 @@ static void finish(dp_socket *s) {
   if (s->waiters > 0 && s->core != NULL &&
       (dp_endpoint_get_expiry(s->core) < s->waiters_deadline || dp_endpoint_pending(s->core) > 0))
     wake_waiters(s);
+  /* A thread waiting in the kernel runs no timers: a handshake begun
+   * meanwhile needs it back in poll. */
+  if (s->rx_in_kernel && s->core != NULL && dp_endpoint_handshaking(s->core))
+    wake_kernel_waiter(s);
   unlock_and_dispatch(s);
   release(s);
 }
@@ -263,17 +319,48 @@ static int send_stalled(dp_socket *s, int blocking) {
  * queued.  A batch that comes back short means the socket is empty: no
  * further call is made to find EAGAIN.  Returns the number read, or -1 with
  * errno. */
-static int read_socket(dp_socket *s, int until_data) {
+static void init_rx(dp_rx *rx) {
+  for (int i = 0; i < RX_BATCH; i++) {
+    rx->iov[i] = (struct iovec){.iov_base = rx->data[i], .iov_len = sizeof rx->data[i]};
+    rx->msgs[i].msg_hdr = (struct msghdr){.msg_name = &rx->from[i], .msg_namelen = sizeof rx->from[i],
+                                          .msg_iov = &rx->iov[i], .msg_iovlen = 1};
+  }
+}
+
+/* recvmmsg writes back only the address lengths (and lengths and flags). */
+static void prepare_rx(dp_rx *rx) {
+  for (int i = 0; i < RX_BATCH; i++)
+    rx->msgs[i].msg_hdr.msg_namelen = sizeof rx->from[i];
+}
+
+static int is_self_wake(const dp_socket *s, const dp_addr *from, size_t len) {
+  return len == 0 && s->self_known > 0 && memcmp(&from->key, &s->self.key, sizeof from->key) == 0;
+}
+
+/* Gives the core the n datagrams recvmmsg put in rx. */
+static void feed_rx(dp_socket *s, int n) {
   dp_rx *rx = s->rx;
+  uint64_t now = now_ms();
+  defer_sends(s);
+  for (int i = 0; i < n; i++) {
+    dp_addr addr;
+    if (dp_addr_from_sockaddr(&addr, (struct sockaddr *)&rx->from[i], rx->msgs[i].msg_hdr.msg_namelen,
+                              s->family) == 0 &&
+        !is_self_wake(s, &addr, rx->msgs[i].msg_len))
+      dp_endpoint_read_pkt(s->core, &addr, rx->data[i], rx->msgs[i].msg_len, now);
+  }
+  send_deferred(s);
+}
+
+static int read_socket(dp_socket *s, int until_data) {
   int count = 0;
+  /* A thread waiting in the kernel owns rx, and reads what arrives. */
+  if (s->rx_in_kernel)
+    return 0;
   /* Bounded even if errors keep coming. */
   for (int calls = 0; count < READ_BURST && calls < READ_BURST; calls++) {
-    for (int i = 0; i < RX_BATCH; i++) {
-      rx->iov[i] = (struct iovec){.iov_base = rx->data[i], .iov_len = sizeof rx->data[i]};
-      rx->msgs[i].msg_hdr = (struct msghdr){.msg_name = &rx->from[i], .msg_namelen = sizeof rx->from[i],
-                                            .msg_iov = &rx->iov[i], .msg_iovlen = 1};
-    }
-    int n = recvmmsg(s->fd, rx->msgs, RX_BATCH, MSG_DONTWAIT, NULL);
+    prepare_rx(s->rx);
+    int n = recvmmsg(s->fd, s->rx->msgs, RX_BATCH, MSG_DONTWAIT, NULL);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK)
         return count;
@@ -282,15 +369,7 @@ static int read_socket(dp_socket *s, int until_data) {
         continue;
       return -1;
     }
-    uint64_t now = now_ms();
-    defer_sends(s);
-    for (int i = 0; i < n; i++) {
-      dp_addr addr;
-      if (dp_addr_from_sockaddr(&addr, (struct sockaddr *)&rx->from[i], rx->msgs[i].msg_hdr.msg_namelen,
-                                s->family) == 0)
-        dp_endpoint_read_pkt(s->core, &addr, rx->data[i], rx->msgs[i].msg_len, now);
-    }
-    send_deferred(s);
+    feed_rx(s, n);
     count += n;
     if (n < RX_BATCH || (until_data && dp_endpoint_pending(s->core) > 0))
       break;
@@ -328,7 +407,10 @@ static int core_timeout(const dp_socket *s, uint64_t now, int limit_ms) {
  * readable, 0 if not, or -1 with errno (EBADF when detached, EINTR, or poll's
  * own errors). */
 static int wait_socket(dp_socket *s, int limit_ms) {
-  struct pollfd fds[2] = {{.fd = s->fd, .events = POLLIN}, {.fd = s->wake_fd, .events = POLLIN}};
+  /* While a thread waits in the kernel, the datagrams are its own: it wakes
+   * the others when it is done. */
+  struct pollfd fds[2] = {{.fd = s->rx_in_kernel ? -1 : s->fd, .events = POLLIN},
+                          {.fd = s->wake_fd, .events = POLLIN}};
   uint64_t now = now_ms();
   int timeout = core_timeout(s, now, limit_ms);
   uint64_t wakes_at = timeout < 0 ? UINT64_MAX : now + (uint64_t)timeout;
@@ -351,6 +433,41 @@ static int wait_socket(dp_socket *s, int limit_ms) {
   if (fds[0].revents & POLLNVAL)
     return fail(EBADF);
   return (fds[0].revents & (POLLIN | POLLERR)) != 0;
+}
+
+/* Whether a receive may wait in the kernel's own recvmmsg (no MSG_DONTWAIT):
+ * the socket's O_NONBLOCK and SO_RCVTIMEO then apply exactly as they do to
+ * recvfrom(2), at the cost of one system call instead of fcntl, getsockopt,
+ * poll and recvmmsg.  Only while no handshake needs its timers on time, and
+ * only for a socket that another thread can wake (detach, a handshake begun
+ * meanwhile) with a datagram to itself. */
+static int may_wait_in_kernel(dp_socket *s) {
+  return !s->rx_in_kernel && !dp_endpoint_handshaking(s->core) && learn_self(s);
+}
+
+/* Receives at least one datagram, or fails as recvfrom(2) would on this
+ * socket (EAGAIN when non-blocking or at SO_RCVTIMEO, EINTR, ...), with the
+ * lock released meanwhile.  Housekeeping timers that fell due run first, then
+ * the core gets the datagrams.  Returns the number received, or -1 with errno
+ * (EBADF if detached meanwhile). */
+static int wait_in_kernel(dp_socket *s) {
+  s->rx_in_kernel = 1;
+  prepare_rx(s->rx);
+  unlock_and_dispatch(s);
+  int n = recvmmsg(s->fd, s->rx->msgs, RX_BATCH, MSG_WAITFORONE, NULL);
+  int err = errno;
+  pthread_mutex_lock(&s->lock);
+  s->rx_in_kernel = 0;
+  s->kernel_woken = 0;
+  if (s->waiters > 0)
+    wake_waiters(s); /* they left the socket to this thread */
+  if (s->detached)
+    return fail(EBADF);
+  if (n < 0)
+    return fail(err);
+  run_timers(s);
+  feed_rx(s, n);
+  return n;
 }
 
 /* Runs due timers and reads the socket. */
@@ -399,6 +516,7 @@ int dtlsplex_attach(int fd, dtlsplex_config *cfg) {
     free(s);
     return fail(err == EMFILE || err == ENFILE ? err : ENOMEM);
   }
+  init_rx(s->rx);
   s->tx->n = 0;
   s->tx->stalled_len = 0;
   dp_config_ref(cfg);
@@ -453,18 +571,21 @@ int dtlsplex_detach(int fd) {
   send_deferred(s);
   s->core = NULL;
   wake_waiters(s);
+  if (s->rx_in_kernel)
+    wake_kernel_waiter(s);
   pthread_mutex_unlock(&s->lock);
   release(s); /* the registry's reference */
   return 0;
 }
 
-/* SO_RCVTIMEO as a deadline, or UINT64_MAX for none. */
-static uint64_t receive_deadline(int fd) {
+/* SO_RCVTIMEO as a deadline for a call that started at `started`, or
+ * UINT64_MAX for none. */
+static uint64_t receive_deadline(int fd, uint64_t started) {
   struct timeval tv;
   socklen_t tv_len = sizeof tv;
   if (getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &tv_len) != 0 || (tv.tv_sec == 0 && tv.tv_usec == 0))
     return UINT64_MAX;
-  return now_ms() + (uint64_t)tv.tv_sec * 1000 + ((uint64_t)tv.tv_usec + 999) / 1000;
+  return started + (uint64_t)tv.tv_sec * 1000 + ((uint64_t)tv.tv_usec + 999) / 1000;
 }
 
 ssize_t dtlsrecvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *src, socklen_t *src_len) {
@@ -476,9 +597,12 @@ ssize_t dtlsrecvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *
   if (s == NULL)
     return -1;
   /* Whether to block, and until when, matters only once nothing is queued:
-   * asked then, so that a ready datagram costs no extra system calls. */
-  int blocking = -1, readable = 1;
-  uint64_t give_up = UINT64_MAX;
+   * asked then, so that a ready datagram costs no extra system calls.  The
+   * first wait is the kernel's own where it may be; a call that must wait
+   * again (the datagrams were not application data) waits in poll, so that
+   * SO_RCVTIMEO bounds the whole call. */
+  int blocking = -1, readable = 1, waited_in_kernel = 0;
+  uint64_t started = now_ms(), give_up = UINT64_MAX;
   ssize_t result;
   for (;;) {
     dp_addr from;
@@ -490,10 +614,17 @@ ssize_t dtlsrecvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *
       result = (flags & MSG_TRUNC) || (size_t)n < len ? n : (ssize_t)len;
       break;
     }
+    if (!waited_in_kernel && !(flags & MSG_DONTWAIT) && may_wait_in_kernel(s)) {
+      waited_in_kernel = 1;
+      if (wait_in_kernel(s) >= 0 || is_stale_icmp_error(errno))
+        continue;
+      result = -1;
+      break;
+    }
     if (blocking < 0) {
       blocking = is_blocking(fd, flags);
       if (blocking) {
-        give_up = receive_deadline(fd);
+        give_up = receive_deadline(fd, started);
         readable = 0; /* poll first: it returns at once if a datagram waits */
       }
     }

@@ -728,23 +728,124 @@ static void *blocked_receiver(void *arg) {
   return NULL;
 }
 
+/* A blocked receiver waits in the kernel's own receive when it can, or in
+ * poll (a connected socket cannot be woken with a datagram to itself):
+ * detach ends either wait. */
 START_TEST(detach_wakes_blocked_receiver) {
   dtlsplex_config *ccfg = client_config(1, NULL);
-  struct sockaddr_storage self;
-  socklen_t self_len;
-  int fd = bound_socket(AF_INET, &self, &self_len);
-  ck_assert_int_eq(dtlsplex_attach(fd, ccfg), 0);
+  for (int connected = 0; connected < 2; connected++) {
+    struct sockaddr_storage self, other;
+    socklen_t self_len, other_len;
+    int fd = bound_socket(AF_INET, &self, &self_len);
+    int peer = bound_socket(AF_INET, &other, &other_len);
+    if (connected)
+      ck_assert_int_eq(connect(fd, (struct sockaddr *)&other, other_len), 0);
+    ck_assert_int_eq(dtlsplex_attach(fd, ccfg), 0);
+    int arg = fd;
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, blocked_receiver, &arg), 0);
+    usleep(100000);
+    long t0 = now_ms();
+    ck_assert_int_eq(dtlsplex_detach(fd), 0);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(arg, EBADF);
+    ck_assert_int_lt(now_ms() - t0, 2000);
+    ck_assert_int_ge(fcntl(fd, F_GETFD), 0); /* still open */
+    close(fd);
+    close(peer);
+  }
+  dtlsplex_config_free(ccfg);
+}
+END_TEST
+
+/* Counts the datagrams that reach fd within ms. */
+static int count_datagrams(int fd, int ms) {
+  int count = 0;
+  for (long give_up = now_ms() + ms; now_ms() < give_up;) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    char buf[2048];
+    if (poll(&p, 1, (int)(give_up - now_ms() > 0 ? give_up - now_ms() : 0)) == 1 &&
+        recv(fd, buf, sizeof buf, MSG_DONTWAIT) >= 0)
+      count++;
+  }
+  return count;
+}
+
+/* While one thread waits in dtlsrecvfrom with no handshake under way, it
+ * waits in the kernel and runs no timers.  A handshake another thread starts
+ * meanwhile must still be retransmitted on time: the waiter is woken back
+ * into poll, by a datagram to the socket itself that it does not count. */
+START_TEST(blocked_receiver_keeps_handshake_timers) {
+  dtlsplex_config *ccfg = client_config(1, NULL);
+  struct sockaddr_storage silent_addr;
+  socklen_t silent_len;
+  int silent = bound_socket(AF_INET, &silent_addr, &silent_len); /* never answers */
+  int fd = attached_socket(ccfg, 8000);
   int arg = fd;
   pthread_t t;
   ck_assert_int_eq(pthread_create(&t, NULL, blocked_receiver, &arg), 0);
-  usleep(100000);
-  long t0 = now_ms();
+  usleep(100000); /* the receiver is waiting */
+  ck_assert_int_eq(dtlssendto(fd, "hi", 2, MSG_DONTWAIT, (struct sockaddr *)&silent_addr, silent_len), 2);
+  /* The ClientHello at once, its retransmission after libssl's 1 s timer. */
+  ck_assert_int_ge(count_datagrams(silent, 2500), 2);
+  struct dtlsplex_stats st;
+  ck_assert_int_eq(dtlsplex_stats(fd, &st), 0);
+  ck_assert_uint_eq(st.datagrams_in, 0);
+  ck_assert_uint_eq(st.dropped_bad_record, 0);
   ck_assert_int_eq(dtlsplex_detach(fd), 0);
   pthread_join(t, NULL);
   ck_assert_int_eq(arg, EBADF);
-  ck_assert_int_lt(now_ms() - t0, 2000);
-  ck_assert_int_ge(fcntl(fd, F_GETFD), 0); /* still open */
   close(fd);
+  close(silent);
+  dtlsplex_config_free(ccfg);
+}
+END_TEST
+
+/* Datagrams that are not application data do not extend a blocking call
+ * beyond SO_RCVTIMEO, though each one ends a wait in the kernel. */
+typedef struct junk_sender {
+  int fd;
+  struct sockaddr_storage to;
+  socklen_t to_len;
+  atomic_int stop;
+} junk_sender;
+
+static void *send_junk(void *arg) {
+  junk_sender *j = arg;
+  static const char junk[20] = "not a DTLS record!";
+  for (int i = 0; i < 100 && !atomic_load(&j->stop); i++) {
+    ck_assert_int_eq(sendto(j->fd, junk, sizeof junk, 0, (struct sockaddr *)&j->to, j->to_len), (ssize_t)sizeof junk);
+    usleep(50000);
+  }
+  return NULL;
+}
+
+START_TEST(rcvtimeo_bounds_call_despite_junk) {
+  dtlsplex_config *ccfg = client_config(1, NULL);
+  junk_sender j;
+  int fd = bound_socket(AF_INET, &j.to, &j.to_len);
+  set_rcvtimeo(fd, 300);
+  ck_assert_int_eq(dtlsplex_attach(fd, ccfg), 0);
+  struct sockaddr_storage from;
+  socklen_t from_len;
+  j.fd = bound_socket(AF_INET, &from, &from_len);
+  atomic_store(&j.stop, 0);
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, send_junk, &j), 0);
+  char buf[64];
+  long t0 = now_ms();
+  ck_assert_int_eq(dtlsrecvfrom(fd, buf, sizeof buf, 0, NULL, NULL), -1);
+  long waited = now_ms() - t0;
+  ck_assert_int_eq(errno, EAGAIN);
+  ck_assert_msg(waited >= 250 && waited < 1500, "SO_RCVTIMEO 300 ms with junk every 50 ms: %ld ms", waited);
+  atomic_store(&j.stop, 1);
+  pthread_join(t, NULL);
+  struct dtlsplex_stats st;
+  ck_assert_int_eq(dtlsplex_stats(fd, &st), 0);
+  ck_assert_uint_ge(st.dropped_bad_record + st.dropped_no_session, 2); /* the junk did arrive */
+  ck_assert_int_eq(dtlsplex_detach(fd), 0);
+  close(fd);
+  close(j.fd);
   dtlsplex_config_free(ccfg);
 }
 END_TEST
@@ -766,6 +867,8 @@ int main(void) {
   tcase_add_test(tc, close_then_reconnect);
   tcase_add_test(tc, spoofed_client_hello_creates_no_peer);
   tcase_add_test(tc, detach_wakes_blocked_receiver);
+  tcase_add_test(tc, blocked_receiver_keeps_handshake_timers);
+  tcase_add_test(tc, rcvtimeo_bounds_call_despite_junk);
   tcase_add_test(tc, threads_share_one_socket);
   tcase_add_test(tc, icmp_unreachable_does_not_break_other_peers);
   tcase_add_test(tc, waiter_wakes_for_data_another_thread_read);
