@@ -144,16 +144,21 @@ static void unlock_and_dispatch(dp_socket *s) {
 }
 
 /* Learns, once, the address at which the socket receives its own
- * datagrams: its bound address, loopback for a wildcard.  A connected socket
- * drops datagrams from anyone but its peer, and an unbound one has no port:
- * neither can be woken that way. */
+ * datagrams: its bound address, loopback for a wildcard.  None of these can
+ * be woken that way: a connected socket drops datagrams from anyone but its
+ * peer, an unbound one has no port, and in an SO_REUSEPORT group the kernel
+ * may deliver the datagram to another socket of the group. */
 static int learn_self(dp_socket *s) {
   if (s->self_known != 0)
     return s->self_known > 0;
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
+  int reuseport = 1;
+  socklen_t opt_len = sizeof reuseport;
   s->self_known = -1;
   if (getpeername(s->fd, (struct sockaddr *)&ss, &len) == 0 || errno != ENOTCONN)
+    return 0;
+  if (getsockopt(s->fd, SOL_SOCKET, SO_REUSEPORT, &reuseport, &opt_len) < 0 || reuseport)
     return 0;
   len = sizeof ss;
   if (getsockname(s->fd, (struct sockaddr *)&ss, &len) < 0)

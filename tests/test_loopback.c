@@ -728,18 +728,43 @@ static void *blocked_receiver(void *arg) {
   return NULL;
 }
 
-/* A blocked receiver waits in the kernel's own receive when it can, or in
- * poll (a connected socket cannot be woken with a datagram to itself):
- * detach ends either wait. */
+/* An SO_REUSEPORT group of n IPv4 loopback sockets on one port.  Which of
+ * them a datagram reaches is the kernel's choice (a hash of the addresses). */
+static void reuseport_group(int *fds, int n) {
+  int on = 1;
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof a;
+  for (int i = 0; i < n; i++) {
+    fds[i] = socket(AF_INET, SOCK_DGRAM, 0);
+    ck_assert_int_ge(fds[i], 0);
+    ck_assert_int_eq(setsockopt(fds[i], SOL_SOCKET, SO_REUSEPORT, &on, sizeof on), 0);
+    ck_assert_int_eq(bind(fds[i], (struct sockaddr *)&a, len), 0);
+    ck_assert_int_eq(getsockname(fds[i], (struct sockaddr *)&a, &len), 0);
+  }
+}
+
+/* A blocked receiver waits in the kernel's own receive when another thread
+ * can end that wait with a datagram to the socket, and in poll otherwise (a
+ * connected socket hears only its peer; in an SO_REUSEPORT group the datagram
+ * may reach another socket): detach ends every kind of wait. */
 START_TEST(detach_wakes_blocked_receiver) {
   dtlsplex_config *ccfg = client_config(1, NULL);
-  for (int connected = 0; connected < 2; connected++) {
+  enum { PLAIN, CONNECTED, REUSEPORT };
+  for (int kind = PLAIN; kind <= REUSEPORT; kind++) {
     struct sockaddr_storage self, other;
     socklen_t self_len, other_len;
-    int fd = bound_socket(AF_INET, &self, &self_len);
-    int peer = bound_socket(AF_INET, &other, &other_len);
-    if (connected)
+    int group[8], fd, peer;
+    if (kind == REUSEPORT) {
+      /* With 8 in the group, a datagram to itself would miss it 7 times in 8. */
+      reuseport_group(group, 8);
+      fd = group[0];
+    } else {
+      fd = bound_socket(AF_INET, &self, &self_len);
+      peer = bound_socket(AF_INET, &other, &other_len);
+    }
+    if (kind == CONNECTED)
       ck_assert_int_eq(connect(fd, (struct sockaddr *)&other, other_len), 0);
+    set_rcvtimeo(fd, 5000); /* a missed wake-up fails below rather than hangs */
     ck_assert_int_eq(dtlsplex_attach(fd, ccfg), 0);
     int arg = fd;
     pthread_t t;
@@ -752,7 +777,11 @@ START_TEST(detach_wakes_blocked_receiver) {
     ck_assert_int_lt(now_ms() - t0, 2000);
     ck_assert_int_ge(fcntl(fd, F_GETFD), 0); /* still open */
     close(fd);
-    close(peer);
+    if (kind == REUSEPORT)
+      for (int i = 1; i < 8; i++)
+        close(group[i]);
+    else
+      close(peer);
   }
   dtlsplex_config_free(ccfg);
 }
