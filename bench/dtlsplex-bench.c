@@ -695,6 +695,90 @@ static paired measure_pingpong(size_t size, unsigned int *data_mtu) {
   return result;
 }
 
+/* ---- Measurement: CPU per round trip, both ends in one thread ----------- */
+
+/* The same round trip with both sockets in this thread: each receive finds
+ * its datagram already there, so the time is the CPU work of the two sends
+ * and two receives (system calls included), without waiting or waking.  The
+ * difference between DTLS and UDP is what encryption and the library add to
+ * each round trip; with the ping-pong's UDP round-trip time it bounds the
+ * ping-pong ratio any implementation on this machine could reach. */
+typedef struct {
+  const transport *t;
+  int client, server;
+  struct sockaddr_in server_addr;
+  size_t size;
+} local_pair;
+
+static long local_step(void *arg) {
+  local_pair *lp = arg;
+  uint8_t buf[2048] = {MSG_ECHO};
+  struct sockaddr_storage from;
+  socklen_t from_len = sizeof from;
+  ssize_t n = (ssize_t)lp->size;
+  if (lp->t->send(lp->client, buf, lp->size, 0, (struct sockaddr *)&lp->server_addr, sizeof lp->server_addr) != n ||
+      lp->t->recv(lp->server, buf, sizeof buf, 0, (struct sockaddr *)&from, &from_len) != n ||
+      lp->t->send(lp->server, buf, lp->size, 0, (struct sockaddr *)&from, from_len) != n ||
+      lp->t->recv(lp->client, buf, sizeof buf, 0, NULL, NULL) != n)
+    return -1;
+  return 1;
+}
+
+/* Opens both ends; for DTLS, runs the handshake by hand (one thread cannot
+ * block in it).  Returns 0 or -1. */
+static int local_open(local_pair *lp, const transport *t, dtlsplex_config *server_config, size_t size) {
+  *lp = (local_pair){.t = t, .size = size, .client = open_udp(INADDR_LOOPBACK, CLIENT_RCVTIMEO_MS, 0),
+                     .server = open_udp(INADDR_LOOPBACK, CLIENT_RCVTIMEO_MS, 0)};
+  socklen_t len = sizeof lp->server_addr;
+  if (lp->client < 0 || lp->server < 0 || getsockname(lp->server, (struct sockaddr *)&lp->server_addr, &len) < 0)
+    return -1;
+  if (t == &udp_transport)
+    return 0;
+  const struct sockaddr *to = (const struct sockaddr *)&lp->server_addr;
+  if (dtlsplex_attach(lp->server, server_config) < 0 || dtlsplex_attach(lp->client, client_cfg) < 0 ||
+      dtlsplex_set_peer_name(lp->client, to, sizeof lp->server_addr, "localhost") < 0 ||
+      dtlssendto(lp->client, "N", 1, MSG_DONTWAIT, to, sizeof lp->server_addr) != 1)
+    return -1;
+  for (double give_up = now_s() + HS_STUCK_S; dtlsplex_pending(lp->server) <= 0 && now_s() < give_up;) {
+    dtlsplex_process(lp->server);
+    dtlsplex_process(lp->client);
+  }
+  char first[8];
+  return dtlsrecvfrom(lp->server, first, sizeof first, MSG_DONTWAIT, NULL, NULL) == 1 ? 0 : -1;
+}
+
+static void local_close(local_pair *lp) {
+  for (int i = 0; i < 2; i++) {
+    int fd = i == 0 ? lp->client : lp->server;
+    if (fd >= 0) {
+      lp->t->detach(fd);
+      close(fd);
+    }
+  }
+}
+
+/* Microseconds of CPU per round trip: DTLS (value) and UDP (ref). */
+static paired measure_local_round_trip(size_t size) {
+  char what[96];
+  snprintf(what, sizeof what, "CPU per round trip in one thread, %zu bytes, UDP and DTLS", size);
+  progress(what);
+  dtlsplex_config *cfg = make_config(1, 16);
+  local_pair lp[2];
+  paired result = unpaired(NAN, NAN);
+  int ok = cfg != NULL;
+  for (int i = 0; i < 2; i++)
+    ok = local_open(&lp[i], transports[i], cfg, size) == 0 && ok;
+  if (ok) {
+    paired rate = run_paired(opt.seconds, local_step, &lp[T_DTLS], &lp[T_UDP]);
+    /* Rates become times: the ratio range turns over with them. */
+    result = (paired){1e6 / rate.value, 1e6 / rate.ref, 1.0 / rate.hi, 1.0 / rate.lo};
+  }
+  for (int i = 0; i < 2; i++)
+    local_close(&lp[i]);
+  dtlsplex_config_free(cfg);
+  return result;
+}
+
 /* ---- Measurement: one-way with a window --------------------------------- */
 
 typedef struct {
@@ -1148,7 +1232,8 @@ static void target_ratio(const char *what, paired fig, double limit_pct) {
 typedef struct {
   hs_result hs[2];
   double pk_us;
-  paired pp[2]; /* BIG, SMALL */
+  paired pp[2];    /* BIG, SMALL */
+  paired local[2]; /* CPU per round trip in one thread, BIG, SMALL */
   unsigned int data_mtu;
   paired oneway;
   scaling sc;
@@ -1164,10 +1249,12 @@ static void measure_all(results *r) {
       measure_handshakes(&r->hs[i]);
   }
   r->pk_us = opt.only & M_HANDSHAKE ? measure_pk_baseline() : NAN;
-  r->pp[0] = r->pp[1] = r->oneway = unpaired(NAN, NAN);
+  r->pp[0] = r->pp[1] = r->local[0] = r->local[1] = r->oneway = unpaired(NAN, NAN);
   if (opt.only & M_PINGPONG) {
     r->pp[0] = measure_pingpong(BIG, &r->data_mtu);
     r->pp[1] = measure_pingpong(SMALL, &r->data_mtu);
+    r->local[0] = measure_local_round_trip(BIG);
+    r->local[1] = measure_local_round_trip(SMALL);
   }
   if (opt.only & M_ONEWAY)
     r->oneway = measure_oneway();
@@ -1227,6 +1314,10 @@ static int build_rows(const results *r, row *rows) {
              r->data_mtu);
     add_row(rows, &n, r->pp[s], "round trips/s", 0, label);
   }
+  for (int s = 0; s < 2 && (opt.only & M_PINGPONG); s++) {
+    snprintf(label, sizeof label, "CPU per %d B round trip, both ends in one thread", sizes[s]);
+    add_row(rows, &n, r->local[s], "us", 2, label);
+  }
   if (opt.only & M_ONEWAY) {
     snprintf(label, sizeof label, "one-way %d B, %d in flight, ack every %d", BIG, WINDOW, ACK_EVERY);
     add_row(rows, &n, r->oneway, "datagrams/s", 0, label);
@@ -1247,7 +1338,8 @@ static void print_notes(const results *r) {
          "- DTLS: dtlsplex, DTLS 1.2, %s, ECDHE group %s, ECDSA P-256 server\n"
          "  certificate from an in-process CA; the client verifies chain and name; MTU %d both sides.\n",
          CIPHER, GROUP, DTLS_MTU);
-  printf("- handshakes/s: client handshakes completed per wall second (cookie exchange included), each\n"
+  if (opt.only & M_HANDSHAKE)
+    printf("- handshakes/s: client handshakes completed per wall second (cookie exchange included), each\n"
          "  client a new non-blocking socket that detaches (close_notify) when done.  Done: %ld and %ld;\n"
          "  failed: %ld and %ld; completed by the server: %llu and %llu, of them resumed: %llu.\n"
          "  Client CPU per handshake (this process): %.0f and %.0f us.\n",
@@ -1265,6 +1357,9 @@ static void print_notes(const results *r) {
          "  established peers (clients bound to distinct 127.1.x.y addresses, handshaken, then dropped\n"
          "  without close_notify).  ref: a second server with only its one peer, in alternating rounds.\n",
          CLIENT_RCVTIMEO_MS);
+  printf("- CPU per round trip in one thread: the same ping-pong with both sockets in this thread, so\n"
+         "  every receive finds its datagram waiting: the CPU cost of two sends and two receives with\n"
+         "  their system calls, without the waiting and waking that dominates the ping-pong itself.\n");
   printf("- one-way: datagrams per second the receiver acknowledged; the sender keeps at most %d\n"
          "  unacknowledged; the receiver acks every %d with its cumulative count.\n",
          WINDOW, ACK_EVERY);
@@ -1279,6 +1374,14 @@ static void print_targets(const results *r) {
   printf("\nTargets:\n");
   target_ratio("ping-pong 1200 B >= 82% of UDP", r->pp[0], 82);
   target_ratio("ping-pong 64 B >= 90% of UDP", r->pp[1], 90);
+  static const int sizes[2] = {BIG, SMALL};
+  for (int s = 0; s < 2 && (opt.only & M_PINGPONG); s++) {
+    /* What the ratio has to absorb: the CPU DTLS adds, against the round trip. */
+    double udp_rt = 1e6 / r->pp[s].ref, extra = r->local[s].value - r->local[s].ref;
+    printf("    %4d B: DTLS adds %.2f us of CPU per round trip (one thread); a UDP ping-pong round trip\n"
+           "            takes %.2f us; %.0f%% needs the added time within %.2f us\n",
+           sizes[s], extra, udp_rt, s == 0 ? 82.0 : 90.0, udp_rt * (s == 0 ? 100.0 / 82 - 1 : 100.0 / 90 - 1));
+  }
   target_ratio("one-way 1200 B, 32 in flight >= 80% of UDP", r->oneway, 80);
   double worst = worse_of(r->hs[0].cpu_us, r->hs[1].cpu_us) / r->pk_us;
   snprintf(shown, sizeof shown, "%.2fx (the worse of 1 and 4 clients)", worst);
