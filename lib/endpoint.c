@@ -588,6 +588,8 @@ ssize_t dp_endpoint_recv(dp_endpoint *ep, void *buf, size_t len, int peek, dp_ad
 
 size_t dp_endpoint_pending(const dp_endpoint *ep) { return ep->received.len; }
 
+int dp_endpoint_has_events(const dp_endpoint *ep) { return ep->events_len > 0; }
+
 int dp_endpoint_next_event(dp_endpoint *ep, dp_event *out) {
   if (ep->events_len == 0)
     return 0;

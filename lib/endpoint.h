@@ -59,6 +59,7 @@ ssize_t dp_endpoint_recv(dp_endpoint *ep, void *buf, size_t len, int peek, dp_ad
 size_t dp_endpoint_pending(const dp_endpoint *ep);
 /* Takes the oldest event; 1 if there was one. */
 int dp_endpoint_next_event(dp_endpoint *ep, dp_event *out);
+int dp_endpoint_has_events(const dp_endpoint *ep);
 
 /* DTLSPLEX_STATE_* of the peer, or 0 if unknown; *error for FAILED. */
 int dp_endpoint_peer_state(const dp_endpoint *ep, const dp_addr *peer, int *error);

@@ -458,7 +458,7 @@ static int may_wait_in_kernel(dp_socket *s) {
 static int wait_in_kernel(dp_socket *s) {
   s->rx_in_kernel = 1;
   prepare_rx(s->rx);
-  unlock_and_dispatch(s);
+  pthread_mutex_unlock(&s->lock); /* events were dispatched before: see dtlsrecvfrom */
   int n = recvmmsg(s->fd, s->rx->msgs, RX_BATCH, MSG_WAITFORONE, NULL);
   int err = errno;
   pthread_mutex_lock(&s->lock);
@@ -620,6 +620,17 @@ ssize_t dtlsrecvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *
       break;
     }
     if (!waited_in_kernel && !(flags & MSG_DONTWAIT) && may_wait_in_kernel(s)) {
+      if (dp_endpoint_has_events(s->core)) {
+        /* Callbacks before the socket is claimed: one may call back in and
+         * need to read it (a blocking dtlssendto that reconnects). */
+        unlock_and_dispatch(s);
+        pthread_mutex_lock(&s->lock);
+        if (s->detached) {
+          result = fail(EBADF);
+          break;
+        }
+        continue;
+      }
       waited_in_kernel = 1;
       if (wait_in_kernel(s) >= 0 || is_stale_icmp_error(errno))
         continue;

@@ -830,6 +830,52 @@ START_TEST(blocked_receiver_keeps_handshake_timers) {
 }
 END_TEST
 
+/* An event callback may call back into the library, even with a blocking
+ * dtlssendto that must read the socket to complete a handshake: here the
+ * callback reconnects a client whose session expired, from inside the
+ * dtlsrecvfrom that noticed the expiry, before that call waits. */
+typedef struct reconnector {
+  const echo_server *srv;
+  ssize_t sent;
+  int err;
+} reconnector;
+
+static void reconnect_on_expiry(int fd, int event, const struct sockaddr *peer, socklen_t len, int error,
+                                void *arg) {
+  (void)peer, (void)len, (void)error;
+  reconnector *r = arg;
+  if (event != DTLSPLEX_EVENT_EXPIRED)
+    return;
+  r->sent = dtlssendto(fd, "again", 5, 0, (const struct sockaddr *)&r->srv->addr, r->srv->addr_len);
+  r->err = r->sent < 0 ? errno : 0;
+}
+
+START_TEST(callback_reconnects_from_blocking_receive) {
+  dtlsplex_config *scfg = server_config(1), *ccfg = client_config(1, NULL);
+  echo_server srv;
+  echo_start(&srv, AF_INET, scfg);
+  reconnector r = {.srv = &srv, .sent = -2};
+  ck_assert_int_eq(dtlsplex_config_set_timeouts(ccfg, 2000, 200), 0);
+  ck_assert_int_eq(dtlsplex_config_set_event_callback(ccfg, reconnect_on_expiry, &r), 0);
+  int fd = attached_socket(ccfg, 3000);
+  char buf[16];
+  ck_assert_int_eq(dtlssendto(fd, "hi", 2, 0, (struct sockaddr *)&srv.addr, srv.addr_len), 2);
+  ck_assert_int_eq(dtlsrecvfrom(fd, buf, sizeof buf, 0, NULL, NULL), 2);
+  usleep(400000); /* the session is past its idle timeout */
+  long t0 = now_ms();
+  ssize_t n = dtlsrecvfrom(fd, buf, sizeof buf, 0, NULL, NULL);
+  ck_assert_msg(r.sent == 5, "reconnect from the callback: %zd (%s)", r.sent, strerror(r.err));
+  ck_assert_int_eq(n, 5); /* the echo of the reconnect's datagram */
+  ck_assert_mem_eq(buf, "again", 5);
+  ck_assert_int_lt(now_ms() - t0, 1500);
+  ck_assert_int_eq(dtlsplex_detach(fd), 0);
+  close(fd);
+  echo_stop(&srv);
+  dtlsplex_config_free(scfg);
+  dtlsplex_config_free(ccfg);
+}
+END_TEST
+
 /* Datagrams that are not application data do not extend a blocking call
  * beyond SO_RCVTIMEO, though each one ends a wait in the kernel. */
 typedef struct junk_sender {
@@ -898,6 +944,7 @@ int main(void) {
   tcase_add_test(tc, detach_wakes_blocked_receiver);
   tcase_add_test(tc, blocked_receiver_keeps_handshake_timers);
   tcase_add_test(tc, rcvtimeo_bounds_call_despite_junk);
+  tcase_add_test(tc, callback_reconnects_from_blocking_receive);
   tcase_add_test(tc, threads_share_one_socket);
   tcase_add_test(tc, icmp_unreachable_does_not_break_other_peers);
   tcase_add_test(tc, waiter_wakes_for_data_another_thread_read);
