@@ -203,8 +203,12 @@ int dp_session_start(dp_session *s, uint64_t now) {
   return flags;
 }
 
-static int read_records(dp_session *s, uint8_t *scratch, size_t scratch_len, dp_deliver_fn deliver,
-                        void *deliver_arg) {
+/* Reads what the datagram holds.  just_established: the handshake completed
+ * on this datagram, so libssl may also hold records that arrived before it,
+ * set aside for the new epoch in queues SSL_has_pending may not look at
+ * (which queue depends on the OpenSSL version): read until it wants more. */
+static int read_records(dp_session *s, int just_established, uint8_t *scratch, size_t scratch_len,
+                        dp_deliver_fn deliver, void *deliver_arg) {
   int flags = 0;
   /* One datagram may hold several records: read until libssl wants more. */
   for (;;) {
@@ -214,7 +218,7 @@ static int read_records(dp_session *s, uint8_t *scratch, size_t scratch_len, dp_
       deliver(deliver_arg, scratch, (size_t)n);
       flags |= DP_IN_DATA;
       /* Nothing left of the datagram: another SSL_read would only find that. */
-      if (!SSL_has_pending(s->ssl))
+      if (!just_established && !SSL_has_pending(s->ssl))
         return flags;
       continue;
     }
@@ -235,11 +239,12 @@ int dp_session_input(dp_session *s, const uint8_t *data, size_t len, uint64_t no
   if (!take_buffers(s))
     return 0; /* out of memory: as if the datagram were lost */
   dp_bio_io_feed(&s->io, data, len);
-  if (s->state == DP_SESSION_HANDSHAKING)
+  int handshaking = s->state == DP_SESSION_HANDSHAKING;
+  if (handshaking)
     flags = drive_handshake(s);
   /* The datagram that completes a handshake may carry data after Finished. */
   if (s->state == DP_SESSION_ESTABLISHED)
-    flags |= read_records(s, scratch, scratch_len, deliver, deliver_arg);
+    flags |= read_records(s, handshaking, scratch, scratch_len, deliver, deliver_arg);
   s->io.in = NULL;
   dp_bio_io_flush(&s->io);
   update_timer(s, now);

@@ -16,11 +16,14 @@
 #include "config.h"
 #include "dtlsplex.h"
 #include "endpoint.h"
+#include "self_wake.h"
 
 #define READ_BURST 64 /* datagrams read per call before the caller gets a turn */
 #define RX_BATCH 16   /* datagrams per recvmmsg */
 
 #define TX_BATCH 16   /* datagrams per sendmmsg */
+#define KERNEL_WAITER_RECHECK_MS 50 /* see wait_socket */
+#define DETACH_WAIT_MS 1000         /* for a thread in the kernel's receive to leave */
 
 /* Receive buffers: a whole datagram of any size per slot.  Mostly untouched
  * virtual memory: the kernel writes only what arrives. */
@@ -64,9 +67,10 @@ typedef struct dp_socket {
   dp_tx *tx;
   int defer_sends;   /* gather the library's own datagrams in tx */
   int rx_in_kernel;  /* a thread waits in recvmmsg on rx, without the lock */
+  pthread_cond_t left_kernel; /* signalled when it is back */
   int kernel_woken;  /* a wake-up datagram went to that thread */
-  int self_known;    /* self: 1 known, -1 none (unbound, or connected) */
-  dp_addr self;      /* where a datagram reaches this socket */
+  int self_known;    /* 0 not yet learnt; 1 self reaches the socket; -1 it cannot be woken so */
+  dp_addr self;      /* where a datagram reaches this socket (len 0 until learnt) */
 } dp_socket;
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -90,6 +94,7 @@ static void socket_free(dp_socket *s) {
   free(s->rx);
   free(s->tx);
   close(s->wake_fd);
+  pthread_cond_destroy(&s->left_kernel);
   pthread_mutex_destroy(&s->lock);
   free(s);
 }
@@ -143,57 +148,13 @@ static void unlock_and_dispatch(dp_socket *s) {
   }
 }
 
-/* Learns, once, the address at which the socket receives its own
- * datagrams: its bound address, loopback for a wildcard.  None of these can
- * be woken that way: a connected socket drops datagrams from anyone but its
- * peer, an unbound one has no port, and in an SO_REUSEPORT group the kernel
- * may deliver the datagram to another socket of the group. */
-static int learn_self(dp_socket *s) {
-  if (s->self_known != 0)
-    return s->self_known > 0;
-  struct sockaddr_storage ss;
-  socklen_t len = sizeof ss;
-  int reuseport = 1;
-  socklen_t opt_len = sizeof reuseport;
-  s->self_known = -1;
-  if (getpeername(s->fd, (struct sockaddr *)&ss, &len) == 0 || errno != ENOTCONN)
-    return 0;
-  if (getsockopt(s->fd, SOL_SOCKET, SO_REUSEPORT, &reuseport, &opt_len) < 0 || reuseport)
-    return 0;
-  len = sizeof ss;
-  if (getsockname(s->fd, (struct sockaddr *)&ss, &len) < 0)
-    return 0;
-  if (ss.ss_family == AF_INET) {
-    struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
-    if (in4->sin_port == 0)
-      return 0;
-    if (in4->sin_addr.s_addr == htonl(INADDR_ANY))
-      in4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  } else {
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-    if (in6->sin6_port == 0)
-      return 0;
-    if (IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr))
-      in6->sin6_addr = in6addr_loopback;
-    else if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr32[3] == htonl(INADDR_ANY))
-      in6->sin6_addr.s6_addr32[3] = htonl(INADDR_LOOPBACK);
-  }
-  if (dp_addr_from_sockaddr(&s->self, (struct sockaddr *)&ss, len, s->family) != 0)
-    return 0;
-  s->self_known = 1;
-  return 1;
-}
-
 /* Ends a thread's wait in the kernel's receive with an empty datagram to the
- * socket itself; the waiter skips it. */
+ * socket itself; the waiter skips it.  A failed send (a full send buffer) is
+ * retried by the next call that needs the waiter. */
 static void wake_kernel_waiter(dp_socket *s) {
-  if (s->kernel_woken)
+  if (s->kernel_woken || s->self_known <= 0)
     return;
-  s->kernel_woken = 1;
-  if (sendto(s->fd, "", 0, MSG_DONTWAIT | MSG_NOSIGNAL, &s->self.u.sa, s->self.len) < 0) {
-    /* Nothing else to do: the waiter returns with the next datagram, or at
-     * the socket's SO_RCVTIMEO. */
-  }
+  s->kernel_woken = dp_self_wake_send(s->fd, &s->self) == 0;
 }
 
 static void wake_waiters(dp_socket *s) {
@@ -338,10 +299,6 @@ static void prepare_rx(dp_rx *rx) {
     rx->msgs[i].msg_hdr.msg_namelen = sizeof rx->from[i];
 }
 
-static int is_self_wake(const dp_socket *s, const dp_addr *from, size_t len) {
-  return len == 0 && s->self_known > 0 && memcmp(&from->key, &s->self.key, sizeof from->key) == 0;
-}
-
 /* Gives the core the n datagrams recvmmsg put in rx. */
 static void feed_rx(dp_socket *s, int n) {
   dp_rx *rx = s->rx;
@@ -351,7 +308,7 @@ static void feed_rx(dp_socket *s, int n) {
     dp_addr addr;
     if (dp_addr_from_sockaddr(&addr, (struct sockaddr *)&rx->from[i], rx->msgs[i].msg_hdr.msg_namelen,
                               s->family) == 0 &&
-        !is_self_wake(s, &addr, rx->msgs[i].msg_len))
+        !dp_is_self_wake(&s->self, &addr, rx->msgs[i].msg_len))
       dp_endpoint_read_pkt(s->core, &addr, rx->data[i], rx->msgs[i].msg_len, now);
   }
   send_deferred(s);
@@ -418,6 +375,10 @@ static int wait_socket(dp_socket *s, int limit_ms) {
                           {.fd = s->wake_fd, .events = POLLIN}};
   uint64_t now = now_ms();
   int timeout = core_timeout(s, now, limit_ms);
+  /* The wake-up that thread sends may be drained by another waiter first:
+   * look at the socket again soon in any case. */
+  if (s->rx_in_kernel && (timeout < 0 || timeout > KERNEL_WAITER_RECHECK_MS))
+    timeout = KERNEL_WAITER_RECHECK_MS;
   uint64_t wakes_at = timeout < 0 ? UINT64_MAX : now + (uint64_t)timeout;
   if (s->waiters++ == 0 || wakes_at < s->waiters_deadline)
     s->waiters_deadline = wakes_at;
@@ -447,7 +408,42 @@ static int wait_socket(dp_socket *s, int limit_ms) {
  * only for a socket that another thread can wake (detach, a handshake begun
  * meanwhile) with a datagram to itself. */
 static int may_wait_in_kernel(dp_socket *s) {
-  return !s->rx_in_kernel && !dp_endpoint_handshaking(s->core) && learn_self(s);
+  return !s->rx_in_kernel && !dp_endpoint_handshaking(s->core) && s->self_known > 0;
+}
+
+/* Learns, once, whether a datagram to itself reaches the socket: the address
+ * must qualify (dp_self_wake_addr) and a probe sent there must come back.
+ * Whatever else the socket held meanwhile goes to the core. */
+static void learn_self(dp_socket *s) {
+  s->self_known = -1;
+  if (dp_self_wake_addr(s->fd, s->family, &s->self) != 0) {
+    s->self.len = 0;
+    return;
+  }
+  if (dp_self_wake_send(s->fd, &s->self) != 0)
+    return;
+  dp_rx *rx = s->rx;
+  /* Bounded: a socket flooded past this keeps waiting in poll. */
+  for (int calls = 0; calls < READ_BURST; calls++) {
+    prepare_rx(rx);
+    int n = recvmmsg(s->fd, rx->msgs, RX_BATCH, MSG_DONTWAIT, NULL);
+    if (n < 0 && (is_stale_icmp_error(errno) || errno == EINTR))
+      continue;
+    if (n < 0)
+      return; /* EAGAIN: the probe did not come back (a late one is skipped) */
+    int back = 0;
+    for (int i = 0; i < n; i++) {
+      dp_addr from;
+      back |= dp_addr_from_sockaddr(&from, (struct sockaddr *)&rx->from[i], rx->msgs[i].msg_hdr.msg_namelen,
+                                    s->family) == 0 &&
+              dp_is_self_wake(&s->self, &from, rx->msgs[i].msg_len);
+    }
+    feed_rx(s, n);
+    if (back) {
+      s->self_known = 1;
+      return;
+    }
+  }
 }
 
 /* Receives at least one datagram, or fails as recvfrom(2) would on this
@@ -464,6 +460,7 @@ static int wait_in_kernel(dp_socket *s) {
   pthread_mutex_lock(&s->lock);
   s->rx_in_kernel = 0;
   s->kernel_woken = 0;
+  pthread_cond_broadcast(&s->left_kernel); /* a detach may wait for it */
   if (s->waiters > 0)
     wake_waiters(s); /* they left the socket to this thread */
   if (s->detached)
@@ -512,14 +509,18 @@ int dtlsplex_attach(int fd, dtlsplex_config *cfg) {
   s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   s->rx = malloc(sizeof *s->rx);
   s->tx = malloc(sizeof *s->tx);
-  if (s->wake_fd < 0 || s->rx == NULL || s->tx == NULL || pthread_mutex_init(&s->lock, NULL) != 0) {
-    int err = s->wake_fd < 0 ? errno : ENOMEM;
+  int setup_err = s->wake_fd < 0 ? errno : ENOMEM;
+  int locked = pthread_mutex_init(&s->lock, NULL) == 0;
+  int signalled = locked && pthread_cond_init(&s->left_kernel, NULL) == 0;
+  if (s->wake_fd < 0 || s->rx == NULL || s->tx == NULL || !signalled) {
+    if (locked)
+      pthread_mutex_destroy(&s->lock);
     if (s->wake_fd >= 0)
       close(s->wake_fd);
     free(s->rx);
     free(s->tx);
     free(s);
-    return fail(err == EMFILE || err == ENFILE ? err : ENOMEM);
+    return fail(setup_err == EMFILE || setup_err == ENFILE ? setup_err : ENOMEM);
   }
   init_rx(s->rx);
   s->tx->n = 0;
@@ -576,8 +577,21 @@ int dtlsplex_detach(int fd) {
   send_deferred(s);
   s->core = NULL;
   wake_waiters(s);
-  if (s->rx_in_kernel)
+  /* A thread still in the kernel's receive would read whatever socket gets
+   * fd's number once the caller closes it: wait until it is back, waking it
+   * again every 100 ms in case a wake-up was lost. */
+  for (int waited_ms = 0; s->rx_in_kernel && waited_ms < DETACH_WAIT_MS; waited_ms += 100) {
+    s->kernel_woken = 0;
     wake_kernel_waiter(s);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += 100 * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+      until.tv_sec++;
+      until.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&s->left_kernel, &s->lock, &until);
+  }
   pthread_mutex_unlock(&s->lock);
   release(s); /* the registry's reference */
   return 0;
@@ -606,7 +620,7 @@ ssize_t dtlsrecvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *
    * first wait is the kernel's own where it may be; a call that must wait
    * again (the datagrams were not application data) waits in poll, so that
    * SO_RCVTIMEO bounds the whole call. */
-  int blocking = -1, readable = 1, waited_in_kernel = 0;
+  int blocking = -1, readable = 1, waited = 0;
   uint64_t started = now_ms(), give_up = UINT64_MAX;
   ssize_t result;
   for (;;) {
@@ -619,7 +633,11 @@ ssize_t dtlsrecvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *
       result = (flags & MSG_TRUNC) || (size_t)n < len ? n : (ssize_t)len;
       break;
     }
-    if (!waited_in_kernel && !(flags & MSG_DONTWAIT) && may_wait_in_kernel(s)) {
+    if (!waited && !(flags & MSG_DONTWAIT) && s->self_known == 0 && !s->rx_in_kernel) {
+      learn_self(s); /* it may have read the socket: look at the queue again */
+      continue;
+    }
+    if (!waited && !(flags & MSG_DONTWAIT) && may_wait_in_kernel(s)) {
       if (dp_endpoint_has_events(s->core)) {
         /* Callbacks before the socket is claimed: one may call back in and
          * need to read it (a blocking dtlssendto that reconnects). */
@@ -631,7 +649,7 @@ ssize_t dtlsrecvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *
         }
         continue;
       }
-      waited_in_kernel = 1;
+      waited = 1;
       if (wait_in_kernel(s) >= 0 || is_stale_icmp_error(errno))
         continue;
       result = -1;
@@ -659,6 +677,7 @@ ssize_t dtlsrecvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *
       break;
     }
     int limit = give_up == UINT64_MAX ? -1 : (int)(give_up - now < INT_MAX ? give_up - now : INT_MAX);
+    waited = 1;
     if ((readable = wait_socket(s, limit)) < 0) {
       result = -1;
       break;
@@ -711,6 +730,8 @@ ssize_t dtlssendto(int fd, const void *buf, size_t len, int flags, const struct 
     return -1;
   dp_addr to;
   ssize_t r = destination(fd, s->family, dest, dest_len, &to);
+  if (dest == NULL && r == 0)
+    s->self_known = -1; /* connected: it no longer hears itself */
   if (r == 0) {
     run_timers(s);
     r = write_app(s, &to, buf, len, flags, 0);

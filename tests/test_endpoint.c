@@ -108,6 +108,44 @@ START_TEST(full_handshake_and_data) {
 }
 END_TEST
 
+/* Data the server sends right after its final flight may overtake it: the
+ * client's libssl sets those records aside until the handshake completes.
+ * All of them must be readable as soon as the final flight arrives, not one
+ * per later datagram. */
+START_TEST(data_overtaking_the_final_flight) {
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "hello", 5, 1, sim_now), 5);
+  sim_packet final_flight = {0};
+  int held = 0, err;
+  for (int step = 0; step < 20 && sim_in_flight() > 0; step++) {
+    sim_packet p = sim_take();
+    if (memcmp(&p.from.key, &server.addr.key, sizeof p.from.key) == 0 && p.data[0] == 20) {
+      final_flight = p; /* ChangeCipherSpec + Finished: held back */
+      held = 1;
+    } else {
+      sim_deliver(&p);
+    }
+  }
+  ck_assert_int_eq(held, 1);
+  ck_assert_int_eq(dp_endpoint_peer_state(server.ep, &client.addr, &err), DTLSPLEX_STATE_ESTABLISHED);
+  static const char *const texts[] = {"one", "two", "three"};
+  for (int i = 0; i < 3; i++)
+    ck_assert_int_eq(dp_endpoint_write_pkt(server.ep, &client.addr, texts[i], strlen(texts[i]), 0, sim_now),
+                     (ssize_t)strlen(texts[i]));
+  while (sim_in_flight() > 0) {
+    sim_packet p = sim_take();
+    sim_deliver(&p); /* ahead of the final flight */
+  }
+  ck_assert_int_eq(dp_endpoint_peer_state(client.ep, &server.addr, &err), DTLSPLEX_STATE_HANDSHAKING);
+  sim_deliver(&final_flight);
+  ck_assert_int_eq(dp_endpoint_peer_state(client.ep, &server.addr, &err), DTLSPLEX_STATE_ESTABLISHED);
+  ck_assert_uint_eq(dp_endpoint_pending(client.ep), 3);
+  for (int i = 0; i < 3; i++)
+    expect_datagram(&client, &server, texts[i]);
+  sim_deliver_due(); /* the client's queued "hello" goes once it is connected */
+  expect_datagram(&server, &client, "hello");
+}
+END_TEST
+
 START_TEST(spoofed_client_hello_creates_no_peer) {
   ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "x", 1, 1, sim_now), 1);
   sim_packet hello = sim_take();
@@ -476,6 +514,7 @@ int main(void) {
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, full_handshake_and_data);
+  tcase_add_test(tc, data_overtaking_the_final_flight);
   tcase_add_test(tc, spoofed_client_hello_creates_no_peer);
   tcase_add_test(tc, retransmission_after_dropped_flight);
   tcase_add_test(tc, handshake_timeout_frees_state);
