@@ -23,6 +23,7 @@
 
 #define TX_BATCH 16   /* datagrams per sendmmsg */
 #define KERNEL_WAITER_RECHECK_MS 50 /* see wait_socket */
+#define KERNEL_WAIT_TIMER_MARGIN_MS 1000 /* see may_wait_in_kernel */
 #define DETACH_WAIT_MS 1000         /* for a thread in the kernel's receive to leave */
 
 /* Receive buffers: a whole datagram of any size per slot.  Mostly untouched
@@ -404,11 +405,17 @@ static int wait_socket(dp_socket *s, int limit_ms) {
 /* Whether a receive may wait in the kernel's own recvmmsg (no MSG_DONTWAIT):
  * the socket's O_NONBLOCK and SO_RCVTIMEO then apply exactly as they do to
  * recvfrom(2), at the cost of one system call instead of fcntl, getsockopt,
- * poll and recvmmsg.  Only while no handshake needs its timers on time, and
- * only for a socket that another thread can wake (detach, a handshake begun
- * meanwhile) with a datagram to itself. */
+ * poll and recvmmsg.  Only while no handshake needs its timers on time and
+ * no timer is due within the margin, and only for a socket that another
+ * thread can wake (detach, a handshake begun meanwhile) with a datagram to
+ * itself. */
 static int may_wait_in_kernel(dp_socket *s) {
-  return !s->rx_in_kernel && !dp_endpoint_handshaking(s->core) && s->self_known > 0;
+  /* A timer due soon runs on time, between datagrams, rather than in front
+   * of the next one: after many peers went idle together, releasing their
+   * buffers would otherwise lengthen the next round trips. */
+  uint64_t expiry = dp_endpoint_get_expiry(s->core);
+  return !s->rx_in_kernel && !dp_endpoint_handshaking(s->core) && s->self_known > 0 &&
+         (expiry == UINT64_MAX || expiry >= now_ms() + KERNEL_WAIT_TIMER_MARGIN_MS);
 }
 
 /* Learns, once, whether a datagram to itself reaches the socket: the address
