@@ -1233,7 +1233,7 @@ static void print_table(const row *rows, int n) {
 static void target(const char *what, double measured, double limit, int at_least, const char *shown) {
   int met = at_least ? measured >= limit : measured <= limit;
   const char *verdict = isnan(measured) ? "not measured" : met ? "met" : "missed";
-  printf("  %-52s %-44s %s\n", what, shown, verdict);
+  printf("  %-52s %-44s %s\n", what, isnan(measured) ? "n/a" : shown, verdict);
 }
 
 static void target_ratio(const char *what, paired fig, double limit_pct) {
