@@ -59,7 +59,7 @@ struct dp_endpoint {
 
 static dp_peer *peer_of(dp_table_entry *e) { return (dp_peer *)e; }
 
-static dp_peer *find_peer(const dp_endpoint *ep, const dp_addr *addr) {
+static dp_peer *find_peer(dp_endpoint *ep, const dp_addr *addr) {
   dp_table_entry *e = dp_table_find(&ep->peers, &addr->key);
   return e != NULL ? peer_of(e) : NULL;
 }
@@ -506,10 +506,7 @@ ssize_t dp_endpoint_write_pkt(dp_endpoint *ep, const dp_addr *to, const void *bu
   return n;
 }
 
-uint64_t dp_endpoint_get_expiry(const dp_endpoint *ep) {
-  const dp_table_entry *e = dp_table_earliest(&ep->peers);
-  return e != NULL ? e->deadline : DP_NO_DEADLINE;
-}
+uint64_t dp_endpoint_get_expiry(const dp_endpoint *ep) { return dp_table_earliest_deadline(&ep->peers); }
 
 static void expire_replacement(dp_endpoint *ep, dp_peer *p, uint64_t now) {
   if (now >= p->replacement_deadline) {
@@ -561,15 +558,13 @@ static void expire(dp_endpoint *ep, dp_peer *p, uint64_t now) {
 int dp_endpoint_handshaking(const dp_endpoint *ep) { return ep->handshakes > 0; }
 
 void dp_endpoint_handle_expiry(dp_endpoint *ep, uint64_t now) {
-  dp_table_entry *e;
   /* Bounded: each pass removes the peer or moves its deadline past now,
    * except a retransmission libssl declines (its clock behind ours), which
    * moves the deadline to libssl's. */
   for (size_t budget = dp_table_count(&ep->peers) + 1; budget > 0; budget--) {
-    e = dp_table_earliest(&ep->peers);
-    if (e == NULL || e->deadline > now)
+    if (dp_table_earliest_deadline(&ep->peers) > now)
       break;
-    expire(ep, peer_of(e), now);
+    expire(ep, peer_of(dp_table_earliest(&ep->peers)), now);
   }
 #ifdef __GLIBC__
   /* Released buffers lie between live sessions in the heap, where glibc
@@ -598,7 +593,7 @@ int dp_endpoint_next_event(dp_endpoint *ep, dp_event *out) {
   return 1;
 }
 
-int dp_endpoint_peer_state(const dp_endpoint *ep, const dp_addr *peer, int *error) {
+int dp_endpoint_peer_state(dp_endpoint *ep, const dp_addr *peer, int *error) {
   const dp_peer *p = find_peer(ep, peer);
   *error = 0;
   if (p == NULL)
@@ -647,7 +642,7 @@ int dp_endpoint_set_peer_name(dp_endpoint *ep, const dp_addr *peer, const char *
   return 0;
 }
 
-int dp_endpoint_peer_info(const dp_endpoint *ep, const dp_addr *peer, struct dtlsplex_peer_info *out) {
+int dp_endpoint_peer_info(dp_endpoint *ep, const dp_addr *peer, struct dtlsplex_peer_info *out) {
   const dp_peer *p = find_peer(ep, peer);
   if (p == NULL || (p->session == NULL && p->failed_error == 0))
     return -ENOENT;

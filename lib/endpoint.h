@@ -62,13 +62,13 @@ int dp_endpoint_next_event(dp_endpoint *ep, dp_event *out);
 int dp_endpoint_has_events(const dp_endpoint *ep);
 
 /* DTLSPLEX_STATE_* of the peer, or 0 if unknown; *error for FAILED. */
-int dp_endpoint_peer_state(const dp_endpoint *ep, const dp_addr *peer, int *error);
+int dp_endpoint_peer_state(dp_endpoint *ep, const dp_addr *peer, int *error);
 /* 0, or -ENOENT. */
 int dp_endpoint_close(dp_endpoint *ep, const dp_addr *peer);
 /* 0, or -EISCONN (a session exists), -ENOMEM, -EAGAIN (table full). */
 int dp_endpoint_set_peer_name(dp_endpoint *ep, const dp_addr *peer, const char *name);
 /* 0, or -ENOENT. */
-int dp_endpoint_peer_info(const dp_endpoint *ep, const dp_addr *peer, struct dtlsplex_peer_info *out);
+int dp_endpoint_peer_info(dp_endpoint *ep, const dp_addr *peer, struct dtlsplex_peer_info *out);
 void dp_endpoint_stats(const dp_endpoint *ep, struct dtlsplex_stats *out);
 
 #endif

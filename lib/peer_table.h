@@ -21,9 +21,15 @@ typedef struct dp_table_entry {
   UT_hash_handle hh;
 } dp_table_entry;
 
+typedef struct {
+  uint64_t deadline; /* the entry's, copied */
+  dp_table_entry *entry;
+} dp_heap_slot;
+
 typedef struct dp_peer_table {
   dp_table_entry *by_addr;
-  dp_table_entry **heap; /* entries with a deadline, earliest first */
+  dp_table_entry *recent; /* the last entry found, or NULL */
+  dp_heap_slot *heap;     /* entries with a deadline, earliest first */
   size_t heap_len, heap_cap;
   size_t count;
 } dp_peer_table;
@@ -34,11 +40,14 @@ void dp_table_clear(dp_peer_table *t);
 /* entry->key must be set.  Returns 0, or -ENOMEM (entry not added). */
 int dp_table_add(dp_peer_table *t, dp_table_entry *entry);
 void dp_table_remove(dp_peer_table *t, dp_table_entry *entry);
-dp_table_entry *dp_table_find(const dp_peer_table *t, const dp_addr_key *key);
+/* Not const: it remembers the entry found, to check it first next time. */
+dp_table_entry *dp_table_find(dp_peer_table *t, const dp_addr_key *key);
 /* Returns 0, or -ENOMEM (deadline unchanged). */
 int dp_table_set_deadline(dp_peer_table *t, dp_table_entry *entry, uint64_t deadline);
 /* The entry with the earliest deadline, or NULL. */
 dp_table_entry *dp_table_earliest(const dp_peer_table *t);
+/* Its deadline, or DP_NO_DEADLINE; reads no entry. */
+uint64_t dp_table_earliest_deadline(const dp_peer_table *t);
 size_t dp_table_count(const dp_peer_table *t);
 /* Iteration in no particular order; do not remove other entries meanwhile. */
 dp_table_entry *dp_table_first(const dp_peer_table *t);

@@ -61,13 +61,16 @@ static int cmp_u64(const void *a, const void *b) {
 }
 
 /* White-box check of the heap: parent <= child, and each entry knows its slot. */
+/* The heap's invariants, the slots' copies of the deadlines included. */
 static void check_heap(const dp_peer_table *t) {
   for (size_t i = 0; i < t->heap_len; i++) {
-    ck_assert_uint_eq(t->heap[i]->heap_index, i);
-    ck_assert_uint_ne(t->heap[i]->deadline, DP_NO_DEADLINE);
+    ck_assert_uint_eq(t->heap[i].entry->heap_index, i);
+    ck_assert_uint_eq(t->heap[i].deadline, t->heap[i].entry->deadline);
+    ck_assert_uint_ne(t->heap[i].deadline, DP_NO_DEADLINE);
     if (i > 0)
-      ck_assert_uint_le(t->heap[(i - 1) / 2]->deadline, t->heap[i]->deadline);
+      ck_assert_uint_le(t->heap[(i - 1) / 2].deadline, t->heap[i].deadline);
   }
+  ck_assert_uint_eq(dp_table_earliest_deadline(t), t->heap_len ? t->heap[0].deadline : DP_NO_DEADLINE);
 }
 
 /* ---- hash part -------------------------------------------------------- */
@@ -141,6 +144,43 @@ START_TEST(test_add_find_remove) {
   ck_assert_ptr_null(dp_table_find(&t, &k));
 
   dp_table_clear(&t);
+  free(p);
+}
+END_TEST
+
+/* The last entry found is checked first: a removed one must not be found
+ * through it, even when its memory still holds the key, and a changed
+ * recent entry must not shadow the others. */
+START_TEST(test_recent_entry_never_outlives_removal) {
+  dp_peer_table t;
+  dp_table_init(&t);
+  test_peer *p = make_peers(3);
+  for (int i = 0; i < 3; i++)
+    ck_assert_int_eq(dp_table_add(&t, &p[i].entry), 0);
+  dp_addr_key k1, k2;
+  make_key(&k1, 1);
+  make_key(&k2, 2);
+  ck_assert_ptr_eq(dp_table_find(&t, &k1), &p[1].entry);
+  ck_assert_ptr_eq(dp_table_find(&t, &k1), &p[1].entry); /* again, as the recent one */
+  ck_assert_ptr_eq(dp_table_find(&t, &k2), &p[2].entry);
+  ck_assert_ptr_eq(dp_table_find(&t, &k1), &p[1].entry);
+
+  dp_table_remove(&t, &p[1].entry);
+  ck_assert_ptr_null(dp_table_find(&t, &k1));
+  /* The owner reuses the entry for another address. */
+  make_key(&p[1].entry.key, 7);
+  ck_assert_int_eq(dp_table_add(&t, &p[1].entry), 0);
+  ck_assert_ptr_null(dp_table_find(&t, &k1));
+  dp_addr_key k7;
+  make_key(&k7, 7);
+  ck_assert_ptr_eq(dp_table_find(&t, &k7), &p[1].entry);
+  ck_assert_ptr_eq(dp_table_find(&t, &k2), &p[2].entry);
+
+  /* A failed lookup leaves the recent entry valid. */
+  ck_assert_ptr_null(dp_table_find(&t, &k1));
+  ck_assert_ptr_eq(dp_table_find(&t, &k2), &p[2].entry);
+  dp_table_clear(&t);
+  ck_assert_ptr_null(dp_table_find(&t, &k2));
   free(p);
 }
 END_TEST
@@ -361,6 +401,7 @@ START_TEST(test_random_deadline_updates) {
   ck_assert_uint_eq(t.heap_len, with);
   ck_assert_ptr_nonnull(dp_table_earliest(&t));
   ck_assert_uint_eq(dp_table_earliest(&t)->deadline, min);
+  ck_assert_uint_eq(dp_table_earliest_deadline(&t), min);
   dp_table_clear(&t);
   free(p);
 }
@@ -430,7 +471,7 @@ START_TEST(test_remove_in_heap_keeps_order) {
   PEER_OF(first)->removed = 1;
   dp_table_remove(&t, first);
   check_heap(&t);
-  dp_table_entry *last = t.heap[t.heap_len - 1];
+  dp_table_entry *last = t.heap[t.heap_len - 1].entry;
   PEER_OF(last)->removed = 1;
   dp_table_remove(&t, last);
   check_heap(&t);
@@ -564,6 +605,7 @@ static Suite *peer_table_suite(void) {
   Suite *s = suite_create("peer_table");
   TCase *tc = tcase_create("hash");
   tcase_add_test(tc, test_add_find_remove);
+  tcase_add_test(tc, test_recent_entry_never_outlives_removal);
   tcase_add_test(tc, test_many_entries_find_and_count);
   tcase_add_test(tc, test_iteration_visits_each_once);
   tcase_add_test(tc, test_clear_then_reuse);
