@@ -93,10 +93,12 @@ typedef struct {
 
 /* What a server reports about itself (same host, same binary: sent raw). */
 typedef struct {
-  double cpu_s;         /* getrusage(RUSAGE_SELF) user + system of the server process */
+  double cpu_s;         /* getrusage(RUSAGE_SELF) user + system of the server process,
+                           less what answering reports took (mallinfo2 walks the heap) */
   uint64_t rss_kib;     /* /proc/self/statm resident */
   uint64_t heap_bytes;  /* mallinfo2: uordblks + hblkhd */
   uint64_t data_count;  /* MSG_DATA received so far */
+  uint64_t echo_count;  /* MSG_ECHO answered so far */
   uint64_t peers;       /* dtlsplex_stats: sessions (0 for UDP) */
   uint64_t handshaking; /* of those, still handshaking */
   uint64_t handshakes_ok;
@@ -411,7 +413,8 @@ static void server_reply(int fd, const transport *t, uint8_t *buf, size_t len, c
 
 static void serve(int fd, const transport *t) {
   uint8_t buf[2048];
-  uint64_t data_count = 0;
+  uint64_t data_count = 0, echo_count = 0;
+  double reporting_s = 0;
   for (int idle_ticks = 0; idle_ticks * SERVER_RCVTIMEO_MS < SERVER_IDLE_EXIT_S * 1000;) {
     struct sockaddr_storage from;
     socklen_t from_len = sizeof from;
@@ -427,6 +430,7 @@ static void serve(int fd, const transport *t) {
     switch (buf[0]) {
     case MSG_ECHO:
       server_reply(fd, t, buf, (size_t)n, to, from_len);
+      echo_count++;
       break;
     case MSG_DATA:
       if (++data_count % ACK_EVERY == 0) {
@@ -436,11 +440,14 @@ static void serve(int fd, const transport *t) {
       }
       break;
     case MSG_REPORT: {
-      server_report r = {
-          .cpu_s = cpu_s(), .rss_kib = rss_kib(), .heap_bytes = heap_bytes(), .data_count = data_count};
+      double started = cpu_s();
+      server_report r = {.cpu_s = started - reporting_s, .data_count = data_count, .echo_count = echo_count};
+      r.rss_kib = rss_kib();
+      r.heap_bytes = heap_bytes();
       t->stats(fd, &r);
       memcpy(buf + HDR, &r, sizeof r);
       server_reply(fd, t, buf, HDR + sizeof r, to, from_len);
+      reporting_s += cpu_s() - started;
       break;
     }
     case MSG_QUIT:
@@ -1072,14 +1079,20 @@ typedef struct {
   double idle_s;            /* the newest idle peer had been idle this long */
 } per_peer_memory;
 
+/* One count of peers against the one-peer server, over the same rounds. */
+typedef struct {
+  paired rate;   /* 64-byte round trips/s on the active peer */
+  paired cpu_us; /* server CPU (user + system) per round trip */
+} scaling_fig;
+
 typedef struct {
   int n;
   long level[MAX_LEVELS];     /* peers wanted on the server socket (the active one included) */
   uint64_t peers[MAX_LEVELS]; /* established peers the server reported */
-  paired rate[MAX_LEVELS];    /* 64-byte round trips/s on the active peer of that server, and
-                                 (reference) on a second server with only its one peer; measured
-                                 once the newest idle peer has been silent SETTLED_S */
-  paired rate_fresh;          /* the same at the largest count, as soon as the peers are made */
+  scaling_fig fig[MAX_LEVELS]; /* the server with idle peers (value) and a second server with
+                                  only its one peer (reference); measured once the newest idle
+                                  peer has been silent SETTLED_S */
+  scaling_fig fresh;           /* the same at the largest count, as soon as the peers are made */
   long mem_peers;             /* idle peers the memory figures divide by */
   per_peer_memory mem[2];     /* just after the last peer was made; after the last ping-pong */
 } scaling;
@@ -1093,8 +1106,8 @@ static void choose_levels(scaling *s) {
   if (opt.peers_cap > 1 && (s->n == 0 || s->level[s->n - 1] != opt.peers_cap))
     s->level[s->n++] = opt.peers_cap;
   for (int i = 0; i < s->n; i++)
-    s->rate[i] = unpaired(NAN, NAN);
-  s->rate_fresh = unpaired(NAN, NAN);
+    s->fig[i] = (scaling_fig){unpaired(NAN, NAN), unpaired(NAN, NAN)};
+  s->fresh = s->fig[0];
   s->mem[0] = s->mem[1] = (per_peer_memory){NAN, NAN, NAN};
 }
 
@@ -1125,6 +1138,24 @@ static per_peer_memory memory_growth(const server_report *base, const server_rep
   return m;
 }
 
+static double cpu_per_round_trip(const server_report *before, const server_report *after) {
+  uint64_t n = after->echo_count - before->echo_count;
+  return n > 0 ? (after->cpu_s - before->cpu_s) * 1e6 / (double)n : NAN;
+}
+
+/* A server's CPU over the paired rounds covers its idle time during the other
+ * server's rounds too: work it does in the background counts against it. */
+static scaling_fig scaling_measure(pingpong *p_many, pingpong *p_one) {
+  scaling_fig f = {unpaired(NAN, NAN), unpaired(NAN, NAN)};
+  server_report many0, one0, many1, one1;
+  if (conn_report(p_many->c, &many0) < 0 || conn_report(p_one->c, &one0) < 0)
+    return f;
+  f.rate = run_paired(opt.seconds, pingpong_step, p_many, p_one);
+  if (conn_report(p_many->c, &many1) == 0 && conn_report(p_one->c, &one1) == 0)
+    f.cpu_us = unpaired(cpu_per_round_trip(&many0, &many1), cpu_per_round_trip(&one0, &one1));
+  return f;
+}
+
 /* one: a server with one peer; many: the server that gets the idle peers. */
 static int scaling_run(scaling *s, conn *one, conn *many) {
   hs_driver d = {.server = &many->server, .slots = HS_SLOTS_MAX, .abandon = 1, .next_src = 0x7f010001};
@@ -1145,7 +1176,7 @@ static int scaling_run(scaling *s, conn *one, conn *many) {
       snprintf(what, sizeof what, "DTLS ping-pong, %d bytes, %llu peers just made vs 1 peer", SMALL,
                (unsigned long long)s->peers[i]);
       progress(what);
-      s->rate_fresh = run_paired(opt.seconds, pingpong_step, &p_many, &p_one);
+      s->fresh = scaling_measure(&p_many, &p_one);
     }
     double settle = grown_at + SETTLED_S - now_s();
     if (settle > 0)
@@ -1153,7 +1184,7 @@ static int scaling_run(scaling *s, conn *one, conn *many) {
     snprintf(what, sizeof what, "DTLS ping-pong, %d bytes, %llu idle peers vs 1 peer", SMALL,
              (unsigned long long)s->peers[i]);
     progress(what);
-    s->rate[i] = run_paired(opt.seconds, pingpong_step, &p_many, &p_one);
+    s->fig[i] = scaling_measure(&p_many, &p_one);
   }
   /* Memory at the largest count, twice: as the last peer was made, and after
    * the ping-pong, when every idle peer has been idle for that long at least. */
@@ -1287,12 +1318,16 @@ static int peer_rows(const scaling *sc, row *rows) {
   for (int i = 0; i < sc->n; i++) {
     snprintf(label, sizeof label, "ping-pong %d B, %llu idle peers (ref: DTLS, 1 peer)", SMALL,
              (unsigned long long)sc->peers[i]);
-    add_row(rows, &n, sc->rate[i], "round trips/s", 0, label);
+    add_row(rows, &n, sc->fig[i].rate, "round trips/s", 0, label);
+    snprintf(label, sizeof label, "  server CPU per round trip, %llu idle peers", (unsigned long long)sc->peers[i]);
+    add_row(rows, &n, sc->fig[i].cpu_us, "us", 2, label);
   }
   if (sc->n > 0) {
-    snprintf(label, sizeof label, "ping-pong %d B, %llu peers just made (ref: 1 peer)", SMALL,
-             (unsigned long long)sc->peers[sc->n - 1]);
-    add_row(rows, &n, sc->rate_fresh, "round trips/s", 0, label);
+    unsigned long long most = (unsigned long long)sc->peers[sc->n - 1];
+    snprintf(label, sizeof label, "ping-pong %d B, %llu peers just made (ref: 1 peer)", SMALL, most);
+    add_row(rows, &n, sc->fresh.rate, "round trips/s", 0, label);
+    snprintf(label, sizeof label, "  server CPU per round trip, %llu peers just made", most);
+    add_row(rows, &n, sc->fresh.cpu_us, "us", 2, label);
   }
   if (sc->n == 0 || sc->level[sc->n - 1] < 100000) {
     snprintf(label, sizeof label, "ping-pong %d B, 100000 peers: not measured (--peers %ld)", SMALL,
@@ -1415,7 +1450,7 @@ static void print_targets(const results *r) {
   int last = sc->n - 1;
   snprintf(what, sizeof what, "rate with %llu peers >= 95%% of rate with 1 peer",
            last >= 0 ? (unsigned long long)sc->peers[last] : 0ULL);
-  target_ratio(what, last >= 0 ? sc->rate[last] : unpaired(NAN, NAN), 95);
+  target_ratio(what, last >= 0 ? sc->fig[last].rate : unpaired(NAN, NAN), 95);
   const per_peer_memory *m = &sc->mem[1];
   double mem = worse_of(m->rss_kib, m->heap_kib);
   snprintf(shown, sizeof shown, "%.1f KiB (larger of RSS, heap; idle %.1f s)", mem, m->idle_s);
