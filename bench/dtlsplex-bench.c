@@ -77,7 +77,8 @@ enum {
   MSG_ACK = 'A',    /* server -> client: cumulative count of MSG_DATA */
   MSG_REPORT = 'R', /* server replies with a struct server_report */
   MSG_QUIT = 'Q',   /* server replies, then exits */
-  MSG_NOOP = 'N'    /* ignored (first datagram of a handshake-only client) */
+  MSG_NOOP = 'N',   /* ignored (first datagram of a handshake-only client) */
+  MSG_BALLAST = 'B' /* server holds (allocated, touched) the 8-byte count of bytes that follows */
 };
 #define HDR 9 /* type byte + 8-byte sequence number */
 
@@ -411,6 +412,27 @@ static void server_reply(int fd, const transport *t, uint8_t *buf, size_t len, c
   }
 }
 
+/* Memory the server holds for nothing, in pieces of an idle peer's size,
+ * every page touched: the control for what holding that much costs a plain
+ * UDP server.  Kept until the process exits.  `bytes` is the total to hold,
+ * so that a request the client repeated while waiting adds nothing. */
+#define BALLAST_PIECE (36 * 1024)
+#define BALLAST_TRIES 120 /* at CLIENT_RCVTIMEO_MS each: gigabytes take seconds to touch */
+
+static int hold_ballast(uint64_t bytes) {
+  static void *pieces; /* each piece starts with the pointer to the previous one */
+  static uint64_t held;
+  for (; held < bytes; held += BALLAST_PIECE) {
+    void **piece = malloc(BALLAST_PIECE);
+    if (piece == NULL)
+      return -1;
+    memset(piece, 1, BALLAST_PIECE);
+    *piece = pieces;
+    pieces = piece;
+  }
+  return 0;
+}
+
 static void serve(int fd, const transport *t) {
   uint8_t buf[2048];
   uint64_t data_count = 0, echo_count = 0;
@@ -450,6 +472,10 @@ static void serve(int fd, const transport *t) {
       reporting_s += cpu_s() - started;
       break;
     }
+    case MSG_BALLAST:
+      if (n >= HDR + 8 && hold_ballast(get_u64(buf + HDR)) == 0)
+        server_reply(fd, t, buf, HDR, to, from_len);
+      break;
     case MSG_QUIT:
       server_reply(fd, t, buf, (size_t)n, to, from_len);
       return;
@@ -1093,6 +1119,9 @@ typedef struct {
                                   only its one peer (reference); measured once the newest idle
                                   peer has been silent SETTLED_S */
   scaling_fig fresh;           /* the same at the largest count, as soon as the peers are made */
+  scaling_fig ballast;         /* plain UDP: a server holding as much memory as the server with
+                                  the most peers had grown by (value), one holding nothing (ref) */
+  double grown_kib;            /* that growth: RSS with the most peers minus with one */
   long mem_peers;             /* idle peers the memory figures divide by */
   per_peer_memory mem[2];     /* just after the last peer was made; after the last ping-pong */
 } scaling;
@@ -1107,7 +1136,8 @@ static void choose_levels(scaling *s) {
     s->level[s->n++] = opt.peers_cap;
   for (int i = 0; i < s->n; i++)
     s->fig[i] = (scaling_fig){unpaired(NAN, NAN), unpaired(NAN, NAN)};
-  s->fresh = s->fig[0];
+  s->fresh = s->ballast = s->fig[0];
+  s->grown_kib = NAN;
   s->mem[0] = s->mem[1] = (per_peer_memory){NAN, NAN, NAN};
 }
 
@@ -1192,9 +1222,34 @@ static int scaling_run(scaling *s, conn *one, conn *many) {
   if (s->n == 0 || conn_report(many, &idle) < 0)
     return -1;
   s->mem_peers = (long)(established(&r) - established(&base));
+  s->grown_kib = (double)idle.rss_kib - (double)base.rss_kib;
   s->mem[0] = memory_growth(&base, &r, 0);
   s->mem[1] = memory_growth(&base, &idle, now_s() - grown_at);
   return 0;
+}
+
+/* The control: what holding that much memory costs a plain UDP server. */
+static void measure_ballast(scaling *s) {
+  session held, bare;
+  if (!(s->grown_kib > 0) || session_open(&held, &udp_transport, 16) < 0)
+    return;
+  if (session_open(&bare, &udp_transport, 16) == 0) {
+    char what[96];
+    snprintf(what, sizeof what, "UDP ping-pong, %d bytes, server holding %.0f MiB vs holding nothing", SMALL,
+             s->grown_kib / 1024.0);
+    progress(what);
+    uint8_t reply[HDR];
+    put_u64(held.c.out + HDR, (uint64_t)(s->grown_kib * 1024.0));
+    pingpong p_held = {.c = &held.c, .size = SMALL}, p_bare = {.c = &bare.c, .size = SMALL};
+    ssize_t done = conn_call(&held.c, MSG_BALLAST, HDR + 8, reply, sizeof reply, BALLAST_TRIES);
+    memset(held.c.out + HDR, 0, 8);
+    if (done == HDR)
+      s->ballast = scaling_measure(&p_held, &p_bare);
+    else
+      progress("UDP server holding memory: failed");
+    session_close(&bare);
+  }
+  session_close(&held);
 }
 
 static void measure_scaling(scaling *s) {
@@ -1210,6 +1265,7 @@ static void measure_scaling(scaling *s) {
     session_close(&many);
   }
   session_close(&one);
+  measure_ballast(s);
 }
 
 /* ---- The table ----------------------------------------------------------- */
@@ -1328,6 +1384,11 @@ static int peer_rows(const scaling *sc, row *rows) {
     add_row(rows, &n, sc->fresh.rate, "round trips/s", 0, label);
     snprintf(label, sizeof label, "  server CPU per round trip, %llu peers just made", most);
     add_row(rows, &n, sc->fresh.cpu_us, "us", 2, label);
+    snprintf(label, sizeof label, "ping-pong %d B UDP, server holding %.0f MiB (ref: UDP)", SMALL,
+             sc->grown_kib / 1024.0);
+    add_row(rows, &n, sc->ballast.rate, "round trips/s", 0, label);
+    snprintf(label, sizeof label, "  server CPU per round trip, UDP holding %.0f MiB", sc->grown_kib / 1024.0);
+    add_row(rows, &n, sc->ballast.cpu_us, "us", 2, label);
   }
   if (sc->n == 0 || sc->level[sc->n - 1] < 100000) {
     snprintf(label, sizeof label, "ping-pong %d B, 100000 peers: not measured (--peers %ld)", SMALL,
@@ -1415,7 +1476,11 @@ static void print_notes(const results *r) {
          "  without close_notify).  ref: a second server with only its one peer, in alternating rounds.\n"
          "  Measured once the newest idle peer has been silent %.1f s (dtlsplex releases an idle\n"
          "  session's buffers after 2 s); at the largest count also at once (\"just made\"), while the\n"
-         "  server still releases the youngest peers' buffers.\n",
+         "  server still releases the youngest peers' buffers.  Server CPU per round trip: getrusage\n"
+         "  of each server over the same rounds, divided by the round trips it answered.\n"
+         "- UDP server holding M MiB: the control for the largest count: a plain UDP server holding as\n"
+         "  much memory as the server with the most peers grew by (36 KiB pieces, every page touched)\n"
+         "  against one holding nothing: what that much memory costs without dtlsplex.\n",
          CLIENT_RCVTIMEO_MS, SETTLED_S);
   printf("- CPU per round trip in one thread: the same ping-pong with both sockets in this thread, so\n"
          "  every receive finds its datagram waiting: the CPU cost of two sends and two receives with\n"
