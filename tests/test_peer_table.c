@@ -45,6 +45,15 @@ static test_peer *make_peers(size_t n) {
   return p;
 }
 
+/* A fresh table holding n new peers, every add checked. */
+static test_peer *table_with_peers(dp_peer_table *t, size_t n) {
+  dp_table_init(t);
+  test_peer *p = make_peers(n);
+  for (size_t i = 0; i < n; i++)
+    ck_assert_int_eq(dp_table_add(t, &p[i].entry), 0);
+  return p;
+}
+
 /* Fixed-seed xorshift64*, so that a failure reproduces. */
 static uint64_t rng_state;
 
@@ -153,10 +162,7 @@ END_TEST
  * recent entry must not shadow the others. */
 START_TEST(test_recent_entry_never_outlives_removal) {
   dp_peer_table t;
-  dp_table_init(&t);
-  test_peer *p = make_peers(3);
-  for (int i = 0; i < 3; i++)
-    ck_assert_int_eq(dp_table_add(&t, &p[i].entry), 0);
+  test_peer *p = table_with_peers(&t, 3);
   dp_addr_key k1, k2;
   make_key(&k1, 1);
   make_key(&k2, 2);
@@ -188,10 +194,7 @@ END_TEST
 START_TEST(test_many_entries_find_and_count) {
   enum { N = 5000 };
   dp_peer_table t;
-  dp_table_init(&t);
-  test_peer *p = make_peers(N);
-  for (size_t i = 0; i < N; i++)
-    ck_assert_int_eq(dp_table_add(&t, &p[i].entry), 0);
+  test_peer *p = table_with_peers(&t, N);
   ck_assert_uint_eq(dp_table_count(&t), N);
   for (size_t i = 0; i < N; i++) {
     dp_addr_key k;
@@ -327,10 +330,7 @@ END_TEST
 
 START_TEST(test_deadline_changes_reorder) {
   dp_peer_table t;
-  dp_table_init(&t);
-  test_peer *p = make_peers(4);
-  for (int i = 0; i < 4; i++)
-    ck_assert_int_eq(dp_table_add(&t, &p[i].entry), 0);
+  test_peer *p = table_with_peers(&t, 4);
   dp_table_entry *a = &p[0].entry, *b = &p[1].entry, *c = &p[2].entry, *d = &p[3].entry;
   ck_assert_int_eq(dp_table_set_deadline(&t, a, 10), 0);
   ck_assert_int_eq(dp_table_set_deadline(&t, b, 20), 0);
@@ -373,10 +373,7 @@ END_TEST
 START_TEST(test_random_deadline_updates) {
   enum { N = 2000, ROUNDS = 20000 };
   dp_peer_table t;
-  dp_table_init(&t);
-  test_peer *p = make_peers(N);
-  for (size_t i = 0; i < N; i++)
-    ck_assert_int_eq(dp_table_add(&t, &p[i].entry), 0);
+  test_peer *p = table_with_peers(&t, N);
   rng_state = UINT64_C(0x0123456789abcdef);
   for (size_t r = 0; r < ROUNDS; r++) {
     size_t i = (size_t)(rng_next() % N);
@@ -409,10 +406,7 @@ END_TEST
 
 START_TEST(test_no_deadline_leaves_order) {
   dp_peer_table t;
-  dp_table_init(&t);
-  test_peer *p = make_peers(3);
-  for (int i = 0; i < 3; i++)
-    ck_assert_int_eq(dp_table_add(&t, &p[i].entry), 0);
+  test_peer *p = table_with_peers(&t, 3);
   dp_table_entry *a = &p[0].entry, *b = &p[1].entry, *c = &p[2].entry;
 
   /* No deadline on a fresh entry: clearing it is a no-op. */
