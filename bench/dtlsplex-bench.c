@@ -1111,6 +1111,8 @@ typedef struct {
   paired cpu_us; /* server CPU (user + system) per round trip */
 } scaling_fig;
 
+static const scaling_fig no_fig = {{NAN, NAN, NAN, NAN}, {NAN, NAN, NAN, NAN}};
+
 typedef struct {
   int n;
   long level[MAX_LEVELS];     /* peers wanted on the server socket (the active one included) */
@@ -1135,8 +1137,8 @@ static void choose_levels(scaling *s) {
   if (opt.peers_cap > 1 && (s->n == 0 || s->level[s->n - 1] != opt.peers_cap))
     s->level[s->n++] = opt.peers_cap;
   for (int i = 0; i < s->n; i++)
-    s->fig[i] = (scaling_fig){unpaired(NAN, NAN), unpaired(NAN, NAN)};
-  s->fresh = s->ballast = s->fig[0];
+    s->fig[i] = no_fig;
+  s->fresh = s->ballast = no_fig;
   s->grown_kib = NAN;
   s->mem[0] = s->mem[1] = (per_peer_memory){NAN, NAN, NAN};
 }
@@ -1176,7 +1178,7 @@ static double cpu_per_round_trip(const server_report *before, const server_repor
 /* A server's CPU over the paired rounds covers its idle time during the other
  * server's rounds too: work it does in the background counts against it. */
 static scaling_fig scaling_measure(pingpong *p_many, pingpong *p_one) {
-  scaling_fig f = {unpaired(NAN, NAN), unpaired(NAN, NAN)};
+  scaling_fig f = no_fig;
   server_report many0, one0, many1, one1;
   if (conn_report(p_many->c, &many0) < 0 || conn_report(p_one->c, &one0) < 0)
     return f;
