@@ -94,7 +94,12 @@ dtlsplex_config *dtlsplex_config_new(void) {
     errno = EPROTO;
     return NULL;
   }
-  SSL_CTX_set_options(cfg->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_QUERY_MTU | SSL_OP_NO_TICKET);
+  /* No encrypt-then-MAC: libssl 3.0's DTLS ends the session on a record whose
+   * MAC fails under it, where it drops it under MAC-then-encrypt (as DTLS
+   * must, RFC 6347 section 4.1.2.7), so with it anyone who knows a CBC peer's
+   * address could end the session with one forged datagram. */
+  SSL_CTX_set_options(cfg->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_QUERY_MTU | SSL_OP_NO_TICKET |
+                                    SSL_OP_NO_ENCRYPT_THEN_MAC);
   SSL_CTX_set_session_cache_mode(cfg->ctx, SSL_SESS_CACHE_OFF);
   cfg->initial_store = SSL_CTX_get_cert_store(cfg->ctx);
   dp_session_install_ctx_callbacks(cfg->ctx);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/x509.h>
 
 #include "peer_table.h" /* DP_NO_DEADLINE */
@@ -183,11 +184,62 @@ static int fail(dp_session *s, int err) {
   return DP_IN_FAILED;
 }
 
+/* The shortest record the negotiated suite can seal, or 0 before one is
+ * chosen: an explicit nonce and a tag for an AEAD; an IV, a block and a MAC
+ * for CBC (the shorter of encrypt-then-MAC and MAC-then-encrypt: libssl does
+ * not tell which was negotiated). */
+static unsigned int shortest_sealed_record(SSL *ssl) {
+  const SSL_CIPHER *c = SSL_get_current_cipher(ssl);
+  if (c == NULL)
+    c = SSL_get_pending_cipher(ssl); /* chosen, not yet in use */
+  const EVP_CIPHER *cipher = c != NULL ? EVP_get_cipherbynid(SSL_CIPHER_get_cipher_nid(c)) : NULL;
+  if (cipher == NULL)
+    return 0;
+  int mode = EVP_CIPHER_mode(cipher);
+  if (SSL_CIPHER_is_aead(c)) {
+    unsigned int nonce = mode == EVP_CIPH_GCM_MODE || mode == EVP_CIPH_CCM_MODE ? 8 : 0;
+    /* The CCM8 suites share AES-CCM's cipher and differ in the tag alone. */
+    unsigned int tag = strstr(SSL_CIPHER_get_name(c), "CCM8") != NULL ? 8 : 16;
+    return nonce + tag;
+  }
+  const EVP_MD *md = EVP_get_digestbynid(SSL_CIPHER_get_digest_nid(c));
+  if (md == NULL)
+    return 0;
+  unsigned int mac = (unsigned int)EVP_MD_size(md), block = (unsigned int)EVP_CIPHER_block_size(cipher);
+  if (block <= 1)
+    return mac;
+  unsigned int mac_then_encrypt = (mac + 1 + block - 1) / block * block;
+  unsigned int encrypt_then_mac = block + mac;
+  return block + (mac_then_encrypt < encrypt_then_mac ? mac_then_encrypt : encrypt_then_mac);
+}
+
+/* Whether each record of an encrypted epoch in the datagram is long enough
+ * to be authentic.  libssl 3.0 ends the session, and sends a fatal alert,
+ * on some shorter ones (setting up the AEAD or the MAC, before any check),
+ * so anyone who knows a peer's address could end its session with one
+ * datagram (issue 18): such datagrams never reach libssl. */
+static int sealed_records_plausible(dp_session *s, const uint8_t *d, size_t len) {
+  unsigned int shortest = s->shortest_sealed;
+  for (size_t at = 0; at + DTLS1_RT_HEADER_LENGTH <= len;) {
+    const uint8_t *r = d + at;
+    size_t record_len = (size_t)r[11] << 8 | r[12];
+    if (r[3] != 0 || r[4] != 0) { /* an encrypted epoch */
+      if (shortest == 0 && (shortest = shortest_sealed_record(s->ssl)) == 0)
+        return 0; /* no suite yet: it cannot be decrypted */
+      if (record_len < shortest || record_len > SSL3_RT_MAX_ENCRYPTED_LENGTH)
+        return 0;
+    }
+    at += DTLS1_RT_HEADER_LENGTH + record_len;
+  }
+  return 1;
+}
+
 static int drive_handshake(dp_session *s) {
   clear_errors();
   int r = SSL_do_handshake(s->ssl);
   if (r == 1) {
     s->state = DP_SESSION_ESTABLISHED;
+    s->shortest_sealed = shortest_sealed_record(s->ssl); /* the suite is settled */
     return DP_IN_ESTABLISHED;
   }
   int e = SSL_get_error(s->ssl, r);
@@ -236,6 +288,8 @@ static int read_records(dp_session *s, int just_established, uint8_t *scratch, s
 int dp_session_input(dp_session *s, const uint8_t *data, size_t len, uint64_t now, uint8_t *scratch,
                      size_t scratch_len, dp_deliver_fn deliver, void *deliver_arg) {
   int flags = 0;
+  if (!sealed_records_plausible(s, data, len))
+    return 0;
   if (!take_buffers(s))
     return 0; /* out of memory: as if the datagram were lost */
   dp_bio_io_feed(&s->io, data, len);

@@ -46,6 +46,7 @@ typedef struct dp_session {
   int state;
   int error;               /* errno once FAILED */
   int buffers_released;    /* idle: libssl's record buffers given back */
+  unsigned int shortest_sealed; /* see session.c; 0 until established */
   uint64_t retransmit_at;  /* when libssl's handshake timer fires, or DP_NO_DEADLINE */
   dp_queued *queue_head, *queue_tail;
   unsigned int queue_len;

@@ -378,6 +378,78 @@ START_TEST(hostile_datagrams_from_peer_address) {
 }
 END_TEST
 
+/* The cipher suites the short-record sweep runs under: AEADs with an
+ * explicit nonce and a long or short tag (GCM, CCM, CCM8), one without a
+ * nonce (ChaCha20-Poly1305), and CBC with a long and a short MAC. */
+static const char *const sweep_suites[] = {
+    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-ECDSA-AES128-CCM",
+    "ECDHE-ECDSA-AES256-CCM8",       "ECDHE-ECDSA-AES128-SHA256",     "ECDHE-ECDSA-AES128-SHA",
+};
+
+/* Both directions still carry data. */
+static void assert_pair_alive(const char *what, int type, int epoch, size_t len) {
+  char buf[16];
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "ping", 4, 0, sim_now), 4);
+  ck_assert_int_eq(dp_endpoint_write_pkt(server.ep, &client.addr, "pong", 4, 0, sim_now), 4);
+  sim_deliver_due();
+  ck_assert_msg(recv_one(&server, buf, sizeof buf, NULL) == 4 && recv_one(&client, buf, sizeof buf, NULL) == 4,
+                "%s: a record of type %d, epoch %d, length %zu ended the session", what, type, epoch, len);
+}
+
+/* Issue 18: a record shorter than the suite's nonce and tag made libssl fail
+ * fatally before any MAC check, so one spoofed datagram ended a session.
+ * Every record type, in the current and the next epoch, with every length
+ * up to past the largest overhead of any suite, to the server and to the
+ * client: none may end the session, deliver data or draw an answer. */
+START_TEST(short_records_never_end_a_session) {
+  server_cfg = make_config(1, 0);
+  client_cfg = make_config(0, 0);
+  ck_assert_int_eq(dtlsplex_config_set_ciphers(server_cfg, sweep_suites[_i]), 0);
+  ck_assert_int_eq(dtlsplex_config_set_ciphers(client_cfg, sweep_suites[_i]), 0);
+  sim_init(NULL);
+  sim_add_node(&server, server_cfg, 5684);
+  sim_add_node(&client, client_cfg, 40000);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "first", 5, 1, sim_now), 5);
+  sim_deliver_due();
+  ck_assert(established(&client, &server));
+  struct dtlsplex_peer_info info;
+  ck_assert_int_eq(dp_endpoint_peer_info(client.ep, &server.addr, &info), 0);
+  ck_assert_str_eq(info.cipher, sweep_suites[_i]);
+  char buf[16];
+  ck_assert_int_eq(recv_one(&server, buf, sizeof buf, NULL), 5);
+
+  static const int types[] = {0, TYPE_CCS, TYPE_ALERT, TYPE_HANDSHAKE, TYPE_APP, 24, 25, 255};
+  sim_node *targets[] = {&server, &client};
+  const sim_node *sources[] = {&client, &server};
+  uint8_t datagram[13 + 128];
+  uint64_t seq = 0xffff0000;
+  for (int side = 0; side < 2; side++) {
+    uint64_t dropped = stats_of(targets[side]).dropped_bad_record;
+    unsigned sent = 0;
+    for (size_t t = 0; t < sizeof types / sizeof *types; t++) {
+      for (int epoch = 1; epoch <= 2; epoch++) {
+        for (size_t len = 0; len <= 128; len++, seq++, sent++) {
+          uint8_t header[13] = {(uint8_t)types[t], 0xfe, 0xfd, 0, (uint8_t)epoch,
+                                (uint8_t)(seq >> 40), (uint8_t)(seq >> 32), (uint8_t)(seq >> 24),
+                                (uint8_t)(seq >> 16), (uint8_t)(seq >> 8), (uint8_t)seq,
+                                (uint8_t)(len >> 8), (uint8_t)len};
+          memcpy(datagram, header, sizeof header);
+          for (size_t i = 0; i < len; i++)
+            datagram[13 + i] = (uint8_t)rand();
+          dp_endpoint_read_pkt(targets[side]->ep, &sources[side]->addr, datagram, 13 + len, sim_now);
+          ck_assert_msg(sim_in_flight() == 0, "%s answered a forged record (type %d, epoch %d, length %zu)",
+                        side ? "client" : "server", types[t], epoch, len);
+          ck_assert_uint_eq(dp_endpoint_pending(targets[side]->ep), 0);
+          assert_pair_alive(side ? "client" : "server", types[t], epoch, len);
+        }
+      }
+    }
+    ck_assert_uint_eq(stats_of(targets[side]).dropped_bad_record - dropped, sent);
+  }
+  free_pair();
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("faults");
   TCase *tc = tcase_create("faults");
@@ -390,6 +462,7 @@ int main(void) {
   tcase_add_test(tc, data_reordered_before_finished);
   tcase_add_test(tc, half_open_handshakes_capped_and_expire);
   tcase_add_test(tc, hostile_datagrams_from_peer_address);
+  tcase_add_loop_test(tc, short_records_never_end_a_session, 0, sizeof sweep_suites / sizeof *sweep_suites);
   suite_add_tcase(s, tc);
   return run_suite(s, CK_FORK_GETENV);
 }
