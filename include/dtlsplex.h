@@ -39,12 +39,18 @@ struct ssl_ctx_st;
 enum {
   /* Do not check certificates at all (testing only). */
   DTLSPLEX_VERIFY_NONE = 0,
-  /* Default. A client verifies the server's certificate chain (and the name
-   * given to dtlsplex_set_peer_name()); a server does not ask for one. */
+  /* Default. A client verifies the server's certificate chain and that the
+   * certificate is for the server: for the name given to
+   * dtlsplex_set_peer_name(), or else for the IP address it sends to (an IP
+   * subject-alternative name).  A server does not ask for a certificate. */
   DTLSPLEX_VERIFY_PEER = 1,
   /* As PEER, and a server also requires and verifies a client certificate
    * (mutual authentication). */
-  DTLSPLEX_VERIFY_REQUIRE = 2
+  DTLSPLEX_VERIFY_REQUIRE = 2,
+  /* Or-ed with PEER or REQUIRE: without a name from dtlsplex_set_peer_name(),
+   * a client checks the chain only, and accepts any trusted certificate
+   * from any address. */
+  DTLSPLEX_VERIFY_CHAIN_ONLY = 0x100
 };
 
 /* dtlsplex_config_set_role() roles. */
@@ -117,6 +123,9 @@ struct dtlsplex_stats {
   uint64_t dropped_bad_record;   /* a session read nothing from it (bad MAC, replay, garbage) */
   uint64_t dropped_queue_full;   /* decrypted data dropped: receive queue full */
   uint64_t expired;              /* established peers forgotten after the idle timeout */
+  uint64_t refused_inbound;      /* sessions from addresses this side is the client of: handshakes
+                                    refused, or accepted ones dropped when the program sent first */
+  uint64_t replacements_unanswered; /* reconnection handshakes dropped after one unanswered flight */
 };
 
 /*
@@ -135,7 +144,7 @@ DTLSPLEX_API int dtlsplex_config_set_certificate(dtlsplex_config *cfg, const cha
 /* Trust anchors instead of the system store.  Either may be NULL, not both.
  * EINVAL, EBUSY, ENOENT, EPROTO as above. */
 DTLSPLEX_API int dtlsplex_config_set_ca(dtlsplex_config *cfg, const char *ca_file, const char *ca_dir);
-/* EINVAL: NULL or unknown mode; EBUSY. */
+/* EINVAL: NULL, unknown mode, or CHAIN_ONLY with NONE; EBUSY. */
 DTLSPLEX_API int dtlsplex_config_set_verify(dtlsplex_config *cfg, int mode);
 /* Adds (or replaces, for the same identity) a pre-shared key.  A client
  * presents the first identity added; a server accepts any identity added.

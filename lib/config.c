@@ -231,9 +231,13 @@ int dtlsplex_config_set_ca(dtlsplex_config *cfg, const char *ca_file, const char
 int dtlsplex_config_set_verify(dtlsplex_config *cfg, int mode) {
   if (check_settable(cfg) != 0)
     return -1;
-  if (mode != DTLSPLEX_VERIFY_NONE && mode != DTLSPLEX_VERIFY_PEER && mode != DTLSPLEX_VERIFY_REQUIRE)
+  int chain_only = (mode & DTLSPLEX_VERIFY_CHAIN_ONLY) != 0;
+  mode &= ~DTLSPLEX_VERIFY_CHAIN_ONLY;
+  if ((mode != DTLSPLEX_VERIFY_PEER && mode != DTLSPLEX_VERIFY_REQUIRE && mode != DTLSPLEX_VERIFY_NONE) ||
+      (mode == DTLSPLEX_VERIFY_NONE && chain_only))
     return fail(EINVAL);
   cfg->verify = mode;
+  cfg->chain_only = chain_only;
   apply_verify(cfg);
   return 0;
 }

@@ -28,7 +28,8 @@ struct dtlsplex_config {
   const X509_STORE *initial_store;
   SSL_CTX *ctx;
   int role;
-  int verify;
+  int verify;     /* DTLSPLEX_VERIFY_NONE, _PEER or _REQUIRE */
+  int chain_only; /* DTLSPLEX_VERIFY_CHAIN_ONLY was given */
   int ciphers_set;
   unsigned int mtu;
   unsigned int handshake_ms, idle_ms;

@@ -19,16 +19,29 @@
 #define RELEASE_BUFFERS_AFTER_MS 2000
 #define TRIM_AFTER_RELEASES 256
 
-/* A remote address the endpoint knows.  Without a session it is either a
- * name set before connecting, or a failed client handshake kept until the
- * next dtlssendto reports it. */
+/* A remote address the endpoint knows.  Without a session it is a name set
+ * before connecting, an address this side is the client of (see
+ * client_only), or a failed client handshake kept until the next dtlssendto
+ * reports it. */
 typedef struct dp_peer {
   dp_table_entry entry; /* first: a table entry is its peer */
   dp_addr addr;
   dp_session *session;
   dp_session *replacement;     /* a reconnecting client's handshake (RFC 6347 4.2.8) */
   uint64_t replacement_deadline;
+  /* The reconnecting client sent more than its ClientHello.  Until then the
+   * replacement sends one flight and no retransmission: the ClientHello may
+   * be a replay, with a cookie still valid, by anyone who saw it. */
+  int replacement_answered;
   char *server_name;
+  /* The program named this address or sent to it as its client: it must be
+   * authenticated as a server, so handshakes it starts are refused (a
+   * session accepted from it would authenticate nothing; issue 18). */
+  int client_only;
+  /* The program has heard of the server-side session: it read a datagram
+   * from it or was told it connected.  Until then, with both roles, a
+   * dtlssendto to the address makes this side its client instead. */
+  int known_to_program;
   int failed_error;
   uint64_t handshake_deadline; /* while handshaking */
   uint64_t last_activity;      /* idle expiry counts from here */
@@ -39,6 +52,7 @@ typedef struct dp_peer {
 struct dp_endpoint {
   dtlsplex_config *cfg;
   int serves; /* server role, and a certificate or PSK to serve with */
+  int both_roles; /* serves, and may start handshakes too */
   dp_send_fn send;
   void *send_arg;
   dp_peer_table peers;
@@ -113,6 +127,7 @@ dp_endpoint *dp_endpoint_new(dtlsplex_config *cfg, dp_send_fn send, void *send_a
   ep->io = (dp_bio_io){.mtu = cfg->mtu, .send = counting_send, .send_arg = ep, .out = &ep->out};
   dp_cookie_init(&ep->cookies, cfg->cookie_secret, cfg->cookie_secret_len);
   ep->serves = (cfg->role & DTLSPLEX_ROLE_SERVER) && dp_config_can_serve(cfg);
+  ep->both_roles = ep->serves && (cfg->role & DTLSPLEX_ROLE_CLIENT);
   if (ep->serves &&
       dp_listener_init(&ep->listener, cfg->ctx, &ep->cookies, &ep->io) != 0) {
     OPENSSL_cleanse(&ep->cookies, sizeof ep->cookies);
@@ -151,13 +166,18 @@ static void remove_peer(dp_endpoint *ep, dp_peer *p) {
 }
 
 /* Ends a peer's sessions.  A peer named with dtlsplex_set_peer_name keeps its
- * name, so that every later handshake towards it checks the name too. */
+ * name, so that every later handshake towards it checks the name too; one
+ * this side was the client of stays client_only while the table has room
+ * (set_peer_name's bound), so that no handshake from it is accepted later. */
 static void forget_peer(dp_endpoint *ep, dp_peer *p) {
-  if (p->server_name == NULL) {
+  int keep_mark = p->client_only && ep->both_roles &&
+                  dp_table_count(&ep->peers) < 2 * (size_t)ep->cfg->max_peers;
+  if (p->server_name == NULL && !keep_mark) {
     remove_peer(ep, p);
     return;
   }
   end_sessions(ep, p);
+  p->known_to_program = 0;
   p->failed_error = 0;
   dp_table_set_deadline(&ep->peers, &p->entry, DP_NO_DEADLINE); /* cannot fail */
 }
@@ -366,6 +386,7 @@ static void reconnect(dp_endpoint *ep, dp_peer *p, const uint8_t *data, size_t l
     return; /* out of memory: keep the old session */
   p->replacement = s;
   p->replacement_deadline = now + ep->cfg->handshake_ms;
+  p->replacement_answered = 0;
   ep->handshakes++;
   apply_replacement_flags(ep, p, dp_session_start(s, now), now);
 }
@@ -376,6 +397,11 @@ static void accept_client(dp_endpoint *ep, const dp_addr *from, const uint8_t *d
                           uint64_t now) {
   if (!ep->serves || !is_client_hello(data, len)) {
     ep->stats.dropped_no_session++;
+    return;
+  }
+  dp_peer *known = find_peer(ep, from);
+  if (known != NULL && known->client_only) {
+    ep->stats.refused_inbound++;
     return;
   }
   if (ep->sessions >= ep->cfg->max_peers || ep->handshakes >= ep->cfg->max_handshakes) {
@@ -389,9 +415,7 @@ static void accept_client(dp_endpoint *ep, const dp_addr *from, const uint8_t *d
     ep->stats.dropped_bad_cookie += !cookie_sent;
     return;
   }
-  dp_peer *p = find_peer(ep, from);
-  if (p == NULL)
-    p = new_peer(ep, from);
+  dp_peer *p = known != NULL ? known : new_peer(ep, from);
   dp_session *s = p != NULL ? dp_session_adopt(ssl, from, &ep->io) : NULL;
   if (s == NULL) {
     if (p == NULL)
@@ -406,6 +430,8 @@ static void accept_client(dp_endpoint *ep, const dp_addr *from, const uint8_t *d
 }
 
 static void feed_replacement(dp_endpoint *ep, dp_peer *p, const uint8_t *data, size_t len, uint64_t now) {
+  if (!is_client_hello(data, len))
+    p->replacement_answered = 1;
   ep->delivering_from = &p->addr;
   int flags = dp_session_input(p->replacement, data, len, now, ep->scratch, sizeof ep->scratch, deliver, ep);
   ep->delivering_from = NULL;
@@ -463,20 +489,37 @@ static ssize_t connect_peer(dp_endpoint *ep, dp_peer *p, const dp_addr *to, uint
   if (fresh && (p = new_peer(ep, to)) == NULL)
     return -ENOMEM;
   dp_session *s = dp_session_new_client(ep->cfg->ctx, &p->addr, p->server_name, ep->cfg->verify,
-                                        &ep->io);
+                                        ep->cfg->chain_only, &ep->io);
   if (s == NULL) {
     if (fresh)
       remove_peer(ep, p);
     return -ENOMEM;
   }
+  p->client_only = 1;
   attach_session(ep, p, s, now);
   apply_flags(ep, p, dp_session_start(s, now), now);
   return 0;
 }
 
+/* With both roles, a dtlssendto to an address whose session this side
+ * accepted, before the program heard of that session, means the program
+ * speaks first: it is that address's client, and the server there must
+ * prove itself.  The accepted session may be anyone's who can send from the
+ * address (issue 18), so it goes, and this side's own handshake starts. */
+static int speaks_first_to_inbound(const dp_endpoint *ep, const dp_peer *p) {
+  return ep->both_roles && p != NULL && p->session != NULL && !p->session->is_client &&
+         !p->known_to_program && p->failed_error == 0;
+}
+
 ssize_t dp_endpoint_write_pkt(dp_endpoint *ep, const dp_addr *to, const void *buf, size_t len,
                               int queue_if_handshaking, uint64_t now) {
   dp_peer *p = find_peer(ep, to);
+  if (speaks_first_to_inbound(ep, p)) {
+    log_peer(ep, DTLSPLEX_LOG_INFO, &p->addr, "the program sends first: session it accepted dropped, connecting as client", 0);
+    ep->stats.refused_inbound++;
+    dp_session_shutdown(p->session);
+    end_sessions(ep, p);
+  }
   if (p == NULL || (p->session == NULL && p->failed_error == 0)) {
     ssize_t r = connect_peer(ep, p, to, now);
     if (r != 0)
@@ -511,6 +554,10 @@ uint64_t dp_endpoint_get_expiry(const dp_endpoint *ep) { return dp_table_earlies
 static void expire_replacement(dp_endpoint *ep, dp_peer *p, uint64_t now) {
   if (now >= p->replacement_deadline) {
     log_peer(ep, DTLSPLEX_LOG_INFO, &p->addr, "reconnection handshake timed out, old session kept", 0);
+    apply_replacement_flags(ep, p, DP_IN_FAILED, now);
+  } else if (now >= p->replacement->retransmit_at && !p->replacement_answered) {
+    ep->stats.replacements_unanswered++;
+    log_peer(ep, DTLSPLEX_LOG_INFO, &p->addr, "reconnection unanswered (a replayed ClientHello?), old session kept", 0);
     apply_replacement_flags(ep, p, DP_IN_FAILED, now);
   } else if (now >= p->replacement->retransmit_at) {
     apply_replacement_flags(ep, p, dp_session_on_timer(p->replacement, now), now);
@@ -577,8 +624,19 @@ void dp_endpoint_handle_expiry(dp_endpoint *ep, uint64_t now) {
 #endif
 }
 
+/* The program has heard of the peer's session (see known_to_program). */
+static void heard_of(dp_endpoint *ep, const dp_addr *addr) {
+  dp_peer *p = find_peer(ep, addr);
+  if (p != NULL && p->session != NULL)
+    p->known_to_program = 1;
+}
+
 ssize_t dp_endpoint_recv(dp_endpoint *ep, void *buf, size_t len, int peek, dp_addr *from) {
-  return dp_recv_queue_pop(&ep->received, buf, len, peek, from);
+  dp_addr source;
+  ssize_t n = dp_recv_queue_pop(&ep->received, buf, len, peek, from != NULL ? from : &source);
+  if (n >= 0 && ep->both_roles)
+    heard_of(ep, from != NULL ? from : &source);
+  return n;
 }
 
 size_t dp_endpoint_pending(const dp_endpoint *ep) { return ep->received.len; }
@@ -590,6 +648,8 @@ int dp_endpoint_next_event(dp_endpoint *ep, dp_event *out) {
     return 0;
   *out = ep->events[0];
   memmove(ep->events, ep->events + 1, --ep->events_len * sizeof *ep->events);
+  if (out->event == DTLSPLEX_EVENT_CONNECTED && ep->both_roles)
+    heard_of(ep, &out->peer);
   return 1;
 }
 
@@ -637,6 +697,7 @@ int dp_endpoint_set_peer_name(dp_endpoint *ep, const dp_addr *peer, const char *
   }
   free(p->server_name);
   p->server_name = copy;
+  p->client_only = 1;
   p->failed_error = 0; /* a new name, a new attempt */
   dp_table_set_deadline(&ep->peers, &p->entry, DP_NO_DEADLINE);
   return 0;

@@ -88,19 +88,34 @@ static int is_ip_literal(const char *name) {
   return inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1;
 }
 
+/* Without a name, the server's certificate must be for the address this
+ * side sends to, as curl and browsers check an IP literal: a trusted chain
+ * alone would let any certificate holder answer for any address. */
+static int expect_peer_ip(SSL *ssl, const dp_addr *peer) {
+  static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  const uint8_t *ip = peer->key.ip;
+  int v4 = memcmp(ip, v4_mapped, sizeof v4_mapped) == 0;
+  return X509_VERIFY_PARAM_set1_ip(SSL_get0_param(ssl), v4 ? ip + 12 : ip, v4 ? 4 : 16);
+}
+
 dp_session *dp_session_new_client(SSL_CTX *ctx, const dp_addr *peer, const char *server_name,
-                                  int verify_mode, const dp_bio_io *io) {
+                                  int verify_mode, int chain_only, const dp_bio_io *io) {
   clear_errors();
   SSL *ssl = SSL_new(ctx);
   if (ssl == NULL)
     return NULL;
   SSL_set_connect_state(ssl);
-  SSL_set_verify(ssl, verify_mode == DTLSPLEX_VERIFY_NONE ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
+  int verify = verify_mode != DTLSPLEX_VERIFY_NONE;
+  SSL_set_verify(ssl, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
   /* SSL_set1_host checks an IP literal against the certificate's IP
    * addresses; SNI carries host names only (RFC 6066). */
-  if (server_name != NULL &&
-      (SSL_set1_host(ssl, server_name) != 1 ||
-       (!is_ip_literal(server_name) && SSL_set_tlsext_host_name(ssl, server_name) != 1))) {
+  int ok;
+  if (server_name != NULL)
+    ok = SSL_set1_host(ssl, server_name) == 1 &&
+         (is_ip_literal(server_name) || SSL_set_tlsext_host_name(ssl, server_name) == 1);
+  else
+    ok = !verify || chain_only || expect_peer_ip(ssl, peer) == 1;
+  if (!ok) {
     SSL_free(ssl);
     return NULL;
   }

@@ -61,9 +61,12 @@ void dp_session_install_ctx_callbacks(SSL_CTX *ctx);
 /* Sessions take their BIO settings (mtu, send, send_arg, out) from io; the
  * peer is given separately. */
 
-/* A client session towards peer; server_name may be NULL.  NULL on failure. */
+/* A client session towards peer.  With verify_mode other than
+ * DTLSPLEX_VERIFY_NONE, the server's certificate must be for server_name, or
+ * without one (and unless chain_only) for the peer's IP address.  NULL on
+ * failure. */
 dp_session *dp_session_new_client(SSL_CTX *ctx, const dp_addr *peer, const char *server_name,
-                                  int verify_mode, const dp_bio_io *io);
+                                  int verify_mode, int chain_only, const dp_bio_io *io);
 /* A server session from an SSL that passed DTLSv1_listen; takes ownership of
  * ssl (freed on failure).  The listener must outlive the session.  NULL on
  * failure. */

@@ -127,6 +127,8 @@ START_TEST(data_overtaking_the_final_flight) {
   }
   ck_assert_int_eq(held, 1);
   ck_assert_int_eq(dp_endpoint_peer_state(server.ep, &client.addr, &err), DTLSPLEX_STATE_ESTABLISHED);
+  /* A server that speaks first hears of its client from the event. */
+  ck_assert_int_eq(find_event(server.ep, DTLSPLEX_EVENT_CONNECTED), 0);
   static const char *const texts[] = {"one", "two", "three"};
   for (int i = 0; i < 3; i++)
     ck_assert_int_eq(dp_endpoint_write_pkt(server.ep, &client.addr, texts[i], strlen(texts[i]), 0, sim_now),
@@ -360,6 +362,33 @@ START_TEST(replayed_old_client_hello_keeps_session) {
 }
 END_TEST
 
+/* Issue 18: the cookie binds the address, not the ClientHello, so an
+ * on-path observer can replay it with a fresh random for as long as it is
+ * valid.  Towards an established client that draws one flight, never the
+ * retransmissions of a whole handshake. */
+START_TEST(replayed_cookie_draws_one_flight) {
+  sim_packet hello = connect_capturing_hello(&client);
+  hello.data[13 + 12 + 2] ^= 0xff; /* a fresh random */
+  uint64_t out_before = stats_of(&server).datagrams_out;
+  sim_deliver(&hello);
+  ck_assert_uint_eq(stats_of(&server).handshakes_active, 1);
+  uint64_t one_flight = stats_of(&server).datagrams_out - out_before;
+  ck_assert_uint_ge(one_flight, 1);
+  for (int i = 0; i < 160; i++) { /* 16 s; the real client ignores it all */
+    sim_advance(100);
+    sim_clear();
+  }
+  struct dtlsplex_stats st = stats_of(&server);
+  ck_assert_uint_eq(st.datagrams_out - out_before, one_flight);
+  ck_assert_uint_eq(st.replacements_unanswered, 1);
+  ck_assert_uint_eq(st.handshakes_active, 0);
+  ck_assert_int_eq(find_event(server.ep, DTLSPLEX_EVENT_REPLACED), -1);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "intact", 6, 0, sim_now), 6);
+  sim_deliver_due();
+  expect_datagram(&server, &client, "intact");
+}
+END_TEST
+
 /* Idle sessions give libssl's record buffers back, and take them again for
  * any later read, write or shutdown. */
 START_TEST(idle_sessions_release_buffers) {
@@ -464,6 +493,141 @@ START_TEST(peer_name_survives_sessions) {
 }
 END_TEST
 
+/* Issue 18: a man in the middle who can send from the server's address must
+ * not receive what the program sends there.  The victim is a client with a
+ * certificate of its own (for mutual authentication) in the default role, so
+ * it can also accept handshakes; the attacker has no certificate. */
+static dtlsplex_config *make_victim_config(void) {
+  dtlsplex_config *cfg = make_config(0);
+  ck_assert_int_eq(dtlsplex_config_set_certificate(cfg, pki.client_cert, pki.client_key), 0);
+  return cfg;
+}
+
+static dtlsplex_config *make_attacker_config(void) {
+  dtlsplex_config *cfg = dtlsplex_config_new();
+  ck_assert_ptr_nonnull(cfg);
+  ck_assert_int_eq(dtlsplex_config_set_event_callback(cfg, ignore_event, NULL), 0);
+  ck_assert_int_eq(dtlsplex_config_set_timeouts(cfg, 5000, 20000), 0);
+  ck_assert_int_eq(dtlsplex_config_set_verify(cfg, DTLSPLEX_VERIFY_NONE), 0);
+  ck_assert_int_eq(dtlsplex_config_set_role(cfg, DTLSPLEX_ROLE_CLIENT), 0);
+  return cfg;
+}
+
+/* The attacker, at the server's address, handshakes towards the victim; then
+ * the victim's program sends its secret to the server's address. */
+static void attack(sim_node *victim, sim_node *attacker) {
+  ck_assert_int_eq(dp_endpoint_write_pkt(attacker->ep, &victim->addr, "hi", 2, 1, sim_now), 2);
+  sim_run_until(3000, NULL, NULL);
+  ck_assert_int_eq(dp_endpoint_write_pkt(victim->ep, &attacker->addr, "secret", 6, 1, sim_now), 6);
+  sim_run_until(6000, NULL, NULL);
+  ck_assert_uint_eq(dp_endpoint_pending(attacker->ep), 0);
+  /* The victim's own handshake found no server there. */
+  int err;
+  ck_assert_int_ne(dp_endpoint_peer_state(victim->ep, &attacker->addr, &err), DTLSPLEX_STATE_ESTABLISHED);
+  ck_assert_uint_ge(stats_of(victim).refused_inbound, 1);
+}
+
+START_TEST(named_server_address_refuses_handshakes) {
+  dtlsplex_config *victim_cfg = make_victim_config(), *attacker_cfg = make_attacker_config();
+  sim_stop_node(&server);
+  sim_stop_node(&client);
+  static sim_node victim, attacker;
+  sim_add_node(&victim, victim_cfg, 40001);
+  sim_add_node(&attacker, attacker_cfg, 5684);
+  ck_assert_int_eq(dp_endpoint_set_peer_name(victim.ep, &attacker.addr, "localhost"), 0);
+  attack(&victim, &attacker);
+  ck_assert_uint_eq(stats_of(&victim).handshakes_ok, 0); /* the attacker's was never accepted */
+  sim_stop_all();
+  dtlsplex_config_free(victim_cfg);
+  dtlsplex_config_free(attacker_cfg);
+}
+END_TEST
+
+/* No name, and the attacker's handshake completes before the program's
+ * first send: the program speaks first, so it is the client there. */
+START_TEST(sending_first_makes_this_side_the_client) {
+  dtlsplex_config *victim_cfg = make_victim_config(), *attacker_cfg = make_attacker_config();
+  sim_stop_node(&server);
+  sim_stop_node(&client);
+  static sim_node victim, attacker;
+  sim_add_node(&victim, victim_cfg, 40001);
+  sim_add_node(&attacker, attacker_cfg, 5684);
+  attack(&victim, &attacker);
+  ck_assert_uint_eq(stats_of(&victim).handshakes_ok, 1); /* the attacker's, dropped unused */
+  sim_stop_all();
+  dtlsplex_config_free(victim_cfg);
+  dtlsplex_config_free(attacker_cfg);
+}
+END_TEST
+
+/* The address stays the program's server after its session closed. */
+START_TEST(former_server_address_refuses_handshakes) {
+  dtlsplex_config *victim_cfg = make_victim_config(), *attacker_cfg = make_attacker_config();
+  sim_stop_node(&client);
+  sim_add_node(&client, victim_cfg, 40000);
+  connect_client(&client);
+  ck_assert_int_eq(dp_endpoint_close(client.ep, &server.addr), 0);
+  sim_deliver_due();
+  sim_stop_node(&server);
+  static sim_node attacker;
+  sim_add_node(&attacker, attacker_cfg, 5684);
+  attack(&client, &attacker);
+  ck_assert_uint_eq(stats_of(&client).handshakes_ok, 1); /* the real server's only */
+  sim_stop_all();
+  dtlsplex_config_free(victim_cfg);
+  dtlsplex_config_free(attacker_cfg);
+}
+END_TEST
+
+/* With both roles a side still answers the peers that contacted it: after
+ * reading from one, it replies over the session that peer started. */
+START_TEST(both_roles_reply_over_accepted_sessions) {
+  dtlsplex_config *peer_cfg = make_victim_config();
+  sim_stop_node(&client);
+  sim_add_node(&client, peer_cfg, 40000);
+  connect_client(&client);
+  ck_assert_int_eq(dp_endpoint_write_pkt(server.ep, &client.addr, "reply", 5, 0, sim_now), 5);
+  sim_deliver_due();
+  expect_datagram(&client, &server, "reply");
+  struct dtlsplex_peer_info info;
+  ck_assert_int_eq(dp_endpoint_peer_info(server.ep, &client.addr, &info), 0);
+  ck_assert_int_eq(info.is_client, 0);
+  ck_assert_uint_eq(stats_of(&server).handshakes_ok, 1);
+  ck_assert_uint_eq(stats_of(&server).refused_inbound, 0);
+  sim_stop_all();
+  dtlsplex_config_free(peer_cfg);
+}
+END_TEST
+
+/* Issue 18: without a name, the server's certificate must be for the IP
+ * address sent to, unless the program asks for the chain only. */
+START_TEST(address_checked_without_a_name) {
+  struct sockaddr_in other = {.sin_family = AF_INET, .sin_port = htons(5684), .sin_addr.s_addr = htonl(0x7f000002)};
+  ck_assert_int_eq(dp_addr_from_sockaddr(&server.addr, (struct sockaddr *)&other, sizeof other, AF_INET), 0);
+  /* The certificate names 127.0.0.1, ::1 and localhost: not 127.0.0.2. */
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "x", 1, 1, sim_now), 1);
+  sim_deliver_due();
+  int err;
+  ck_assert_int_eq(dp_endpoint_peer_state(client.ep, &server.addr, &err), DTLSPLEX_STATE_FAILED);
+  ck_assert_int_eq(err, EACCES);
+  ck_assert_uint_eq(dp_endpoint_pending(server.ep), 0);
+
+  dtlsplex_config *chain_cfg = make_config(0);
+  ck_assert_int_eq(dtlsplex_config_set_verify(chain_cfg, DTLSPLEX_VERIFY_NONE | DTLSPLEX_VERIFY_CHAIN_ONLY), -1);
+  ck_assert_int_eq(errno, EINVAL);
+  ck_assert_int_eq(dtlsplex_config_set_verify(chain_cfg, DTLSPLEX_VERIFY_PEER | DTLSPLEX_VERIFY_CHAIN_ONLY), 0);
+  static sim_node chain_client;
+  sim_add_node(&chain_client, chain_cfg, 40001);
+  connect_client(&chain_client);
+
+  /* A name replaces the address check. */
+  ck_assert_int_eq(dp_endpoint_set_peer_name(client.ep, &server.addr, "localhost"), 0);
+  connect_client(&client);
+  sim_stop_all();
+  dtlsplex_config_free(chain_cfg);
+}
+END_TEST
+
 START_TEST(limits_refuse_new_handshakes_only) {
   dtlsplex_config *small = make_config(1);
   ck_assert_int_eq(dtlsplex_config_set_limits(small, 1, 1), 0);
@@ -522,10 +686,16 @@ int main(void) {
   tcase_add_test(tc, reconnect_replaces_session);
   tcase_add_test(tc, duplicate_client_hello_keeps_session);
   tcase_add_test(tc, replayed_old_client_hello_keeps_session);
+  tcase_add_test(tc, replayed_cookie_draws_one_flight);
   tcase_add_test(tc, idle_sessions_release_buffers);
   tcase_add_test(tc, long_silence_keeps_session);
   tcase_add_test(tc, refused_buffer_release_does_not_spin);
   tcase_add_test(tc, peer_name_survives_sessions);
+  tcase_add_test(tc, named_server_address_refuses_handshakes);
+  tcase_add_test(tc, sending_first_makes_this_side_the_client);
+  tcase_add_test(tc, former_server_address_refuses_handshakes);
+  tcase_add_test(tc, both_roles_reply_over_accepted_sessions);
+  tcase_add_test(tc, address_checked_without_a_name);
   tcase_add_test(tc, limits_refuse_new_handshakes_only);
   tcase_add_test(tc, close_notify_and_emsgsize);
   suite_add_tcase(s, tc);

@@ -31,9 +31,12 @@ static dtlsplex_config *make_config(int server_side, unsigned int mtu) {
   ck_assert_int_eq(dtlsplex_config_set_timeouts(cfg, 60000, 600000), 0);
   if (mtu != 0)
     ck_assert_int_eq(dtlsplex_config_set_mtu(cfg, mtu), 0);
-  if (server_side)
+  if (server_side) {
     ck_assert_int_eq(dtlsplex_config_set_certificate(cfg, pki.server_cert, pki.server_key), 0);
-  else
+    /* Servers here send before reading: with both roles that would make
+     * them their clients' clients (dtlsplex(7), roles). */
+    ck_assert_int_eq(dtlsplex_config_set_role(cfg, DTLSPLEX_ROLE_SERVER), 0);
+  } else
     ck_assert_int_eq(dtlsplex_config_set_ca(cfg, pki.ca, NULL), 0);
   return cfg;
 }
