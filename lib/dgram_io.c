@@ -1,0 +1,175 @@
+/* Datagrams between the kernel and the endpoint core: the receive batch
+ * (recvmmsg), the library's own datagrams gathered for sendmmsg, and an
+ * application datagram the kernel had no room for. */
+#include <poll.h>
+#include <string.h>
+
+#include "self_wake.h"
+#include "socket.h"
+
+/* An ICMP error for an earlier datagram (to any peer) is reported by the
+ * socket's next call, whatever its destination. */
+int dp_is_stale_icmp_error(int err) {
+  return err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH;
+}
+
+/* Sends the gathered datagrams.  One that the kernel refuses is lost, as any
+ * datagram may be; the rest still go. */
+static void flush_sends(dp_socket *s) {
+  dp_tx *tx = s->tx;
+  unsigned int sent = 0;
+  for (int tries = 0; sent < tx->n && tries < 2 * TX_BATCH; tries++) {
+    int n = sendmmsg(s->fd, tx->msgs + sent, tx->n - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0)
+      sent += (unsigned int)n;
+    else if (n < 0 && !dp_is_stale_icmp_error(errno) && errno != EINTR)
+      sent++; /* skip the datagram the kernel refused */
+  }
+  tx->n = 0;
+}
+
+static void gather_send(dp_socket *s, const dp_addr *to, const uint8_t *data, size_t len) {
+  dp_tx *tx = s->tx;
+  if (tx->n == TX_BATCH)
+    flush_sends(s);
+  unsigned int i = tx->n++;
+  tx->to[i] = *to;
+  memcpy(tx->data[i], data, len);
+  tx->iov[i] = (struct iovec){.iov_base = tx->data[i], .iov_len = len};
+  tx->msgs[i].msg_hdr = (struct msghdr){.msg_name = &tx->to[i].u, .msg_namelen = tx->to[i].len,
+                                        .msg_iov = &tx->iov[i], .msg_iovlen = 1};
+}
+
+/* Starts and ends a stretch in which the library's own datagrams are gathered. */
+void dp_io_defer_sends(dp_socket *s) { s->defer_sends = 1; }
+void dp_io_send_deferred(dp_socket *s) {
+  s->defer_sends = 0;
+  if (s->tx->n > 0)
+    flush_sends(s);
+}
+
+int dp_io_send(void *arg, const dp_addr *to, const uint8_t *data, size_t len) {
+  dp_socket *s = arg;
+  if (s->defer_sends && len <= sizeof s->tx->data[0]) {
+    gather_send(s, to, data, len);
+    return 0;
+  }
+  /* Never blocks with the lock held.  Reporting an ICMP error clears it, so
+   * the retry sends this datagram; the bound covers a new error meanwhile. */
+  for (int tries = 0; tries < 3; tries++) {
+    if (sendto(s->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL, &to->u.sa, to->len) >= 0)
+      return 0;
+    if (!dp_is_stale_icmp_error(errno) && errno != EINTR)
+      break;
+  }
+  if ((errno == EAGAIN || errno == EWOULDBLOCK) && s->app_write && len <= sizeof s->tx->stalled) {
+    s->tx->stalled_to = *to;
+    s->tx->stalled_len = len;
+    memcpy(s->tx->stalled, data, len);
+    return 0;
+  }
+  return -errno;
+}
+
+/* Sends a stalled application datagram: a blocking caller waits for room
+ * with the lock released, as sendto(2) would block; otherwise EAGAIN.
+ * Returns 0 or -errno. */
+int dp_io_send_stalled(dp_socket *s, int blocking) {
+  dp_tx *tx = s->tx;
+  int r = 0;
+  while (tx->stalled_len > 0) {
+    if (!blocking) {
+      r = -EAGAIN;
+      break;
+    }
+    struct pollfd fds[2] = {{.fd = s->fd, .events = POLLOUT}, {.fd = s->wake_fd, .events = POLLIN}};
+    dp_unlock_and_dispatch(s);
+    int n = poll(fds, 2, -1);
+    int err = errno;
+    pthread_mutex_lock(&s->lock);
+    if (s->detached) {
+      r = -EBADF;
+      break;
+    }
+    if (n < 0) {
+      r = -err;
+      break;
+    }
+    if (sendto(s->fd, tx->stalled, tx->stalled_len, MSG_DONTWAIT | MSG_NOSIGNAL, &tx->stalled_to.u.sa,
+               tx->stalled_to.len) >= 0)
+      break;
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && !dp_is_stale_icmp_error(errno)) {
+      r = -errno;
+      break;
+    }
+  }
+  tx->stalled_len = 0;
+  return r;
+}
+
+void dp_io_init_rx(dp_rx *rx) {
+  for (int i = 0; i < RX_BATCH; i++) {
+    rx->iov[i] = (struct iovec){.iov_base = rx->data[i], .iov_len = sizeof rx->data[i]};
+    rx->msgs[i].msg_hdr = (struct msghdr){.msg_name = &rx->from[i], .msg_namelen = sizeof rx->from[i],
+                                          .msg_iov = &rx->iov[i], .msg_iovlen = 1};
+  }
+}
+
+/* recvmmsg writes back only the address lengths (and lengths and flags). */
+void dp_io_prepare_rx(dp_rx *rx) {
+  for (int i = 0; i < RX_BATCH; i++)
+    rx->msgs[i].msg_hdr.msg_namelen = sizeof rx->from[i];
+}
+
+/* Gives the core the n datagrams recvmmsg put in rx. */
+void dp_io_feed_rx(dp_socket *s, int n) {
+  dp_rx *rx = s->rx;
+  uint64_t now = dp_now_ms();
+  dp_io_defer_sends(s);
+  for (int i = 0; i < n; i++) {
+    dp_addr addr;
+    if (dp_addr_from_sockaddr(&addr, (struct sockaddr *)&rx->from[i], rx->msgs[i].msg_hdr.msg_namelen,
+                              s->family) == 0 &&
+        !dp_is_self_wake(&s->self, &addr, rx->msgs[i].msg_len))
+      dp_endpoint_read_pkt(s->core, &addr, rx->data[i], rx->msgs[i].msg_len, now);
+  }
+  dp_io_send_deferred(s);
+}
+
+/* Feeds the core the datagrams the socket holds, a batch per system call, up
+ * to a burst, or (for a caller waiting for data) until application data is
+ * queued.  A batch that comes back short means the socket is empty: no
+ * further call is made to find EAGAIN.  Returns the number read, or -1 with
+ * errno. */
+int dp_io_read_socket(dp_socket *s, int until_data) {
+  int count = 0;
+  /* A thread waiting in the kernel owns rx, and reads what arrives. */
+  if (s->rx_in_kernel)
+    return 0;
+  /* Bounded even if errors keep coming. */
+  for (int calls = 0; count < READ_BURST && calls < READ_BURST; calls++) {
+    dp_io_prepare_rx(s->rx);
+    int n = recvmmsg(s->fd, s->rx->msgs, RX_BATCH, MSG_DONTWAIT, NULL);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return count;
+      /* ICMP errors reported on the socket concern one peer, never the loop. */
+      if (dp_is_stale_icmp_error(errno) || errno == EINTR)
+        continue;
+      return -1;
+    }
+    dp_io_feed_rx(s, n);
+    count += n;
+    if (n < RX_BATCH || (until_data && dp_endpoint_pending(s->core) > 0))
+      break;
+  }
+  return count;
+}
+
+/* Runs the core's due timers, their retransmissions sent together. */
+void dp_io_run_timers(dp_socket *s) {
+  dp_io_defer_sends(s);
+  dp_endpoint_handle_expiry(s->core, dp_now_ms());
+  dp_io_send_deferred(s);
+}
+

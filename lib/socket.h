@@ -1,0 +1,126 @@
+/* The socket layer's shared state: one attached socket, its receive and send
+ * batches, and what its threads wait on.  The layer is split by job:
+ *   registry.c   which descriptor is which attached socket; taking one for a call
+ *   dgram_io.c   datagrams between the kernel and the endpoint core
+ *   wait.c       waiting for datagrams, timers and wake-ups
+ *   socket.c     the public calls
+ * Everything DTLS happens in the endpoint core (endpoint.c). */
+#ifndef DTLSPLEX_SOCKET_H
+#define DTLSPLEX_SOCKET_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "addr.h"
+#include "config.h"
+#include "endpoint.h"
+
+#define READ_BURST 64 /* datagrams read per call before the caller gets a turn */
+#define RX_BATCH 16   /* datagrams per recvmmsg */
+#define TX_BATCH 16   /* datagrams per sendmmsg */
+
+/* Receive buffers: a whole datagram of any size per slot.  Mostly untouched
+ * virtual memory: the kernel writes only what arrives. */
+typedef struct dp_rx {
+  struct mmsghdr msgs[RX_BATCH];
+  struct iovec iov[RX_BATCH];
+  struct sockaddr_storage from[RX_BATCH];
+  uint8_t data[RX_BATCH][65536];
+} dp_rx;
+
+/* Datagrams the library sends of its own accord (handshake flights, cookies,
+ * retransmissions, close_notify) while it works through a batch: sent
+ * together with sendmmsg.  Application data goes out at once, so that
+ * dtlssendto can report the kernel's answer. */
+typedef struct dp_tx {
+  /* An application datagram the kernel had no room for: a blocking caller
+   * waits (without the lock) until it can go. */
+  size_t stalled_len;
+  dp_addr stalled_to;
+  uint8_t stalled[4096];
+  unsigned int n;
+  struct mmsghdr msgs[TX_BATCH];
+  struct iovec iov[TX_BATCH];
+  dp_addr to[TX_BATCH];
+  uint8_t data[TX_BATCH][4096];
+} dp_tx;
+
+typedef struct dp_socket {
+  int fd;
+  int family;
+  unsigned int refs; /* the registry's, plus one per call in progress; under registry_lock */
+  int detached;
+  int wake_fd;       /* wakes threads waiting in poll: detach, or an earlier timer */
+  unsigned int waiters;      /* threads in poll */
+  uint64_t waiters_deadline; /* the earliest time one of them wakes by itself */
+  int app_write;     /* a caller's application datagram is being written */
+  dtlsplex_config *cfg;
+  dp_endpoint *core;
+  pthread_mutex_t lock;
+  dp_rx *rx;
+  dp_tx *tx;
+  int defer_sends;   /* gather the library's own datagrams in tx */
+  int rx_in_kernel;  /* a thread waits in recvmmsg on rx, without the lock */
+  pthread_cond_t left_kernel; /* signalled when it is back */
+  int kernel_woken;  /* a wake-up datagram went to that thread */
+  int self_known;    /* 0 not yet learnt; 1 self reaches the socket; -1 it cannot be woken so */
+  dp_addr self;      /* where a datagram reaches this socket (len 0 until learnt) */
+} dp_socket;
+
+
+static inline int dp_fail(int err) {
+  errno = err;
+  return -1;
+}
+
+static inline uint64_t dp_now_ms(void) {
+  /* libssl's DTLS timers run on wall-clock time; the core must agree. */
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* registry.c */
+/* Registers s as fd's socket: 0, or -ENOMEM, -EEXIST. */
+int dp_registry_add(int fd, dp_socket *s);
+/* Takes fd's socket out of the registry (the caller gets the registry's
+ * reference), or NULL. */
+dp_socket *dp_registry_remove(int fd);
+/* Takes a reference to fd's socket and locks it, or NULL with errno EBADF. */
+dp_socket *dp_socket_acquire(int fd);
+/* Ends a call: wakes waiters that need it, unlocks, dispatches events, and
+ * drops the call's reference. */
+void dp_socket_finish(dp_socket *s);
+void dp_socket_release(dp_socket *s);
+void dp_socket_free(dp_socket *s);
+/* Unlocks, then runs the event callback for what happened meanwhile. */
+void dp_unlock_and_dispatch(dp_socket *s);
+
+/* dgram_io.c */
+void dp_io_init_rx(dp_rx *rx);
+void dp_io_prepare_rx(dp_rx *rx);
+/* The endpoint's send function (arg: the dp_socket). */
+int dp_io_send(void *arg, const dp_addr *to, const uint8_t *data, size_t len);
+int dp_io_send_stalled(dp_socket *s, int blocking);
+void dp_io_feed_rx(dp_socket *s, int n);
+int dp_io_read_socket(dp_socket *s, int until_data);
+void dp_io_run_timers(dp_socket *s);
+void dp_io_defer_sends(dp_socket *s);
+void dp_io_send_deferred(dp_socket *s);
+int dp_is_stale_icmp_error(int err);
+
+/* wait.c */
+void dp_wake_kernel_waiter(dp_socket *s);
+void dp_wake_waiters(dp_socket *s);
+int dp_is_blocking(int fd, int flags);
+int dp_core_timeout(const dp_socket *s, uint64_t now, int limit_ms);
+int dp_wait_socket(dp_socket *s, int limit_ms);
+int dp_may_wait_in_kernel(dp_socket *s);
+void dp_learn_self(dp_socket *s);
+int dp_wait_in_kernel(dp_socket *s);
+uint64_t dp_receive_deadline(int fd, uint64_t started);
+
+#endif

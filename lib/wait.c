@@ -1,0 +1,171 @@
+/* Waiting: in poll (with the lock released, timers kept) or in the kernel's
+ * own receive, and waking the threads that wait. */
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include "self_wake.h"
+#include "socket.h"
+
+#define KERNEL_WAITER_RECHECK_MS 50      /* see dp_wait_socket */
+#define KERNEL_WAIT_TIMER_MARGIN_MS 1000 /* see dp_may_wait_in_kernel */
+
+/* Ends a thread's wait in the kernel's receive with an empty datagram to the
+ * socket itself; the waiter skips it.  A failed send (a full send buffer) is
+ * retried by the next call that needs the waiter. */
+void dp_wake_kernel_waiter(dp_socket *s) {
+  if (s->kernel_woken || s->self_known <= 0)
+    return;
+  s->kernel_woken = dp_self_wake_send(s->fd, &s->self) == 0;
+}
+
+void dp_wake_waiters(dp_socket *s) {
+  uint64_t one = 1;
+  if (write(s->wake_fd, &one, sizeof one) < 0) {
+    /* EAGAIN: the counter is already non-zero, so waiters wake anyway. */
+  }
+}
+
+int dp_is_blocking(int fd, int flags) {
+  if (flags & MSG_DONTWAIT)
+    return 0;
+  int fl = fcntl(fd, F_GETFL);
+  return fl >= 0 && !(fl & O_NONBLOCK);
+}
+
+/* Milliseconds until the core's next timer, capped by limit_ms (-1 = none). */
+int dp_core_timeout(const dp_socket *s, uint64_t now, int limit_ms) {
+  uint64_t expiry = dp_endpoint_get_expiry(s->core);
+  if (expiry == UINT64_MAX)
+    return limit_ms;
+  uint64_t wait = expiry > now ? expiry - now : 0;
+  if (wait > INT_MAX)
+    wait = INT_MAX;
+  return limit_ms >= 0 && (uint64_t)limit_ms < wait ? limit_ms : (int)wait;
+}
+
+/* Waits, with the lock released, until the socket is readable, a timer is
+ * due, limit_ms passes, or the socket is detached.  Returns 1 if the socket is
+ * readable, 0 if not, or -1 with errno (EBADF when detached, EINTR, or poll's
+ * own errors). */
+int dp_wait_socket(dp_socket *s, int limit_ms) {
+  /* While a thread waits in the kernel, the datagrams are its own: it wakes
+   * the others when it is done. */
+  struct pollfd fds[2] = {{.fd = s->rx_in_kernel ? -1 : s->fd, .events = POLLIN},
+                          {.fd = s->wake_fd, .events = POLLIN}};
+  uint64_t now = dp_now_ms();
+  int timeout = dp_core_timeout(s, now, limit_ms);
+  /* The wake-up that thread sends may be drained by another waiter first:
+   * look at the socket again soon in any case. */
+  if (s->rx_in_kernel && (timeout < 0 || timeout > KERNEL_WAITER_RECHECK_MS))
+    timeout = KERNEL_WAITER_RECHECK_MS;
+  uint64_t wakes_at = timeout < 0 ? UINT64_MAX : now + (uint64_t)timeout;
+  if (s->waiters++ == 0 || wakes_at < s->waiters_deadline)
+    s->waiters_deadline = wakes_at;
+  dp_unlock_and_dispatch(s);
+  int r = poll(fds, 2, timeout);
+  int err = errno;
+  pthread_mutex_lock(&s->lock);
+  if (--s->waiters == 0)
+    s->waiters_deadline = UINT64_MAX;
+  if (s->detached)
+    return dp_fail(EBADF);
+  uint64_t drained;
+  if (fds[1].revents & POLLIN && read(s->wake_fd, &drained, sizeof drained) < 0) {
+    /* Another waiter drained it first. */
+  }
+  if (r < 0)
+    return dp_fail(err);
+  if (fds[0].revents & POLLNVAL)
+    return dp_fail(EBADF);
+  return (fds[0].revents & (POLLIN | POLLERR)) != 0;
+}
+
+/* Whether a receive may wait in the kernel's own recvmmsg (no MSG_DONTWAIT):
+ * the socket's O_NONBLOCK and SO_RCVTIMEO then apply exactly as they do to
+ * recvfrom(2), at the cost of one system call instead of fcntl, getsockopt,
+ * poll and recvmmsg.  Only while no handshake needs its timers on time and
+ * no timer is due within the margin, and only for a socket that another
+ * thread can wake (detach, a handshake begun meanwhile) with a datagram to
+ * itself. */
+int dp_may_wait_in_kernel(dp_socket *s) {
+  /* A timer due soon runs on time, between datagrams, rather than in front
+   * of the next one: after many peers went idle together, releasing their
+   * buffers would otherwise lengthen the next round trips. */
+  uint64_t expiry = dp_endpoint_get_expiry(s->core);
+  return !s->rx_in_kernel && !dp_endpoint_handshaking(s->core) && s->self_known > 0 &&
+         (expiry == UINT64_MAX || expiry >= dp_now_ms() + KERNEL_WAIT_TIMER_MARGIN_MS);
+}
+
+/* Learns, once, whether a datagram to itself reaches the socket: the address
+ * must qualify (dp_self_wake_addr) and a probe sent there must come back.
+ * Whatever else the socket held meanwhile goes to the core. */
+void dp_learn_self(dp_socket *s) {
+  s->self_known = -1;
+  if (dp_self_wake_addr(s->fd, s->family, &s->self) != 0) {
+    s->self.len = 0;
+    return;
+  }
+  if (dp_self_wake_send(s->fd, &s->self) != 0)
+    return;
+  dp_rx *rx = s->rx;
+  /* Bounded: a socket flooded past this keeps waiting in poll. */
+  for (int calls = 0; calls < READ_BURST; calls++) {
+    dp_io_prepare_rx(rx);
+    int n = recvmmsg(s->fd, rx->msgs, RX_BATCH, MSG_DONTWAIT, NULL);
+    if (n < 0 && (dp_is_stale_icmp_error(errno) || errno == EINTR))
+      continue;
+    if (n < 0)
+      return; /* EAGAIN: the probe did not come back (a late one is skipped) */
+    int back = 0;
+    for (int i = 0; i < n; i++) {
+      dp_addr from;
+      back |= dp_addr_from_sockaddr(&from, (struct sockaddr *)&rx->from[i], rx->msgs[i].msg_hdr.msg_namelen,
+                                    s->family) == 0 &&
+              dp_is_self_wake(&s->self, &from, rx->msgs[i].msg_len);
+    }
+    dp_io_feed_rx(s, n);
+    if (back) {
+      s->self_known = 1;
+      return;
+    }
+  }
+}
+
+/* Receives at least one datagram, or fails as recvfrom(2) would on this
+ * socket (EAGAIN when non-blocking or at SO_RCVTIMEO, EINTR, ...), with the
+ * lock released meanwhile.  Housekeeping timers that fell due run first, then
+ * the core gets the datagrams.  Returns the number received, or -1 with errno
+ * (EBADF if detached meanwhile). */
+int dp_wait_in_kernel(dp_socket *s) {
+  s->rx_in_kernel = 1;
+  dp_io_prepare_rx(s->rx);
+  pthread_mutex_unlock(&s->lock); /* events were dispatched before: see dtlsrecvfrom */
+  int n = recvmmsg(s->fd, s->rx->msgs, RX_BATCH, MSG_WAITFORONE, NULL);
+  int err = errno;
+  pthread_mutex_lock(&s->lock);
+  s->rx_in_kernel = 0;
+  s->kernel_woken = 0;
+  pthread_cond_broadcast(&s->left_kernel); /* a detach may wait for it */
+  if (s->waiters > 0)
+    dp_wake_waiters(s); /* they left the socket to this thread */
+  if (s->detached)
+    return dp_fail(EBADF);
+  if (n < 0)
+    return dp_fail(err);
+  dp_io_run_timers(s);
+  dp_io_feed_rx(s, n);
+  return n;
+}
+
+/* SO_RCVTIMEO as a deadline for a call that started at `started`, or
+ * UINT64_MAX for none. */
+uint64_t dp_receive_deadline(int fd, uint64_t started) {
+  struct timeval tv;
+  socklen_t tv_len = sizeof tv;
+  if (getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &tv_len) != 0 || (tv.tv_sec == 0 && tv.tv_usec == 0))
+    return UINT64_MAX;
+  return started + (uint64_t)tv.tv_sec * 1000 + ((uint64_t)tv.tv_usec + 999) / 1000;
+}
+
