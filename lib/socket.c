@@ -5,12 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "dtlsplex.h"
 #include "socket.h"
-
-#define DETACH_WAIT_MS 1000 /* for a thread in the kernel's receive to leave */
 
 /* Runs due timers and reads the socket. */
 static int pump(dp_socket *s) {
@@ -24,12 +23,15 @@ static int pump(dp_socket *s) {
 int dtlsplex_attach(int fd, dtlsplex_config *cfg) {
   if (cfg == NULL)
     return dp_fail(EINVAL);
-  if (fcntl(fd, F_GETFD) < 0)
+  struct stat st;
+  if (fstat(fd, &st) != 0)
     return dp_fail(EBADF);
+  if (!S_ISSOCK(st.st_mode))
+    return dp_fail(ENOTSOCK);
   int type, family;
   socklen_t len = sizeof type;
   if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
-    return -1; /* ENOTSOCK */
+    return -1;
   if (type != SOCK_DGRAM)
     return dp_fail(EPROTOTYPE);
   len = sizeof family;
@@ -43,23 +45,32 @@ int dtlsplex_attach(int fd, dtlsplex_config *cfg) {
   dp_socket *s = calloc(1, sizeof *s);
   if (s == NULL)
     return dp_fail(ENOMEM);
-  s->fd = fd;
+  if (pthread_mutex_init(&s->lock, NULL) != 0) {
+    free(s);
+    return dp_fail(ENOMEM);
+  }
+  if (pthread_cond_init(&s->left_kernel, NULL) != 0) {
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+    return dp_fail(ENOMEM);
+  }
+  atomic_init(&s->user_fd, fd);
+  s->dev = st.st_dev;
+  s->ino = st.st_ino;
   s->family = family;
   s->refs = 1;
-  s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  s->rx = malloc(sizeof *s->rx);
-  s->tx = malloc(sizeof *s->tx);
-  int setup_err = s->wake_fd < 0 ? errno : ENOMEM;
-  int locked = pthread_mutex_init(&s->lock, NULL) == 0;
-  int signalled = locked && pthread_cond_init(&s->left_kernel, NULL) == 0;
-  if (s->wake_fd < 0 || s->rx == NULL || s->tx == NULL || !signalled) {
-    if (locked)
-      pthread_mutex_destroy(&s->lock);
-    if (s->wake_fd >= 0)
-      close(s->wake_fd);
-    free(s->rx);
-    free(s->tx);
-    free(s);
+  s->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  int setup_err = errno;
+  s->wake_fd = s->fd >= 0 ? eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1;
+  if (s->wake_fd < 0) {
+    setup_err = s->fd >= 0 ? errno : setup_err;
+  } else {
+    setup_err = ENOMEM;
+    s->rx = malloc(sizeof *s->rx);
+    s->tx = malloc(sizeof *s->tx);
+  }
+  if (s->rx == NULL || s->tx == NULL) {
+    dp_socket_free(s);
     return dp_fail(setup_err == EMFILE || setup_err == ENFILE ? setup_err : ENOMEM);
   }
   dp_io_init_rx(s->rx);
@@ -85,30 +96,7 @@ int dtlsplex_detach(int fd) {
   dp_socket *s = dp_registry_remove(fd);
   if (s == NULL)
     return dp_fail(EBADF);
-  pthread_mutex_lock(&s->lock);
-  s->detached = 1;
-  dp_io_defer_sends(s);
-  dp_endpoint_free(s->core); /* close_notify to every established peer */
-  dp_io_send_deferred(s);
-  s->core = NULL;
-  dp_wake_waiters(s);
-  /* A thread still in the kernel's receive would read whatever socket gets
-   * fd's number once the caller closes it: wait until it is back, waking it
-   * again every 100 ms in case a wake-up was lost. */
-  for (int waited_ms = 0; s->rx_in_kernel && waited_ms < DETACH_WAIT_MS; waited_ms += 100) {
-    s->kernel_woken = 0;
-    dp_wake_kernel_waiter(s);
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_nsec += 100 * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-      until.tv_sec++;
-      until.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&s->left_kernel, &s->lock, &until);
-  }
-  pthread_mutex_unlock(&s->lock);
-  dp_socket_release(s); /* the registry's reference */
+  dp_socket_detach(s);
   return 0;
 }
 

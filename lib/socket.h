@@ -10,8 +10,10 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "addr.h"
@@ -21,6 +23,7 @@
 #define READ_BURST 64 /* datagrams read per call before the caller gets a turn */
 #define RX_BATCH 16   /* datagrams per recvmmsg */
 #define TX_BATCH 16   /* datagrams per sendmmsg */
+#define DP_DETACH_WAIT_MS 1000
 
 /* Receive buffers: a whole datagram of any size per slot.  Mostly untouched
  * virtual memory: the kernel writes only what arrives. */
@@ -49,7 +52,15 @@ typedef struct dp_tx {
 } dp_tx;
 
 typedef struct dp_socket {
+  /* The library's own descriptor of the socket (a dup), for all its I/O: the
+   * program's descriptors may be closed, duplicated or their numbers reused,
+   * and this one stays the socket's. */
   int fd;
+  atomic_int user_fd; /* a descriptor of the program's, passed to the event callback */
+  dev_t dev;         /* the socket's identity (its inode), shared by every dup */
+  ino_t ino;
+  unsigned int descriptors;  /* the program's descriptors known to be this socket; under registry_lock */
+  struct dp_socket *next_live; /* the registry's list of attached sockets */
   int family;
   unsigned int refs; /* the registry's, plus one per call in progress; under registry_lock */
   int detached;
@@ -84,13 +95,21 @@ static inline uint64_t dp_now_ms(void) {
 }
 
 /* registry.c */
-/* Registers s as fd's socket: 0, or -ENOMEM, -EEXIST. */
+/* Registers s (its identity filled in) as fd's socket: 0, or -ENOMEM, or
+ * -EEXIST if fd, or another descriptor of the same socket, is attached. */
 int dp_registry_add(int fd, dp_socket *s);
-/* Takes fd's socket out of the registry (the caller gets the registry's
- * reference), or NULL. */
+/* Takes fd's socket, with every descriptor of it, out of the registry (the
+ * caller gets the registry's reference), or NULL. */
 dp_socket *dp_registry_remove(int fd);
-/* Takes a reference to fd's socket and locks it, or NULL with errno EBADF. */
+/* Takes a reference to fd's socket and locks it, or NULL with errno EBADF
+ * (not attached; in a forked child nothing is), or ENOTSOCK. */
 dp_socket *dp_socket_acquire(int fd);
+/* Detaches a socket the registry no longer holds: close_notify to its
+ * peers, wakes its waiters (waiting up to DP_DETACH_WAIT_MS for one in the
+ * kernel's receive), frees its state, and drops the registry's reference. */
+void dp_socket_detach(dp_socket *s);
+/* close(2) itself, past the library's own close (see registry.c). */
+int dp_real_close(int fd);
 /* Ends a call: wakes waiters that need it, unlocks, dispatches events, and
  * drops the call's reference. */
 void dp_socket_finish(dp_socket *s);
