@@ -61,6 +61,7 @@ struct dp_endpoint {
   dp_cookie_keys cookies;
   dp_listener listener;
   dp_bio_io io;       /* what every session's BIO starts from */
+  unsigned int queue_mtu; /* largest datagram queued while handshaking */
   dp_outbuf out;      /* the datagram being assembled, shared by all sessions */
   dp_recv_queue received;
   unsigned int released_since_trim;
@@ -125,6 +126,7 @@ dp_endpoint *dp_endpoint_new(dtlsplex_config *cfg, dp_send_fn send, void *send_a
   dp_table_init(&ep->peers);
   dp_recv_queue_init(&ep->received, DP_RECV_QUEUE_MAX, cfg->mtu);
   ep->io = (dp_bio_io){.mtu = cfg->mtu, .send = counting_send, .send_arg = ep, .out = &ep->out};
+  ep->queue_mtu = dp_suites_data_mtu(cfg->ctx, cfg->mtu);
   dp_cookie_init(&ep->cookies, cfg->cookie_secret, cfg->cookie_secret_len);
   ep->serves = (cfg->role & DTLSPLEX_ROLE_SERVER) && dp_config_can_serve(cfg);
   ep->both_roles = ep->serves && (cfg->role & DTLSPLEX_ROLE_CLIENT);
@@ -292,7 +294,8 @@ static void apply_flags(dp_endpoint *ep, dp_peer *p, int flags, uint64_t now) {
     p->handshake_deadline = 0;
     log_peer(ep, DTLSPLEX_LOG_INFO, &p->addr, "connected", 0);
     emit(ep, DTLSPLEX_EVENT_CONNECTED, &p->addr, 0);
-    unsigned int unsent = dp_session_queue_flush(s);
+    unsigned int queued = s->queue_len, unsent = dp_session_queue_flush(s);
+    ep->stats.app_datagrams_out += queued - unsent;
     if (unsent != 0)
       log_peer(ep, DTLSPLEX_LOG_WARNING, &p->addr, "queued datagrams could not be sent", EMSGSIZE);
     if (s->state == DP_SESSION_FAILED) /* a write broke the session */
@@ -536,7 +539,7 @@ ssize_t dp_endpoint_write_pkt(dp_endpoint *ep, const dp_addr *to, const void *bu
   if (s->state == DP_SESSION_HANDSHAKING) {
     if (!queue_if_handshaking)
       return -EINPROGRESS;
-    int r = dp_session_queue_push(s, buf, len);
+    int r = dp_session_queue_push(s, buf, len, ep->queue_mtu);
     return r != 0 ? r : (ssize_t)len;
   }
   ssize_t n = dp_session_write(s, buf, len);

@@ -380,6 +380,7 @@ void dp_unlock_and_dispatch(dp_socket *s) {
 /* A call may have armed a timer (a handshake started from another thread)
  * earlier than any waiting thread will wake: wake them to recompute. */
 void dp_socket_finish(dp_socket *s) {
+  int err = errno; /* the call's own result, whatever the wake-ups and callbacks do */
   /* Also wake them for data this call queued from the socket: they would not
    * see it in poll. */
   if (s->waiters > 0 && s->core != NULL &&
@@ -391,4 +392,5 @@ void dp_socket_finish(dp_socket *s) {
     dp_wake_kernel_waiter(s);
   dp_unlock_and_dispatch(s);
   dp_socket_release(s);
+  errno = err;
 }

@@ -199,33 +199,79 @@ static int fail(dp_session *s, int err) {
   return DP_IN_FAILED;
 }
 
-/* The shortest record the negotiated suite can seal, or 0 before one is
- * chosen: an explicit nonce and a tag for an AEAD; an IV, a block and a MAC
- * for CBC (the shorter of encrypt-then-MAC and MAC-then-encrypt: libssl does
- * not tell which was negotiated). */
-static unsigned int shortest_sealed_record(SSL *ssl) {
-  const SSL_CIPHER *c = SSL_get_current_cipher(ssl);
-  if (c == NULL)
-    c = SSL_get_pending_cipher(ssl); /* chosen, not yet in use */
+/* How a suite seals a record: an AEAD adds an explicit nonce and a tag;
+ * CBC an IV (one block), a MAC and padding to whole blocks. */
+typedef struct suite_shape {
+  int aead;
+  unsigned int nonce; /* AEAD: explicit nonce; CBC: IV */
+  unsigned int tag;   /* AEAD: tag; CBC: MAC */
+  unsigned int block; /* CBC: block size (1 for a stream cipher) */
+} suite_shape;
+
+static int shape_of(const SSL_CIPHER *c, suite_shape *out) {
   const EVP_CIPHER *cipher = c != NULL ? EVP_get_cipherbynid(SSL_CIPHER_get_cipher_nid(c)) : NULL;
   if (cipher == NULL)
     return 0;
   int mode = EVP_CIPHER_mode(cipher);
-  if (SSL_CIPHER_is_aead(c)) {
-    unsigned int nonce = mode == EVP_CIPH_GCM_MODE || mode == EVP_CIPH_CCM_MODE ? 8 : 0;
+  if ((out->aead = SSL_CIPHER_is_aead(c))) {
+    out->nonce = mode == EVP_CIPH_GCM_MODE || mode == EVP_CIPH_CCM_MODE ? 8 : 0;
     /* The CCM8 suites share AES-CCM's cipher and differ in the tag alone. */
-    unsigned int tag = strstr(SSL_CIPHER_get_name(c), "CCM8") != NULL ? 8 : 16;
-    return nonce + tag;
+    out->tag = strstr(SSL_CIPHER_get_name(c), "CCM8") != NULL ? 8 : 16;
+    out->block = 1;
+    return 1;
   }
   const EVP_MD *md = EVP_get_digestbynid(SSL_CIPHER_get_digest_nid(c));
   if (md == NULL)
     return 0;
-  unsigned int mac = (unsigned int)EVP_MD_size(md), block = (unsigned int)EVP_CIPHER_block_size(cipher);
-  if (block <= 1)
-    return mac;
-  unsigned int mac_then_encrypt = (mac + 1 + block - 1) / block * block;
-  unsigned int encrypt_then_mac = block + mac;
-  return block + (mac_then_encrypt < encrypt_then_mac ? mac_then_encrypt : encrypt_then_mac);
+  out->tag = (unsigned int)EVP_MD_size(md);
+  out->block = (unsigned int)EVP_CIPHER_block_size(cipher);
+  out->nonce = out->block > 1 ? out->block : 0;
+  return 1;
+}
+
+static unsigned int round_up(unsigned int n, unsigned int block) { return (n + block - 1) / block * block; }
+static unsigned int min_of(unsigned int a, unsigned int b) { return a < b ? a : b; }
+
+/* The shortest record the suite can seal.  For CBC, the shorter of
+ * encrypt-then-MAC and MAC-then-encrypt: which one a session uses depends
+ * on options the program may change through the SSL_CTX. */
+static unsigned int shortest_sealed(const suite_shape *sh) {
+  if (sh->aead || sh->block <= 1)
+    return sh->nonce + sh->tag;
+  return sh->nonce + min_of(round_up(sh->tag + 1, sh->block), sh->block + sh->tag);
+}
+
+/* The largest payload one record of the suite carries in an mtu-byte
+ * datagram (0 if none fits). */
+static unsigned int data_mtu_of(const suite_shape *sh, unsigned int mtu) {
+  unsigned int room = mtu > DTLS1_RT_HEADER_LENGTH + sh->nonce ? mtu - DTLS1_RT_HEADER_LENGTH - sh->nonce : 0;
+  if (sh->aead || sh->block <= 1)
+    return room > sh->tag ? room - sh->tag : 0;
+  unsigned int mac_then_encrypt = room / sh->block * sh->block;
+  mac_then_encrypt = mac_then_encrypt > sh->tag + 1 ? mac_then_encrypt - sh->tag - 1 : 0;
+  unsigned int encrypt_then_mac = room > sh->tag ? (room - sh->tag) / sh->block * sh->block : 0;
+  encrypt_then_mac = encrypt_then_mac > 1 ? encrypt_then_mac - 1 : 0;
+  return min_of(mac_then_encrypt, encrypt_then_mac);
+}
+
+/* The shortest record the session's suite seals, or 0 before one is chosen. */
+static unsigned int shortest_sealed_record(SSL *ssl) {
+  const SSL_CIPHER *c = SSL_get_current_cipher(ssl);
+  if (c == NULL)
+    c = SSL_get_pending_cipher(ssl); /* chosen, not yet in use */
+  suite_shape sh;
+  return shape_of(c, &sh) ? shortest_sealed(&sh) : 0;
+}
+
+unsigned int dp_suites_data_mtu(SSL_CTX *ctx, unsigned int mtu) {
+  STACK_OF(SSL_CIPHER) *suites = SSL_CTX_get_ciphers(ctx);
+  unsigned int smallest = mtu;
+  for (int i = 0; i < sk_SSL_CIPHER_num(suites); i++) {
+    suite_shape sh;
+    if (shape_of(sk_SSL_CIPHER_value(suites, i), &sh))
+      smallest = min_of(smallest, data_mtu_of(&sh, mtu));
+  }
+  return smallest;
 }
 
 /* Whether each record of an encrypted epoch in the datagram is long enough
@@ -356,9 +402,8 @@ ssize_t dp_session_write(dp_session *s, const void *buf, size_t len) {
   return s->io.last_send_error != 0 ? s->io.last_send_error : n;
 }
 
-int dp_session_queue_push(dp_session *s, const void *buf, size_t len) {
-  /* 13-byte record header and at least a 16-byte AEAD tag. */
-  if (len + 13 + 16 > s->io.mtu)
+int dp_session_queue_push(dp_session *s, const void *buf, size_t len, unsigned int data_mtu) {
+  if (len > data_mtu)
     return -EMSGSIZE;
   if (s->queue_len >= DP_SESSION_QUEUE_MAX)
     return -EAGAIN;

@@ -97,8 +97,13 @@ int dp_session_release_buffers(dp_session *s);
 unsigned int dp_session_data_mtu(dp_session *s);
 
 /* Queues plaintext until the handshake completes: 0, -EAGAIN (full),
- * -EMSGSIZE (cannot fit any cipher's record), -ENOMEM. */
-int dp_session_queue_push(dp_session *s, const void *buf, size_t len);
+ * -EMSGSIZE (above data_mtu, the least any suite the session may choose
+ * carries: see dp_suites_data_mtu), -ENOMEM. */
+int dp_session_queue_push(dp_session *s, const void *buf, size_t len, unsigned int data_mtu);
+/* The largest payload every suite of ctx carries in one record of an
+ * mtu-byte datagram: what a datagram queued before the suite is chosen may
+ * hold, so that it can always be sent. */
+unsigned int dp_suites_data_mtu(SSL_CTX *ctx, unsigned int mtu);
 /* Sends what was queued; returns how many datagrams could not be sent. */
 unsigned int dp_session_queue_flush(dp_session *s);
 

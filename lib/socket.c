@@ -21,6 +21,7 @@ static int pump(dp_socket *s) {
 }
 
 int dtlsplex_attach(int fd, dtlsplex_config *cfg) {
+  int saved_errno = errno;
   if (cfg == NULL)
     return dp_fail(EINVAL);
   struct stat st;
@@ -89,18 +90,22 @@ int dtlsplex_attach(int fd, dtlsplex_config *cfg) {
     dp_socket_free(s);
     return dp_fail(err);
   }
+  errno = saved_errno;
   return 0;
 }
 
 int dtlsplex_detach(int fd) {
+  int saved_errno = errno;
   dp_socket *s = dp_registry_remove(fd);
   if (s == NULL)
     return dp_fail(EBADF);
   dp_socket_detach(s);
+  errno = saved_errno;
   return 0;
 }
 
 ssize_t dtlsrecvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *src, socklen_t *src_len) {
+  int saved_errno = errno; /* a successful call leaves errno as it found it */
   if ((buf == NULL && len > 0) || (src != NULL && src_len == NULL))
     return dp_fail(EINVAL);
   if (flags & ~(MSG_DONTWAIT | MSG_PEEK | MSG_TRUNC))
@@ -151,7 +156,7 @@ ssize_t dtlsrecvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *
     if (blocking < 0) {
       blocking = dp_is_blocking(fd, flags);
       if (blocking) {
-        give_up = dp_receive_deadline(fd, started);
+        give_up = dp_socket_deadline(fd, SO_RCVTIMEO, started);
         readable = 0; /* poll first: it returns at once if a datagram waits */
       }
     }
@@ -171,14 +176,20 @@ ssize_t dtlsrecvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *
     }
     int limit = give_up == UINT64_MAX ? -1 : (int)(give_up - now < INT_MAX ? give_up - now : INT_MAX);
     waited = 1;
-    if ((readable = dp_wait_socket(s, limit)) < 0) {
+    if ((readable = dp_wait_socket(s, limit, give_up == UINT64_MAX)) < 0) {
       result = -1;
       break;
     }
+    if (readable == 2) { /* shut down for reading: end of file, as recvfrom(2) */
+      if (src != NULL)
+        *src_len = 0;
+      result = 0;
+      break;
+    }
   }
-  int err = errno;
+  if (result >= 0)
+    errno = saved_errno;
   dp_socket_finish(s);
-  errno = err;
   return result;
 }
 
@@ -212,6 +223,7 @@ static int destination(int fd, int family, const struct sockaddr *dest, socklen_
 
 ssize_t dtlssendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *dest,
                    socklen_t dest_len) {
+  int saved_errno = errno;
   if (buf == NULL && len > 0)
     return dp_fail(EINVAL);
   if (flags & ~(MSG_DONTWAIT | MSG_NOSIGNAL | MSG_CONFIRM))
@@ -232,11 +244,20 @@ ssize_t dtlssendto(int fd, const void *buf, size_t len, int flags, const struct 
     if (r == -EINPROGRESS && !dp_is_blocking(fd, flags))
       r = write_app(s, &to, buf, len, flags, 1);
     /* Blocking: wait for the handshake, bounded by the handshake timeout
-     * (the core fails the handshake then; the bound here is a backstop). */
-    uint64_t backstop = dp_now_ms() + 2 * (uint64_t)s->cfg->handshake_ms;
-    while (r == -EINPROGRESS && dp_now_ms() < backstop) {
-      if (dp_wait_socket(s, -1) < 0) {
-        r = -errno;
+     * (the core fails the handshake then; the bound here is a backstop) and
+     * by SO_SNDTIMEO, which gives EAGAIN as sendto(2) does: the datagram is
+     * not sent. */
+    uint64_t now = dp_now_ms(), backstop = now + 2 * (uint64_t)s->cfg->handshake_ms;
+    uint64_t give_up = r == -EINPROGRESS ? dp_socket_deadline(fd, SO_SNDTIMEO, now) : UINT64_MAX;
+    while (r == -EINPROGRESS && (now = dp_now_ms()) < backstop) {
+      if (now >= give_up) {
+        r = -EAGAIN;
+        break;
+      }
+      int limit = give_up == UINT64_MAX ? -1 : (int)(give_up - now < INT_MAX ? give_up - now : INT_MAX);
+      int waited = dp_wait_socket(s, limit, give_up == UINT64_MAX);
+      if (waited < 0 || waited == 2) { /* a handshake cannot finish on a socket shut for reading */
+        r = waited < 0 ? -errno : -ESHUTDOWN;
         break;
       }
       if (pump(s) < 0) {
@@ -250,11 +271,9 @@ ssize_t dtlssendto(int fd, const void *buf, size_t len, int flags, const struct 
     if (r == -EINPROGRESS)
       r = -ETIMEDOUT;
   }
-  int err = r < 0 ? (int)-r : 0;
+  errno = r < 0 ? (int)-r : saved_errno;
   dp_socket_finish(s);
-  if (err != 0)
-    return dp_fail(err);
-  return r;
+  return r < 0 ? -1 : r;
 }
 
 int dtlsplex_timeout(int fd) {
@@ -267,13 +286,14 @@ int dtlsplex_timeout(int fd) {
 }
 
 int dtlsplex_process(int fd) {
+  int saved_errno = errno;
   dp_socket *s = dp_socket_acquire(fd);
   if (s == NULL)
     return -1;
   int n = pump(s);
-  int err = errno;
+  if (n >= 0)
+    errno = saved_errno;
   dp_socket_finish(s);
-  errno = err;
   return n;
 }
 
@@ -301,32 +321,37 @@ static dp_socket *peer_call(int fd, const struct sockaddr *peer, socklen_t len, 
   return s;
 }
 
-/* Ends a per-peer call with the core's result (0 or -errno). */
-static int peer_call_end(dp_socket *s, int r) {
+/* Ends a per-peer call with the core's result (0 or -errno), errno as the
+ * call found it on success. */
+static int peer_call_end(dp_socket *s, int r, int saved_errno) {
+  errno = r == 0 ? saved_errno : -r;
   dp_socket_finish(s);
-  return r == 0 ? 0 : dp_fail(-r);
+  return r == 0 ? 0 : -1;
 }
 
 int dtlsplex_close(int fd, const struct sockaddr *peer, socklen_t len) {
+  int saved_errno = errno;
   dp_addr addr;
   dp_socket *s = peer_call(fd, peer, len, &addr);
-  return s == NULL ? -1 : peer_call_end(s, dp_endpoint_close(s->core, &addr));
+  return s == NULL ? -1 : peer_call_end(s, dp_endpoint_close(s->core, &addr), saved_errno);
 }
 
 int dtlsplex_set_peer_name(int fd, const struct sockaddr *peer, socklen_t len, const char *name) {
   if (name == NULL || name[0] == '\0')
     return dp_fail(EINVAL);
+  int saved_errno = errno;
   dp_addr addr;
   dp_socket *s = peer_call(fd, peer, len, &addr);
-  return s == NULL ? -1 : peer_call_end(s, dp_endpoint_set_peer_name(s->core, &addr, name));
+  return s == NULL ? -1 : peer_call_end(s, dp_endpoint_set_peer_name(s->core, &addr, name), saved_errno);
 }
 
 int dtlsplex_peer_info(int fd, const struct sockaddr *peer, socklen_t len, struct dtlsplex_peer_info *out) {
   if (out == NULL)
     return dp_fail(EINVAL);
+  int saved_errno = errno;
   dp_addr addr;
   dp_socket *s = peer_call(fd, peer, len, &addr);
-  return s == NULL ? -1 : peer_call_end(s, dp_endpoint_peer_info(s->core, &addr, out));
+  return s == NULL ? -1 : peer_call_end(s, dp_endpoint_peer_info(s->core, &addr, out), saved_errno);
 }
 
 int dtlsplex_stats(int fd, struct dtlsplex_stats *out) {

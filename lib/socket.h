@@ -111,7 +111,7 @@ void dp_socket_detach(dp_socket *s);
 /* close(2) itself, past the library's own close (see registry.c). */
 int dp_real_close(int fd);
 /* Ends a call: wakes waiters that need it, unlocks, dispatches events, and
- * drops the call's reference. */
+ * drops the call's reference.  errno is as it was before. */
 void dp_socket_finish(dp_socket *s);
 void dp_socket_release(dp_socket *s);
 void dp_socket_free(dp_socket *s);
@@ -136,10 +136,12 @@ void dp_wake_kernel_waiter(dp_socket *s);
 void dp_wake_waiters(dp_socket *s);
 int dp_is_blocking(int fd, int flags);
 int dp_core_timeout(const dp_socket *s, uint64_t now, int limit_ms);
-int dp_wait_socket(dp_socket *s, int limit_ms);
+int dp_wait_socket(dp_socket *s, int limit_ms, int restartable);
 int dp_may_wait_in_kernel(dp_socket *s);
 void dp_learn_self(dp_socket *s);
 int dp_wait_in_kernel(dp_socket *s);
-uint64_t dp_receive_deadline(int fd, uint64_t started);
+/* SO_RCVTIMEO (or SO_SNDTIMEO) as a deadline for a call that started at
+ * started, or UINT64_MAX for none. */
+uint64_t dp_socket_deadline(int fd, int option, uint64_t started);
 
 #endif

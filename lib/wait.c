@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "self_wake.h"
@@ -45,14 +46,32 @@ int dp_core_timeout(const dp_socket *s, uint64_t now, int limit_ms) {
   return limit_ms >= 0 && (uint64_t)limit_ms < wait ? limit_ms : (int)wait;
 }
 
+/* Whether a call interrupted by a signal starts again, as recvfrom(2) and
+ * sendto(2) do when the handler has SA_RESTART and the socket no timeout
+ * (signal(7)).  poll(2) never starts again, and which signal came is not
+ * known: the wait starts again only if every installed handler has
+ * SA_RESTART. */
+static int handlers_restart(void) {
+  for (int sig = 1; sig < NSIG; sig++) {
+    struct sigaction sa;
+    if (sigaction(sig, NULL, &sa) != 0) /* SIGKILL, SIGSTOP, the C library's own */
+      continue;
+    int caught = (sa.sa_flags & SA_SIGINFO) || (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN);
+    if (caught && !(sa.sa_flags & SA_RESTART))
+      return 0;
+  }
+  return 1;
+}
+
 /* Waits, with the lock released, until the socket is readable, a timer is
  * due, limit_ms passes, or the socket is detached.  Returns 1 if the socket is
- * readable, 0 if not, or -1 with errno (EBADF when detached, EINTR, or poll's
- * own errors). */
-int dp_wait_socket(dp_socket *s, int limit_ms) {
+ * readable, 2 if it is shut down for reading, 0 if neither (or a signal came
+ * and restartable, the wait should start again), or -1 with errno (EBADF
+ * when detached, EINTR, or poll's own errors). */
+int dp_wait_socket(dp_socket *s, int limit_ms, int restartable) {
   /* While a thread waits in the kernel, the datagrams are its own: it wakes
    * the others when it is done. */
-  struct pollfd fds[2] = {{.fd = s->rx_in_kernel ? -1 : s->fd, .events = POLLIN},
+  struct pollfd fds[2] = {{.fd = s->rx_in_kernel ? -1 : s->fd, .events = POLLIN | POLLRDHUP},
                           {.fd = s->wake_fd, .events = POLLIN}};
   uint64_t now = dp_now_ms();
   int timeout = dp_core_timeout(s, now, limit_ms);
@@ -76,9 +95,11 @@ int dp_wait_socket(dp_socket *s, int limit_ms) {
     /* Another waiter drained it first. */
   }
   if (r < 0)
-    return dp_fail(err);
+    return err == EINTR && restartable && handlers_restart() ? 0 : dp_fail(err);
   if (fds[0].revents & POLLNVAL)
     return dp_fail(EBADF);
+  if (fds[0].revents & POLLRDHUP)
+    return 2;
   return (fds[0].revents & (POLLIN | POLLERR)) != 0;
 }
 
@@ -159,13 +180,10 @@ int dp_wait_in_kernel(dp_socket *s) {
   return n;
 }
 
-/* SO_RCVTIMEO as a deadline for a call that started at `started`, or
- * UINT64_MAX for none. */
-uint64_t dp_receive_deadline(int fd, uint64_t started) {
+uint64_t dp_socket_deadline(int fd, int option, uint64_t started) {
   struct timeval tv;
   socklen_t tv_len = sizeof tv;
-  if (getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &tv_len) != 0 || (tv.tv_sec == 0 && tv.tv_usec == 0))
+  if (getsockopt(fd, SOL_SOCKET, option, &tv, &tv_len) != 0 || (tv.tv_sec == 0 && tv.tv_usec == 0))
     return UINT64_MAX;
   return started + (uint64_t)tv.tv_sec * 1000 + ((uint64_t)tv.tv_usec + 999) / 1000;
 }
-

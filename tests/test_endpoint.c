@@ -626,6 +626,38 @@ START_TEST(address_checked_without_a_name) {
 }
 END_TEST
 
+/* Issue 10, item 4: a datagram queued while the handshake runs must fit
+ * whatever suite the handshake settles on, or be refused at once: it used to
+ * be accepted and then dropped with a log line.  Sent once the handshake
+ * completes, it counts as sent. */
+static void queue_bound(const char *client_ciphers, size_t bound) {
+  dtlsplex_config *cfg = make_config(0);
+  ck_assert_int_eq(dtlsplex_config_set_ciphers(cfg, client_ciphers), 0);
+  ck_assert_int_eq(dtlsplex_config_set_mtu(cfg, 1200), 0);
+  sim_stop_node(&client);
+  sim_add_node(&client, cfg, 40000);
+  static char big[1200];
+  memset(big, 'q', sizeof big);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, big, bound + 1, 1, sim_now), -EMSGSIZE);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, big, bound, 1, sim_now), (ssize_t)bound);
+  sim_deliver_due();
+  char buf[1200];
+  ck_assert_int_eq(dp_endpoint_recv(server.ep, buf, sizeof buf, 0, NULL), (ssize_t)bound);
+  ck_assert_uint_eq(stats_of(&client).app_datagrams_out, 1);
+  sim_stop_node(&client);
+  sim_clear();
+  dtlsplex_config_free(cfg);
+}
+
+START_TEST(queued_datagram_fits_the_suite) {
+  /* AES-256-GCM at MTU 1200: 1200 - 13 (header) - 8 (nonce) - 16 (tag). */
+  queue_bound("ECDHE-ECDSA-AES256-GCM-SHA384", 1163);
+  /* With a CBC suite enabled too, its worst case: 1171 bytes after header and
+   * IV, 1168 in whole blocks, less a SHA-384 MAC and a padding byte. */
+  queue_bound("ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES256-SHA384", 1119);
+}
+END_TEST
+
 START_TEST(limits_refuse_new_handshakes_only) {
   dtlsplex_config *small = make_config(1);
   ck_assert_int_eq(dtlsplex_config_set_limits(small, 1, 1), 0);
@@ -694,6 +726,7 @@ int main(void) {
   tcase_add_test(tc, former_server_address_refuses_handshakes);
   tcase_add_test(tc, both_roles_reply_over_accepted_sessions);
   tcase_add_test(tc, address_checked_without_a_name);
+  tcase_add_test(tc, queued_datagram_fits_the_suite);
   tcase_add_test(tc, limits_refuse_new_handshakes_only);
   tcase_add_test(tc, close_notify_and_emsgsize);
   suite_add_tcase(s, tc);
