@@ -65,6 +65,26 @@ static void apply_verify(dtlsplex_config *cfg) {
   SSL_CTX_set_verify(cfg->ctx, mode, NULL);
 }
 
+/* Verifies a peer's chain, loading the system's trust store first if the
+ * configuration has no other: loading it takes tens of milliseconds and
+ * about a megabyte, which a configuration that never meets a certificate
+ * (PSK, or no verification) should not pay. */
+static int verify_chain(X509_STORE_CTX *store_ctx, void *arg) {
+  dtlsplex_config *cfg = arg;
+  pthread_mutex_lock(&cfg->attach_lock);
+  /* A store replaced through dtlsplex_config_get_ssl_ctx is the user's own.
+   * Once loaded, the store's lookups never change again, so threads verify
+   * concurrently after this. */
+  if (!cfg->system_store_loaded && !cfg->ca_set && SSL_CTX_get_cert_store(cfg->ctx) == cfg->initial_store) {
+    ERR_set_mark(); /* a missing system file is no error of the handshake's */
+    SSL_CTX_set_default_verify_paths(cfg->ctx);
+    ERR_pop_to_mark();
+  }
+  cfg->system_store_loaded = 1;
+  pthread_mutex_unlock(&cfg->attach_lock);
+  return X509_verify_cert(store_ctx);
+}
+
 dtlsplex_config *dtlsplex_config_new(void) {
   pthread_once(&ctx_index_once, make_ctx_index);
   dtlsplex_config *cfg = calloc(1, sizeof *cfg);
@@ -103,6 +123,7 @@ dtlsplex_config *dtlsplex_config_new(void) {
   SSL_CTX_set_session_cache_mode(cfg->ctx, SSL_SESS_CACHE_OFF);
   cfg->initial_store = SSL_CTX_get_cert_store(cfg->ctx);
   dp_session_install_ctx_callbacks(cfg->ctx);
+  SSL_CTX_set_cert_verify_callback(cfg->ctx, verify_chain, cfg);
   apply_verify(cfg);
   ERR_clear_error();
   return cfg;
@@ -111,14 +132,6 @@ dtlsplex_config *dtlsplex_config_new(void) {
 /* Work done once, at the first attach, when the configuration is final. */
 static void prepare(dtlsplex_config *cfg) {
   ERR_clear_error();
-  /* The system store (it takes a tenth of a second to load) only if nothing
-   * else was set and this configuration may verify a peer. */
-  int may_verify = (cfg->verify != DTLSPLEX_VERIFY_NONE && (cfg->role & DTLSPLEX_ROLE_CLIENT)) ||
-                   cfg->verify == DTLSPLEX_VERIFY_REQUIRE;
-  /* A store replaced through dtlsplex_config_get_ssl_ctx is the user's own. */
-  int own_store = SSL_CTX_get_cert_store(cfg->ctx) != cfg->initial_store;
-  if (!cfg->ca_set && !own_store && may_verify)
-    SSL_CTX_set_default_verify_paths(cfg->ctx);
   /* Completes a server's certificate chain from the store once, instead of
    * libssl doing it (with a CA directory lookup) on every handshake. */
   if (SSL_CTX_get0_certificate(cfg->ctx) != NULL) {

@@ -25,6 +25,7 @@ struct dtlsplex_config {
   pthread_mutex_t attach_lock; /* orders the first attaches' one-time work */
   int prepared;   /* the first attach's one-time work is done */
   int ca_set;
+  int system_store_loaded; /* under attach_lock; see verify_chain in config.c */
   const X509_STORE *initial_store;
   SSL_CTX *ctx;
   int role;
