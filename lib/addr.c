@@ -11,11 +11,24 @@
 
 static const uint8_t v4mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
+/* The checks are the kernel's for a UDP sendto(2), so that a call fails with
+ * the errno sendto would give. */
 int dp_addr_from_sockaddr(dp_addr *out, const struct sockaddr *sa, socklen_t len, int sock_family) {
-  if (out == NULL || sa == NULL || len < (socklen_t)sizeof(sa_family_t))
+  if (out == NULL || sa == NULL || len < (socklen_t)sizeof(sa_family_t) ||
+      len > (socklen_t)sizeof(struct sockaddr_storage))
     return -EINVAL;
   memset(out, 0, sizeof *out);
-  if (sa->sa_family == AF_INET) {
+  int family = sa->sa_family;
+  if (sock_family == AF_INET) {
+    /* Linux's AF_INET sockets read AF_UNSPEC as AF_INET (an old BSD rule),
+     * and no other family, IPv4-mapped IPv6 included. */
+    if (len < (socklen_t)sizeof(struct sockaddr_in))
+      return -EINVAL;
+    if (family != AF_INET && family != AF_UNSPEC)
+      return -EAFNOSUPPORT;
+    family = AF_INET;
+  }
+  if (family == AF_INET) {
     struct sockaddr_in in4;
     if (len < (socklen_t)sizeof in4)
       return -EINVAL;
@@ -23,23 +36,24 @@ int dp_addr_from_sockaddr(dp_addr *out, const struct sockaddr *sa, socklen_t len
     memcpy(out->key.ip, v4mapped_prefix, 12);
     memcpy(out->key.ip + 12, &in4.sin_addr, 4);
     out->key.port = in4.sin_port;
-  } else if (sa->sa_family == AF_INET6) {
-    struct sockaddr_in6 in6;
-    if (len < (socklen_t)sizeof in6)
+  } else if (family == AF_INET6) {
+    /* RFC 2133's sockaddr_in6 has no scope id: 24 bytes, which the kernel
+     * accepts too. */
+    struct sockaddr_in6 in6 = {0};
+    if (len < 24)
       return -EINVAL;
-    memcpy(&in6, sa, sizeof in6);
+    memcpy(&in6, sa, len < (socklen_t)sizeof in6 ? (size_t)len : sizeof in6);
     memcpy(out->key.ip, &in6.sin6_addr, 16);
     out->key.port = in6.sin6_port;
     if (memcmp(out->key.ip, v4mapped_prefix, 12) != 0)
       out->key.scope_id = in6.sin6_scope_id;
   } else {
-    return -EAFNOSUPPORT;
+    /* An AF_INET6 socket refuses other families with EINVAL; AF_UNSPEC,
+     * which it reads as no address, is the caller's to handle. */
+    return sock_family == AF_INET6 && family != AF_UNSPEC ? -EINVAL : -EAFNOSUPPORT;
   }
 
-  int is_v4 = memcmp(out->key.ip, v4mapped_prefix, 12) == 0;
   if (sock_family == AF_INET) {
-    if (!is_v4)
-      return -EAFNOSUPPORT;
     out->u.in4.sin_family = AF_INET;
     out->u.in4.sin_port = out->key.port;
     memcpy(&out->u.in4.sin_addr, out->key.ip + 12, 4);

@@ -20,10 +20,13 @@ static void flush_sends(dp_socket *s) {
   unsigned int sent = 0;
   for (int tries = 0; sent < tx->n && tries < 2 * TX_BATCH; tries++) {
     int n = sendmmsg(s->fd, tx->msgs + sent, tx->n - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n > 0)
+    if (n > 0) {
       sent += (unsigned int)n;
-    else if (n < 0 && !dp_is_stale_icmp_error(errno) && errno != EINTR)
-      sent++; /* skip the datagram the kernel refused */
+    } else if (n < 0) {
+      dp_io_note_icmp(s, errno);
+      if (!dp_is_stale_icmp_error(errno) && errno != EINTR)
+        sent++; /* skip the datagram the kernel refused */
+    }
   }
   tx->n = 0;
 }
@@ -48,8 +51,21 @@ void dp_io_send_deferred(dp_socket *s) {
     flush_sends(s);
 }
 
+void dp_io_note_icmp(dp_socket *s, int err) {
+  if (s->connected && dp_is_stale_icmp_error(err))
+    s->icmp_error = err;
+}
+
+void dp_io_apply_icmp(dp_socket *s) {
+  if (s->icmp_error != 0 && s->core != NULL &&
+      dp_endpoint_fail_handshake(s->core, &s->peer, s->icmp_error, dp_now_ms()))
+    s->icmp_error = 0;
+}
+
 int dp_io_send(void *arg, const dp_addr *to, const uint8_t *data, size_t len) {
   dp_socket *s = arg;
+  if (s->mute)
+    return 0;
   if (s->defer_sends && len <= sizeof s->tx->data[0]) {
     gather_send(s, to, data, len);
     return 0;
@@ -59,6 +75,7 @@ int dp_io_send(void *arg, const dp_addr *to, const uint8_t *data, size_t len) {
   for (int tries = 0; tries < 3; tries++) {
     if (sendto(s->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL, &to->u.sa, to->len) >= 0)
       return 0;
+    dp_io_note_icmp(s, errno);
     if (!dp_is_stale_icmp_error(errno) && errno != EINTR)
       break;
   }
@@ -152,10 +169,12 @@ int dp_io_read_socket(dp_socket *s, int until_data) {
     int n = recvmmsg(s->fd, s->rx->msgs, RX_BATCH, MSG_DONTWAIT, NULL);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK)
-        return count;
+        break;
       /* ICMP errors reported on the socket concern one peer, never the loop. */
-      if (dp_is_stale_icmp_error(errno) || errno == EINTR)
+      if (dp_is_stale_icmp_error(errno) || errno == EINTR) {
+        dp_io_note_icmp(s, errno);
         continue;
+      }
       return -1;
     }
     dp_io_feed_rx(s, n);
@@ -163,6 +182,7 @@ int dp_io_read_socket(dp_socket *s, int until_data) {
     if (n < RX_BATCH || (until_data && dp_endpoint_pending(s->core) > 0))
       break;
   }
+  dp_io_apply_icmp(s);
   return count;
 }
 

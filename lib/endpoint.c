@@ -500,7 +500,19 @@ static ssize_t connect_peer(dp_endpoint *ep, dp_peer *p, const dp_addr *to, uint
   }
   p->client_only = 1;
   attach_session(ep, p, s, now);
-  apply_flags(ep, p, dp_session_start(s, now), now);
+  int flags = dp_session_start(s, now);
+  /* The ClientHello could not leave at all (no route, a destination the
+   * kernel refuses): fail now with the kernel's errno, as sendto(2) would,
+   * rather than retransmit into it until the handshake times out.  A full
+   * buffer is only a loss. */
+  int send_err = -s->io.last_send_error;
+  if (send_err != 0 && send_err != EAGAIN && send_err != EWOULDBLOCK && send_err != ENOBUFS &&
+      s->state == DP_SESSION_HANDSHAKING) {
+    s->state = DP_SESSION_FAILED;
+    s->error = send_err;
+    flags |= DP_IN_FAILED;
+  }
+  apply_flags(ep, p, flags, now);
   return 0;
 }
 
@@ -554,6 +566,13 @@ ssize_t dp_endpoint_write_pkt(dp_endpoint *ep, const dp_addr *to, const void *bu
 
 uint64_t dp_endpoint_get_expiry(const dp_endpoint *ep) { return dp_table_earliest_deadline(&ep->peers); }
 
+/* A handshake under way fails with err. */
+static void end_handshake(dp_endpoint *ep, dp_peer *p, int err, uint64_t now) {
+  p->session->state = DP_SESSION_FAILED;
+  p->session->error = err;
+  apply_flags(ep, p, DP_IN_FAILED, now);
+}
+
 static void expire_replacement(dp_endpoint *ep, dp_peer *p, uint64_t now) {
   if (now >= p->replacement_deadline) {
     log_peer(ep, DTLSPLEX_LOG_INFO, &p->addr, "reconnection handshake timed out, old session kept", 0);
@@ -577,9 +596,7 @@ static void expire(dp_endpoint *ep, dp_peer *p, uint64_t now) {
   }
   if (s->state == DP_SESSION_HANDSHAKING) {
     if (now >= p->handshake_deadline) {
-      s->state = DP_SESSION_FAILED;
-      s->error = ETIMEDOUT;
-      apply_flags(ep, p, DP_IN_FAILED, now);
+      end_handshake(ep, p, ETIMEDOUT, now);
       return;
     }
     if (now >= s->retransmit_at) {
@@ -654,6 +671,23 @@ int dp_endpoint_next_event(dp_endpoint *ep, dp_event *out) {
   if (out->event == DTLSPLEX_EVENT_CONNECTED && ep->both_roles)
     heard_of(ep, &out->peer);
   return 1;
+}
+
+int dp_endpoint_fail_handshake(dp_endpoint *ep, const dp_addr *peer, int err, uint64_t now) {
+  dp_peer *p = find_peer(ep, peer);
+  if (p == NULL || p->session == NULL || !p->session->is_client || p->session->state != DP_SESSION_HANDSHAKING)
+    return 0;
+  end_handshake(ep, p, err, now);
+  return 1;
+}
+
+int dp_endpoint_take_failure(dp_endpoint *ep, const dp_addr *peer) {
+  dp_peer *p = find_peer(ep, peer);
+  if (p == NULL || p->session != NULL || p->failed_error == 0)
+    return 0;
+  int err = p->failed_error;
+  forget_peer(ep, p);
+  return err;
 }
 
 int dp_endpoint_peer_state(dp_endpoint *ep, const dp_addr *peer, int *error) {

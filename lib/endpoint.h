@@ -61,6 +61,13 @@ size_t dp_endpoint_pending(const dp_endpoint *ep);
 int dp_endpoint_next_event(dp_endpoint *ep, dp_event *out);
 int dp_endpoint_has_events(const dp_endpoint *ep);
 
+/* Ends a client handshake with peer that is under way, with err (an ICMP
+ * error the kernel reported for it).  Returns 1 if there was one: the
+ * failure is then reported like any other (write_pkt, take_failure). */
+int dp_endpoint_fail_handshake(dp_endpoint *ep, const dp_addr *peer, int err, uint64_t now);
+/* The errno of a failed client handshake with peer not yet reported, which
+ * this reports (the next write_pkt starts afresh), or 0. */
+int dp_endpoint_take_failure(dp_endpoint *ep, const dp_addr *peer);
 /* DTLSPLEX_STATE_* of the peer, or 0 if unknown; *error for FAILED. */
 int dp_endpoint_peer_state(dp_endpoint *ep, const dp_addr *peer, int *error);
 /* 0, or -ENOENT. */

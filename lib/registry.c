@@ -206,6 +206,7 @@ void dp_socket_free(dp_socket *s) {
   dtlsplex_config_free(s->cfg); /* NULL until attached */
   free(s->rx);
   free(s->tx);
+  free(s->cork);
   if (s->fd >= 0)
     dp_real_close(s->fd);
   if (s->wake_fd >= 0)
@@ -345,18 +346,26 @@ __attribute__((visibility("default"))) int dup3(int oldfd, int newfd, int flags)
  * woken now, while it still can, and later waits happen in poll.  After a
  * disconnect (AF_UNSPEC) the next blocking receive finds out again. */
 __attribute__((visibility("default"))) int connect(int fd, const struct sockaddr *addr, socklen_t len) {
+  dp_socket *s = NULL;
   if (atomic_load_explicit(&descriptors, memory_order_relaxed) != 0 && !in_forked_child()) {
     int saved = errno;
-    dp_socket *s = dp_socket_acquire(fd);
-    if (s != NULL) {
+    if ((s = dp_socket_acquire(fd)) != NULL) {
       dp_wake_kernel_waiter(s);
-      s->self_known = addr != NULL && addr->sa_family == AF_UNSPEC ? 0 : -1;
+      s->self_known = -1;
       pthread_mutex_unlock(&s->lock);
-      dp_socket_release(s);
     }
     errno = saved;
   }
-  return next_connect != NULL ? next_connect(fd, addr, len) : (int)syscall(SYS_connect, fd, addr, len);
+  int r = next_connect != NULL ? next_connect(fd, addr, len) : (int)syscall(SYS_connect, fd, addr, len);
+  if (s != NULL) {
+    int err = errno;
+    pthread_mutex_lock(&s->lock);
+    if (!s->detached)
+      dp_socket_learn_peer(s);
+    dp_socket_finish(s);
+    errno = err;
+  }
+  return r;
 }
 
 /* Unlocks, then runs the event callback for what happened meanwhile: the

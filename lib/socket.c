@@ -77,6 +77,9 @@ int dtlsplex_attach(int fd, dtlsplex_config *cfg) {
   dp_io_init_rx(s->rx);
   s->tx->n = 0;
   s->tx->stalled_len = 0;
+  int v6only = 0;
+  socklen_t v6only_len = sizeof v6only;
+  s->v6only = family == AF_INET6 && getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &v6only_len) == 0 && v6only;
   dp_config_ref(cfg);
   s->cfg = cfg;
   if ((s->core = dp_endpoint_new(cfg, dp_io_send, s)) == NULL) {
@@ -84,6 +87,7 @@ int dtlsplex_attach(int fd, dtlsplex_config *cfg) {
     return dp_fail(ENOMEM);
   }
 
+  dp_socket_learn_peer(s);
   int err = -dp_registry_add(fd, s);
   if (err != 0) {
     dp_endpoint_free(s->core);
@@ -92,6 +96,33 @@ int dtlsplex_attach(int fd, dtlsplex_config *cfg) {
   }
   errno = saved_errno;
   return 0;
+}
+
+void dp_socket_learn_peer(dp_socket *s) {
+  struct sockaddr_storage addr;
+  socklen_t len = sizeof addr;
+  s->connected = getpeername(s->fd, (struct sockaddr *)&addr, &len) == 0 &&
+                 dp_addr_from_sockaddr(&s->peer, (struct sockaddr *)&addr, len, s->family) == 0;
+  s->icmp_error = 0;
+  /* A connected socket hears only its peer, not its own wake-up datagram. */
+  s->self_known = s->connected ? -1 : 0;
+  struct dtlsplex_stats st;
+  dp_endpoint_stats(s->core, &st);
+  if (s->connected || st.peers == 0)
+    return;
+  /* Disconnecting a socket the kernel bound (bind to port 0, or none) lets
+   * the port go; the next send takes a new one, which no peer knows. */
+  len = sizeof addr;
+  if (getsockname(s->fd, (struct sockaddr *)&addr, &len) != 0 ||
+      ((struct sockaddr_in *)&addr)->sin_port != 0) /* the port is at the same offset in both families */
+    return;
+  dp_endpoint *fresh = dp_endpoint_new(s->cfg, dp_io_send, s);
+  if (fresh == NULL)
+    return; /* out of memory: the old sessions stay, and time out */
+  s->mute = 1; /* no close_notify: it would leave from the new port */
+  dp_endpoint_free(s->core);
+  s->mute = 0;
+  s->core = fresh;
 }
 
 int dtlsplex_detach(int fd) {
@@ -104,11 +135,22 @@ int dtlsplex_detach(int fd) {
   return 0;
 }
 
+/* What a connected socket reports, once, about its peer, as recvfrom(2)
+ * reports ICMP errors: an ICMP error, or a failed handshake.  0 if none. */
+static int connected_peer_error(dp_socket *s) {
+  if (!s->connected)
+    return 0;
+  int err = s->icmp_error != 0 ? s->icmp_error : dp_endpoint_take_failure(s->core, &s->peer);
+  s->icmp_error = 0;
+  return err;
+}
+
 ssize_t dtlsrecvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *src, socklen_t *src_len) {
   int saved_errno = errno; /* a successful call leaves errno as it found it */
   if ((buf == NULL && len > 0) || (src != NULL && src_len == NULL))
-    return dp_fail(EINVAL);
-  if (flags & ~(MSG_DONTWAIT | MSG_PEEK | MSG_TRUNC))
+    return dp_fail(EFAULT);
+  /* MSG_WAITALL, MSG_CMSG_CLOEXEC and the like mean nothing here, as for UDP. */
+  if (flags & (MSG_OOB | MSG_ERRQUEUE))
     return dp_fail(EOPNOTSUPP);
   dp_socket *s = dp_socket_acquire(fd);
   if (s == NULL)
@@ -131,6 +173,11 @@ ssize_t dtlsrecvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *
       result = (flags & MSG_TRUNC) || (size_t)n < len ? n : (ssize_t)len;
       break;
     }
+    int err = connected_peer_error(s);
+    if (err != 0) {
+      result = dp_fail(err);
+      break;
+    }
     if (!waited && !(flags & MSG_DONTWAIT) && s->self_known == 0 && !s->rx_in_kernel) {
       dp_learn_self(s); /* it may have read the socket: look at the queue again */
       continue;
@@ -148,7 +195,11 @@ ssize_t dtlsrecvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *
         continue;
       }
       waited = 1;
-      if (dp_wait_in_kernel(s) >= 0 || dp_is_stale_icmp_error(errno))
+      int got = dp_wait_in_kernel(s);
+      if (got < 0 && dp_is_stale_icmp_error(errno))
+        dp_io_note_icmp(s, errno);
+      dp_io_apply_icmp(s);
+      if (got >= 0 || dp_is_stale_icmp_error(errno))
         continue;
       result = -1;
       break;
@@ -162,6 +213,10 @@ ssize_t dtlsrecvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *
     }
     if (readable) {
       int got = dp_io_read_socket(s, 1);
+      if (got == 0 && (err = connected_peer_error(s)) != 0) { /* what this read learnt */
+        result = dp_fail(err);
+        break;
+      }
       if (got != 0 || !blocking) {
         if (got > 0)
           continue;
@@ -208,25 +263,90 @@ static ssize_t write_app(dp_socket *s, const dp_addr *to, const void *buf, size_
   return r;
 }
 
-/* Resolves dtlssendto's destination into the socket's family. */
-static int destination(int fd, int family, const struct sockaddr *dest, socklen_t dest_len, dp_addr *out) {
-  struct sockaddr_storage connected;
+/* Resolves dtlssendto's destination into the socket's family, with the
+ * checks sendto(2) makes: 0, or -EDESTADDRREQ, -EINVAL, -EAFNOSUPPORT,
+ * -ENETUNREACH (an IPv4 address on an IPv6-only socket), -EISCONN. */
+static int destination(const dp_socket *s, const struct sockaddr *dest, socklen_t dest_len, dp_addr *out) {
+  /* The kernel's AF_INET6 sockets read AF_UNSPEC as no address at all. */
+  if (dest != NULL && s->family == AF_INET6 && dest_len >= (socklen_t)sizeof(sa_family_t) &&
+      dest->sa_family == AF_UNSPEC)
+    dest = NULL;
   if (dest == NULL) {
-    socklen_t len = sizeof connected;
-    if (getpeername(fd, (struct sockaddr *)&connected, &len) < 0)
+    if (!s->connected)
       return -EDESTADDRREQ;
-    dest = (struct sockaddr *)&connected;
-    dest_len = len;
+    *out = s->peer;
+    return 0;
   }
-  return dp_addr_from_sockaddr(out, dest, dest_len, family);
+  int r = dp_addr_from_sockaddr(out, dest, dest_len, s->family);
+  if (r != 0)
+    return r;
+  static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (s->v6only && memcmp(out->key.ip, v4_mapped, sizeof v4_mapped) == 0)
+    return -ENETUNREACH;
+  if (out->key.port == 0)
+    return -EINVAL;
+  /* A connected socket hears only its peer: a handshake with anyone else
+   * could never finish.  (sendto(2) would send, and drop the answer.) */
+  if (s->connected && memcmp(&out->key, &s->peer.key, sizeof out->key) != 0)
+    return -EISCONN;
+  return 0;
+}
+
+#define CORK_MAX 16384 /* the most one record carries */
+
+/* MSG_MORE: holds data for the datagram the next send without the flag
+ * completes, to the first such call's destination, as UDP corks.  Returns
+ * len, or -EMSGSIZE, -ENOMEM. */
+static ssize_t cork(dp_socket *s, const dp_addr *to, const void *buf, size_t len) {
+  if (s->cork == NULL && (s->cork = malloc(CORK_MAX)) == NULL)
+    return -ENOMEM;
+  if (len > CORK_MAX - s->cork_len)
+    return -EMSGSIZE;
+  if (s->cork_len == 0)
+    s->cork_to = *to;
+  memcpy(s->cork + s->cork_len, buf, len);
+  s->cork_len += len;
+  return (ssize_t)len;
+}
+
+/* Sends one datagram through the core.  A blocking caller whose peer has no
+ * session yet waits for the handshake. */
+static ssize_t send_datagram(dp_socket *s, int fd, const dp_addr *to, const void *buf, size_t len, int flags) {
+  dp_io_run_timers(s);
+  ssize_t r = write_app(s, to, buf, len, flags, 0);
+  /* No session yet: a non-blocking caller's datagram waits in the queue. */
+  if (r == -EINPROGRESS && !dp_is_blocking(fd, flags))
+    r = write_app(s, to, buf, len, flags, 1);
+  /* Blocking: wait for the handshake, bounded by the handshake timeout
+   * (the core fails the handshake then; the bound here is a backstop) and
+   * by SO_SNDTIMEO, which gives EAGAIN as sendto(2) does: the datagram is
+   * not sent. */
+  uint64_t now = dp_now_ms(), backstop = now + 2 * (uint64_t)s->cfg->handshake_ms;
+  uint64_t give_up = r == -EINPROGRESS ? dp_socket_deadline(fd, SO_SNDTIMEO, now) : UINT64_MAX;
+  while (r == -EINPROGRESS && (now = dp_now_ms()) < backstop) {
+    if (now >= give_up)
+      return -EAGAIN;
+    int limit = give_up == UINT64_MAX ? -1 : (int)(give_up - now < INT_MAX ? give_up - now : INT_MAX);
+    int waited = dp_wait_socket(s, limit, give_up == UINT64_MAX);
+    if (waited < 0)
+      return -errno;
+    if (waited == 2) /* shut down for reading: the handshake can never finish */
+      return -ESHUTDOWN;
+    if (pump(s) < 0)
+      return -errno;
+    int err;
+    if (dp_endpoint_peer_state(s->core, to, &err) != DTLSPLEX_STATE_HANDSHAKING)
+      r = write_app(s, to, buf, len, flags, 0);
+  }
+  return r == -EINPROGRESS ? -ETIMEDOUT : r;
 }
 
 ssize_t dtlssendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *dest,
                    socklen_t dest_len) {
   int saved_errno = errno;
   if (buf == NULL && len > 0)
-    return dp_fail(EINVAL);
-  if (flags & ~(MSG_DONTWAIT | MSG_NOSIGNAL | MSG_CONFIRM))
+    return dp_fail(EFAULT);
+  if (flags & MSG_OOB) /* the other flags UDP accepts are accepted, and ignored but MSG_MORE */
     return dp_fail(EOPNOTSUPP);
   if (len > INT_MAX)
     return dp_fail(EMSGSIZE);
@@ -234,43 +354,29 @@ ssize_t dtlssendto(int fd, const void *buf, size_t len, int flags, const struct 
   if (s == NULL)
     return -1;
   dp_addr to;
-  ssize_t r = destination(fd, s->family, dest, dest_len, &to);
-  if (dest == NULL && r == 0)
-    s->self_known = -1; /* connected: it no longer hears itself */
-  if (r == 0) {
-    dp_io_run_timers(s);
-    r = write_app(s, &to, buf, len, flags, 0);
-    /* No session yet: a non-blocking caller's datagram waits in the queue. */
-    if (r == -EINPROGRESS && !dp_is_blocking(fd, flags))
-      r = write_app(s, &to, buf, len, flags, 1);
-    /* Blocking: wait for the handshake, bounded by the handshake timeout
-     * (the core fails the handshake then; the bound here is a backstop) and
-     * by SO_SNDTIMEO, which gives EAGAIN as sendto(2) does: the datagram is
-     * not sent. */
-    uint64_t now = dp_now_ms(), backstop = now + 2 * (uint64_t)s->cfg->handshake_ms;
-    uint64_t give_up = r == -EINPROGRESS ? dp_socket_deadline(fd, SO_SNDTIMEO, now) : UINT64_MAX;
-    while (r == -EINPROGRESS && (now = dp_now_ms()) < backstop) {
-      if (now >= give_up) {
-        r = -EAGAIN;
-        break;
-      }
-      int limit = give_up == UINT64_MAX ? -1 : (int)(give_up - now < INT_MAX ? give_up - now : INT_MAX);
-      int waited = dp_wait_socket(s, limit, give_up == UINT64_MAX);
-      if (waited < 0 || waited == 2) { /* a handshake cannot finish on a socket shut for reading */
-        r = waited < 0 ? -errno : -ESHUTDOWN;
-        break;
-      }
-      if (pump(s) < 0) {
-        r = -errno;
-        break;
-      }
-      int err;
-      if (dp_endpoint_peer_state(s->core, &to, &err) != DTLSPLEX_STATE_HANDSHAKING)
-        r = write_app(s, &to, buf, len, flags, 0);
+  ssize_t r = destination(s, dest, dest_len, &to);
+  if (r == 0 && s->icmp_error != 0) { /* an earlier datagram's, reported once as sendto(2) does */
+    r = -s->icmp_error;
+    s->icmp_error = 0;
+  } else if (r == 0 && (flags & MSG_MORE)) {
+    r = cork(s, &to, buf, len);
+  } else if (r == 0 && s->cork_len > 0) {
+    r = cork(s, &to, buf, len);
+    if (r >= 0) {
+      uint8_t *corked = s->cork; /* its own: other threads may cork anew while this one waits */
+      size_t corked_len = s->cork_len;
+      dp_addr corked_to = s->cork_to;
+      s->cork = NULL;
+      s->cork_len = 0;
+      r = send_datagram(s, fd, &corked_to, corked, corked_len, flags);
+      free(corked);
+      if (r >= 0)
+        r = (ssize_t)len;
     }
-    if (r == -EINPROGRESS)
-      r = -ETIMEDOUT;
+  } else if (r == 0) {
+    r = send_datagram(s, fd, &to, buf, len, flags);
   }
+  dp_io_apply_icmp(s);
   errno = r < 0 ? (int)-r : saved_errno;
   dp_socket_finish(s);
   return r < 0 ? -1 : r;

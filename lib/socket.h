@@ -62,6 +62,14 @@ typedef struct dp_socket {
   unsigned int descriptors;  /* the program's descriptors known to be this socket; under registry_lock */
   struct dp_socket *next_live; /* the registry's list of attached sockets */
   int family;
+  int v6only;        /* IPV6_V6ONLY: IPv4 destinations are unreachable */
+  int connected;     /* connect()ed to peer: the only address it hears */
+  dp_addr peer;
+  int icmp_error;    /* an ICMP error the kernel reported on the connected socket, not yet handled */
+  int mute;          /* drop the library's datagrams: the socket lost its local port */
+  uint8_t *cork;     /* MSG_MORE: data held for the next datagram, to cork_to */
+  size_t cork_len;
+  dp_addr cork_to;
   unsigned int refs; /* the registry's, plus one per call in progress; under registry_lock */
   int detached;
   int wake_fd;       /* wakes threads waiting in poll: detach, or an earlier timer */
@@ -110,6 +118,12 @@ dp_socket *dp_socket_acquire(int fd);
 void dp_socket_detach(dp_socket *s);
 /* close(2) itself, past the library's own close (see registry.c). */
 int dp_real_close(int fd);
+
+/* socket.c */
+/* Learns the socket's connected peer (if any) after attach or connect(2).
+ * A socket disconnected (AF_UNSPEC) that lost its local port with it gets a
+ * fresh endpoint: its peers know it by the old port. */
+void dp_socket_learn_peer(dp_socket *s);
 /* Ends a call: wakes waiters that need it, unlocks, dispatches events, and
  * drops the call's reference.  errno is as it was before. */
 void dp_socket_finish(dp_socket *s);
@@ -127,6 +141,13 @@ int dp_io_send_stalled(dp_socket *s, int blocking);
 void dp_io_feed_rx(dp_socket *s, int n);
 int dp_io_read_socket(dp_socket *s, int until_data);
 void dp_io_run_timers(dp_socket *s);
+/* Notes an ICMP error the kernel reported (ECONNREFUSED, EHOSTUNREACH,
+ * ENETUNREACH): on a connected socket it concerns the peer. */
+void dp_io_note_icmp(dp_socket *s, int err);
+/* Applies a noted ICMP error: it ends a handshake with the peer under way
+ * (whose failure is then reported), or waits for the next call to report
+ * it, once, as UDP does.  Outside any call into the core. */
+void dp_io_apply_icmp(dp_socket *s);
 void dp_io_defer_sends(dp_socket *s);
 void dp_io_send_deferred(dp_socket *s);
 int dp_is_stale_icmp_error(int err);

@@ -135,8 +135,10 @@ void dp_learn_self(dp_socket *s) {
   for (int calls = 0; calls < READ_BURST; calls++) {
     dp_io_prepare_rx(rx);
     int n = recvmmsg(s->fd, rx->msgs, RX_BATCH, MSG_DONTWAIT, NULL);
-    if (n < 0 && (dp_is_stale_icmp_error(errno) || errno == EINTR))
+    if (n < 0 && (dp_is_stale_icmp_error(errno) || errno == EINTR)) {
+      dp_io_note_icmp(s, errno);
       continue;
+    }
     if (n < 0)
       return; /* EAGAIN: the probe did not come back (a late one is skipped) */
     int back = 0;

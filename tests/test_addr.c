@@ -89,7 +89,9 @@ START_TEST(test_mapped_scope_and_flowinfo_ignored) {
 }
 END_TEST
 
-START_TEST(test_mapped_on_v4_socket_becomes_sockaddr_in) {
+/* As sendto(2) on an AF_INET socket: an IPv6 address, even IPv4-mapped, is
+ * EAFNOSUPPORT; AF_UNSPEC is read as AF_INET. */
+START_TEST(test_v4_socket_family_rules) {
   struct sockaddr_in v4 = make_v4("192.0.2.1", 4433);
   struct sockaddr_in6 mapped = make_v6("::ffff:192.0.2.1", 4433, 0);
   dp_addr a, b;
@@ -97,19 +99,19 @@ START_TEST(test_mapped_on_v4_socket_becomes_sockaddr_in) {
   memset(&b, 0xcc, sizeof b);
   ck_assert_int_eq(dp_addr_from_sockaddr(&a, (struct sockaddr *)&v4, sizeof v4, AF_INET), 0);
   ck_assert_int_eq(dp_addr_from_sockaddr(&b, (struct sockaddr *)&mapped, sizeof mapped, AF_INET),
-                   0);
-  ck_assert_mem_eq(&a.key, &b.key, sizeof a.key);
-
-  ck_assert_int_eq(b.len, (socklen_t)sizeof(struct sockaddr_in));
-  ck_assert_int_eq(b.u.in4.sin_family, AF_INET);
-  ck_assert_uint_eq(b.u.in4.sin_port, htons(4433));
-  ck_assert_uint_eq(b.u.in4.sin_addr.s_addr, v4.sin_addr.s_addr);
+                   -EAFNOSUPPORT);
   ck_assert_int_eq(a.len, (socklen_t)sizeof(struct sockaddr_in));
   ck_assert_int_eq(a.u.in4.sin_family, AF_INET);
   ck_assert_uint_eq(a.u.in4.sin_port, htons(4433));
   ck_assert_uint_eq(a.u.in4.sin_addr.s_addr, v4.sin_addr.s_addr);
-  /* The sockaddr handed to sendto is the same for both forms. */
-  ck_assert_mem_eq(&a.u.in4, &b.u.in4, sizeof a.u.in4);
+
+  struct sockaddr_in unspec = v4;
+  unspec.sin_family = AF_UNSPEC;
+  ck_assert_int_eq(dp_addr_from_sockaddr(&b, (struct sockaddr *)&unspec, sizeof unspec, AF_INET), 0);
+  ck_assert_mem_eq(&a.key, &b.key, sizeof a.key);
+  ck_assert_int_eq(b.u.in4.sin_family, AF_INET);
+  ck_assert_int_eq(dp_addr_from_sockaddr(&b, (struct sockaddr *)&unspec, sizeof unspec, AF_INET6),
+                   -EAFNOSUPPORT);
 }
 END_TEST
 
@@ -137,8 +139,8 @@ START_TEST(test_unix_family_rejected) {
   un.sun_family = AF_UNIX;
   strcpy(un.sun_path, "/tmp/dtlsplex-test");
   dp_addr a;
-  ck_assert_int_eq(dp_addr_from_sockaddr(&a, (struct sockaddr *)&un, sizeof un, AF_INET6),
-                   -EAFNOSUPPORT);
+  /* As sendto(2): an AF_INET6 socket says EINVAL, an AF_INET one EAFNOSUPPORT. */
+  ck_assert_int_eq(dp_addr_from_sockaddr(&a, (struct sockaddr *)&un, sizeof un, AF_INET6), -EINVAL);
   ck_assert_int_eq(dp_addr_from_sockaddr(&a, (struct sockaddr *)&un, sizeof un, AF_INET),
                    -EAFNOSUPPORT);
   /* A good address on a socket of an unusable family is rejected too. */
@@ -161,8 +163,19 @@ START_TEST(test_null_and_short_lengths) {
       dp_addr_from_sockaddr(&a, (struct sockaddr *)&v4, sizeof v4 - 1, AF_INET), -EINVAL);
   ck_assert_int_eq(
       dp_addr_from_sockaddr(&a, (struct sockaddr *)&v4, sizeof v4 - 1, AF_INET6), -EINVAL);
-  ck_assert_int_eq(
-      dp_addr_from_sockaddr(&a, (struct sockaddr *)&v6, sizeof v6 - 1, AF_INET6), -EINVAL);
+  /* RFC 2133's 24-byte sockaddr_in6 (no scope id) and up are accepted, as
+   * the kernel accepts them; 23 is short, and more than a sockaddr_storage
+   * too long. */
+  ck_assert_int_eq(dp_addr_from_sockaddr(&a, (struct sockaddr *)&v6, 23, AF_INET6), -EINVAL);
+  for (socklen_t len = 24; len < (socklen_t)sizeof v6; len++) {
+    ck_assert_int_eq(dp_addr_from_sockaddr(&a, (struct sockaddr *)&v6, len, AF_INET6), 0);
+    ck_assert_uint_eq(a.key.scope_id, 0);
+    ck_assert_uint_eq(a.u.in6.sin6_port, htons(4433));
+  }
+  struct sockaddr_storage big[2];
+  memset(big, 0, sizeof big);
+  memcpy(big, &v6, sizeof v6);
+  ck_assert_int_eq(dp_addr_from_sockaddr(&a, (struct sockaddr *)big, sizeof big[0] + 1, AF_INET6), -EINVAL);
   /* A sockaddr_in's worth of an AF_INET6 address is too short. */
   ck_assert_int_eq(dp_addr_from_sockaddr(&a, (struct sockaddr *)&v6,
                                          (socklen_t)sizeof(struct sockaddr_in), AF_INET6),
@@ -441,7 +454,7 @@ static Suite *addr_suite(void) {
   TCase *tc = tcase_create("from_sockaddr");
   tcase_add_test(tc, test_v4_and_mapped_same_key_on_v6_socket);
   tcase_add_test(tc, test_mapped_scope_and_flowinfo_ignored);
-  tcase_add_test(tc, test_mapped_on_v4_socket_becomes_sockaddr_in);
+  tcase_add_test(tc, test_v4_socket_family_rules);
   tcase_add_test(tc, test_real_v6_on_v4_socket_rejected);
   tcase_add_test(tc, test_unix_family_rejected);
   tcase_add_test(tc, test_null_and_short_lengths);
