@@ -327,6 +327,31 @@ START_TEST(dup_per_worker_thread) {
 }
 END_TEST
 
+/* connect(AF_UNSPEC) on a socket whose port the kernel chose lets the port
+ * go; the next send takes a new one, which no peer knows: the sessions are
+ * dropped and the next send handshakes anew (issue 10, item 5). */
+START_TEST(disconnect_that_loses_the_port_handshakes_anew) {
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  ck_assert_int_ge(fd, 0);
+  set_rcvtimeo(fd, 3000);
+  ck_assert_int_eq(dtlsplex_attach(fd, client_cfg), 0);
+  ck_assert_int_eq(connect(fd, (struct sockaddr *)&srv.addr, srv.addr_len), 0);
+  exchange(fd, "connected");
+  struct sockaddr_in before, after;
+  socklen_t len = sizeof before;
+  ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&before, &len), 0);
+  struct sockaddr unspec = {.sa_family = AF_UNSPEC};
+  ck_assert_int_eq(connect(fd, &unspec, sizeof unspec), 0);
+  exchange(fd, "disconnected");
+  len = sizeof after;
+  ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&after, &len), 0);
+  ck_assert_uint_ne(after.sin_port, before.sin_port);
+  ck_assert_uint_eq(stats_of(fd).handshakes_ok, 1); /* the fresh endpoint's */
+  ck_assert_int_eq(dtlsplex_detach(fd), 0);
+  close(fd);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("registry");
   TCase *tc = tcase_create("registry");
@@ -339,6 +364,7 @@ int main(void) {
   tcase_add_test(tc, close_returns_blocked_receiver_connected);
   tcase_add_test(tc, dup_is_the_same_socket);
   tcase_add_test(tc, dup_per_worker_thread);
+  tcase_add_test(tc, disconnect_that_loses_the_port_handshakes_anew);
   suite_add_tcase(s, tc);
   return run_suite(s, CK_FORK_GETENV);
 }
