@@ -187,28 +187,39 @@ DTLSPLEX_API struct ssl_ctx_st *dtlsplex_config_get_ssl_ctx(dtlsplex_config *cfg
 
 /*
  * Binding a socket.  fd must be an AF_INET or AF_INET6 SOCK_DGRAM socket.
+ * The attachment belongs to the socket: a dup() of it is the same socket,
+ * close() of its last descriptor detaches it (the library's close(), dup2(),
+ * dup3() and connect() come before the C library's), and a forked child has
+ * no attachment at all.
  * attach: EBADF: not an open descriptor; ENOTSOCK; EPROTOTYPE: not a datagram
  * socket; EAFNOSUPPORT: neither AF_INET nor AF_INET6; EINVAL: cfg NULL, or
  * role DTLSPLEX_ROLE_SERVER without certificate or PSK (with ROLE_BOTH and
- * neither, the socket only acts as a client); EEXIST: already attached;
- * ENOMEM; EMFILE/ENFILE: no descriptor for the wake-up eventfd.
+ * neither, the socket only acts as a client); EEXIST: already attached, or a
+ * dup of an attached socket; ENOMEM; EMFILE/ENFILE: no descriptor for the
+ * library's own dup of the socket or its wake-up eventfd.
  * detach: sends close_notify to every established peer and frees all state;
  * the descriptor stays open.  EBADF: not attached.
+ * Every function here leaves errno as it found it when it succeeds.
  */
 DTLSPLEX_API int dtlsplex_attach(int fd, dtlsplex_config *cfg);
 DTLSPLEX_API int dtlsplex_detach(int fd);
 
 /*
  * dtlssendto: as sendto(2).  Sends len bytes as one DTLS record in one
- * datagram and returns len.  dest may be NULL on a connected socket.
- * EBADF: fd not attached; EINVAL: bad buffer or address length;
- * EAFNOSUPPORT: address family does not suit the socket; EDESTADDRREQ: no
- * destination; EMSGSIZE: len above the session's data MTU; EAGAIN: would
- * block (non-blocking), handshake queue full, or handshake limit reached;
- * EOPNOTSUPP: flags other than MSG_DONTWAIT/MSG_NOSIGNAL/MSG_CONFIRM;
+ * datagram and returns len.  dest may be NULL on a connected socket.  The
+ * flags UDP accepts are accepted (MSG_MORE corks as for UDP).
+ * EBADF: fd not attached; ENOTSOCK; EFAULT: buf NULL with len > 0; EINVAL:
+ * bad address length, or port 0; EAFNOSUPPORT: address family does not suit
+ * the socket; ENETUNREACH: IPv4 destination on an IPv6-only socket, or no
+ * route; EISCONN: connected, and dest is not the peer; EDESTADDRREQ: no
+ * destination; EMSGSIZE: len above the session's data MTU (before the
+ * handshake: above the smallest data MTU of the enabled suites); EAGAIN:
+ * would block (non-blocking), handshake queue full, handshake limit
+ * reached, or SO_SNDTIMEO expired during the handshake; EOPNOTSUPP: MSG_OOB;
  * ENOTCONN: no session with dest and the role is DTLSPLEX_ROLE_SERVER (which
  * never starts handshakes, so a reply to a peer that has gone fails at once);
- * ETIMEDOUT, ECONNREFUSED, EPROTO,
+ * ESHUTDOWN: a handshake to wait for on a socket shut down for reading;
+ * EINTR; ETIMEDOUT, ECONNREFUSED, EPROTO,
  * EACCES: the handshake with dest failed (blocking sockets; on non-blocking
  * sockets the next call to that peer reports it); plus the errors of sendto(2).
  */
@@ -216,12 +227,16 @@ DTLSPLEX_API ssize_t dtlssendto(int fd, const void *buf, size_t len, int flags,
                                 const struct sockaddr *dest, socklen_t dest_len);
 /*
  * dtlsrecvfrom: as recvfrom(2), returning decrypted application data only.
- * Flags MSG_DONTWAIT, MSG_PEEK, MSG_TRUNC.  A blocking call keeps DTLS timers
- * running while it waits and honours SO_RCVTIMEO.
- * EBADF: fd not attached (or detached while waiting); EINVAL: NULL buffer with
- * len > 0, or src_len NULL with src set; EOPNOTSUPP: other flags; EAGAIN:
- * nothing queued (non-blocking) or SO_RCVTIMEO expired; EINTR; plus the errors
- * of recvfrom(2) and poll(2).
+ * Flags MSG_DONTWAIT, MSG_PEEK, MSG_TRUNC; the others UDP accepts are
+ * ignored.  A blocking call keeps DTLS timers running while it waits and
+ * honours SO_RCVTIMEO; it returns 0 once the socket is shut down for reading.
+ * EBADF: fd not attached (or detached or closed while waiting); ENOTSOCK;
+ * EFAULT: NULL buffer with len > 0, or src_len NULL with src set; EOPNOTSUPP:
+ * MSG_OOB or MSG_ERRQUEUE; EAGAIN: nothing queued (non-blocking) or
+ * SO_RCVTIMEO expired; EINTR (see dtlsrecvfrom(3) for SA_RESTART); on a
+ * connected socket, once, ECONNREFUSED/EHOSTUNREACH/ENETUNREACH (an ICMP
+ * error) or ETIMEDOUT/ECONNREFUSED/EPROTO/EACCES (the handshake with the peer
+ * failed); plus the errors of recvfrom(2) and poll(2).
  */
 DTLSPLEX_API ssize_t dtlsrecvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *src,
                                   socklen_t *src_len);
