@@ -132,10 +132,16 @@ dtlsplex_config *dtlsplex_config_new(void) {
 /* Work done once, at the first attach, when the configuration is final. */
 static void prepare(dtlsplex_config *cfg) {
   ERR_clear_error();
-  /* Completes a server's certificate chain from the store once, instead of
-   * libssl doing it (with a CA directory lookup) on every handshake. */
+  /* The chain sent is the one the certificate file holds: the leaf, then
+   * its intermediates.  Only a file holding the leaf alone is completed
+   * from the trust store, once, instead of libssl doing it (with a CA
+   * directory lookup) on every handshake.  (Building unconditionally
+   * replaced a loaded chain with the part the store could verify: the leaf
+   * alone, wherever the store lacks the root.) */
   if (SSL_CTX_get0_certificate(cfg->ctx) != NULL) {
-    SSL_CTX_build_cert_chain(cfg->ctx, SSL_BUILD_CHAIN_FLAG_NO_ROOT | SSL_BUILD_CHAIN_FLAG_IGNORE_ERROR);
+    STACK_OF(X509) *chain = NULL;
+    if (SSL_CTX_get0_chain_certs(cfg->ctx, &chain) == 1 && sk_X509_num(chain) == 0)
+      SSL_CTX_build_cert_chain(cfg->ctx, SSL_BUILD_CHAIN_FLAG_NO_ROOT | SSL_BUILD_CHAIN_FLAG_IGNORE_ERROR);
     SSL_CTX_set_mode(cfg->ctx, SSL_MODE_NO_AUTO_CHAIN);
   }
   ERR_clear_error();

@@ -380,6 +380,40 @@ START_TEST(mutual_authentication) {
 }
 END_TEST
 
+/* Issue 11: a chain file "leaf, then intermediate" sends both, so peers
+ * that trust only the root verify it, as with every public CA.  Both ways:
+ * the server's chain, and a client's chain in mutual authentication. */
+START_TEST(intermediate_certificates_are_sent) {
+  dtlsplex_config *scfg = dtlsplex_config_new();
+  ck_assert_ptr_nonnull(scfg);
+  ck_assert_int_eq(dtlsplex_config_set_certificate(scfg, pki.server_chain, pki.server_chain_key), 0);
+  ck_assert_int_eq(dtlsplex_config_set_ca(scfg, pki.root, NULL), 0);
+  ck_assert_int_eq(dtlsplex_config_set_verify(scfg, DTLSPLEX_VERIFY_REQUIRE), 0);
+  ck_assert_int_eq(dtlsplex_config_set_role(scfg, DTLSPLEX_ROLE_SERVER), 0);
+  echo_server srv;
+  echo_start(&srv, AF_INET, scfg);
+  dtlsplex_config *ccfg = client_config(0, pki.root);
+  ck_assert_int_eq(dtlsplex_config_set_certificate(ccfg, pki.client_chain, pki.client_chain_key), 0);
+  struct sockaddr_storage self;
+  socklen_t self_len;
+  int fd = bound_socket(AF_INET, &self, &self_len);
+  set_rcvtimeo(fd, 3000);
+  ck_assert_int_eq(dtlsplex_attach(fd, ccfg), 0);
+  ck_assert_int_eq(dtlsplex_set_peer_name(fd, (struct sockaddr *)&srv.addr, srv.addr_len, "localhost"), 0);
+  ck_assert_int_eq(dtlssendto(fd, "chain", 5, 0, (struct sockaddr *)&srv.addr, srv.addr_len), 5);
+  char buf[8];
+  ck_assert_int_eq(dtlsrecvfrom(fd, buf, sizeof buf, 0, NULL, NULL), 5);
+  struct dtlsplex_peer_info info;
+  ck_assert_int_eq(dtlsplex_peer_info(srv.fd, (struct sockaddr *)&self, self_len, &info), 0);
+  ck_assert_ptr_nonnull(strstr(info.identity, "CN=chained client"));
+  ck_assert_int_eq(dtlsplex_detach(fd), 0);
+  close(fd);
+  echo_stop(&srv);
+  dtlsplex_config_free(scfg);
+  dtlsplex_config_free(ccfg);
+}
+END_TEST
+
 /* A connected client socket for the single-peer tests below. */
 typedef struct pair {
   echo_server srv;
@@ -896,6 +930,7 @@ int main(void) {
   tcase_add_test(tc, dual_stack_one_peer_per_address);
   tcase_add_test(tc, untrusted_server_certificate_rejected);
   tcase_add_test(tc, mutual_authentication);
+  tcase_add_test(tc, intermediate_certificates_are_sent);
   tcase_add_test(tc, emsgsize_one_byte_above_data_mtu);
   tcase_add_test(tc, peek_trunc_and_truncation);
   tcase_add_test(tc, idle_peers_expire);
