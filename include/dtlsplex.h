@@ -101,6 +101,7 @@ struct dtlsplex_peer_info {
   int error;              /* errno of a failed handshake, else 0 */
   char protocol[16];      /* "DTLSv1.2" once established */
   char cipher[64];        /* OpenSSL cipher name once established */
+  char group[32];         /* key exchange group ("x25519", "secp256r1", ...); empty for plain PSK */
   char identity[256];     /* peer certificate subject (one line) or PSK identity */
   unsigned int data_mtu;  /* largest dtlssendto payload, once established */
 };

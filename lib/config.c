@@ -15,8 +15,15 @@
 
 #define PSK_CIPHERS "ECDHE-PSK-CHACHA20-POLY1305:PSK-AES128-GCM-SHA256:PSK-AES256-GCM-SHA384:" \
                     "PSK-CHACHA20-POLY1305:ECDHE-PSK-AES128-CBC-SHA256"
-/* OpenSSL's DEFAULT, spelled out: the keyword itself may only come first. */
-#define DEFAULT_CIPHERS "ALL:!COMPLEMENTOFDEFAULT:!eNULL"
+/* OpenSSL's DEFAULT (spelled out: the keyword itself may only come first;
+ * AEAD suites with forward secrecy first), then the suites RFC 7252 and
+ * RFC 7925 make mandatory for CoAP, which constrained devices offer alone:
+ * AES-128-CCM8, at the lowest preference.  ("-", not "!", so that they may
+ * come back after COMPLEMENTOFDEFAULT.) */
+#define DEFAULT_CIPHERS "ALL:-COMPLEMENTOFDEFAULT:-eNULL:ECDHE-ECDSA-AES128-CCM8:PSK-AES128-CCM8"
+/* Key exchange groups, cheapest first: a client that lists P-521 first must
+ * not make every handshake of the server cost several times more. */
+#define DEFAULT_GROUPS "X25519:P-256:P-384:X448:P-521"
 
 static int ctx_index = -1;
 static pthread_once_t ctx_index_once = PTHREAD_ONCE_INIT;
@@ -107,6 +114,7 @@ dtlsplex_config *dtlsplex_config_new(void) {
   cfg->ctx = SSL_CTX_new(DTLS_method());
   if (ctx_index < 0 || cfg->ctx == NULL || RAND_bytes(cfg->cookie_secret, 32) != 1 ||
       !SSL_CTX_set_min_proto_version(cfg->ctx, DTLS1_2_VERSION) ||
+      !SSL_CTX_set_cipher_list(cfg->ctx, DEFAULT_CIPHERS) || !SSL_CTX_set1_groups_list(cfg->ctx, DEFAULT_GROUPS) ||
       !SSL_CTX_set_ex_data(cfg->ctx, ctx_index, cfg)) {
     SSL_CTX_free(cfg->ctx);
     pthread_mutex_destroy(&cfg->attach_lock);
@@ -118,8 +126,10 @@ dtlsplex_config *dtlsplex_config_new(void) {
    * MAC fails under it, where it drops it under MAC-then-encrypt (as DTLS
    * must, RFC 6347 section 4.1.2.7), so with it anyone who knows a CBC peer's
    * address could end the session with one forged datagram. */
+  /* The server's preference chooses suite and group: the client's order
+   * would let it pick CBC over AEAD, or P-521 over X25519. */
   SSL_CTX_set_options(cfg->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_QUERY_MTU | SSL_OP_NO_TICKET |
-                                    SSL_OP_NO_ENCRYPT_THEN_MAC);
+                                    SSL_OP_NO_ENCRYPT_THEN_MAC | SSL_OP_CIPHER_SERVER_PREFERENCE);
   SSL_CTX_set_session_cache_mode(cfg->ctx, SSL_SESS_CACHE_OFF);
   cfg->initial_store = SSL_CTX_get_cert_store(cfg->ctx);
   dp_session_install_ctx_callbacks(cfg->ctx);

@@ -440,6 +440,13 @@ void dp_session_info(dp_session *s, struct dtlsplex_peer_info *out) {
     return;
   snprintf(out->protocol, sizeof out->protocol, "%s", SSL_get_version(s->ssl));
   snprintf(out->cipher, sizeof out->cipher, "%s", SSL_get_cipher_name(s->ssl));
+  int group = SSL_get_negotiated_group(s->ssl);
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+  const char *group_name = group != 0 ? SSL_group_to_name(s->ssl, group) : NULL;
+#else
+  const char *group_name = group != 0 ? OBJ_nid2sn(group) : NULL;
+#endif
+  snprintf(out->group, sizeof out->group, "%s", group_name != NULL ? group_name : "");
   out->data_mtu = dp_session_data_mtu(s);
   const char *psk_identity = SSL_get_psk_identity(s->ssl);
   if (psk_identity != NULL) {

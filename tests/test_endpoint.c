@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/ssl.h>
+
 #include "certs.h"
 #include "dtlsplex.h"
 #include "endpoint.h"
@@ -658,6 +660,67 @@ START_TEST(queued_datagram_fits_the_suite) {
 }
 END_TEST
 
+/* Issue 11: the server chooses, safely.  A client that lists CBC before
+ * AEAD, and P-521 before X25519, gets AEAD and X25519: otherwise anyone
+ * could make every handshake cost the server several times more. */
+static struct dtlsplex_peer_info negotiate(dtlsplex_config *server_side, dtlsplex_config *client_side) {
+  sim_stop_all();
+  sim_add_node(&server, server_side, 5684);
+  sim_add_node(&client, client_side, 40000);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "hi", 2, 1, sim_now), 2);
+  sim_deliver_due();
+  struct dtlsplex_peer_info info;
+  ck_assert_int_eq(dp_endpoint_peer_info(server.ep, &client.addr, &info), 0);
+  ck_assert_int_eq(info.state, DTLSPLEX_STATE_ESTABLISHED);
+  return info;
+}
+
+START_TEST(server_chooses_suite_and_group) {
+  dtlsplex_config *greedy = make_config(0);
+  ck_assert_int_eq(dtlsplex_config_set_ciphers(greedy, "ECDHE-ECDSA-AES256-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256"), 0);
+  ck_assert_int_eq(SSL_CTX_set1_groups_list(dtlsplex_config_get_ssl_ctx(greedy), "P-521:P-256:X25519"), 1);
+  struct dtlsplex_peer_info info = negotiate(server_cfg, greedy);
+  ck_assert_str_eq(info.cipher, "ECDHE-ECDSA-AES128-GCM-SHA256");
+  ck_assert_str_eq(info.group, "x25519");
+
+  /* PSK: AEAD over the client's CBC first. */
+  static const unsigned char key[16] = "issue 11 psk key";
+  dtlsplex_config *psk_server = make_config(1), *psk_client = make_config(0);
+  ck_assert_int_eq(dtlsplex_config_set_psk(psk_server, "node", key, sizeof key), 0);
+  ck_assert_int_eq(dtlsplex_config_set_psk(psk_client, "node", key, sizeof key), 0);
+  ck_assert_int_eq(dtlsplex_config_set_ciphers(psk_client, "PSK-AES128-CBC-SHA256:PSK-AES128-GCM-SHA256"), 0);
+  info = negotiate(psk_server, psk_client);
+  ck_assert_str_eq(info.cipher, "PSK-AES128-GCM-SHA256");
+  sim_stop_all();
+  dtlsplex_config_free(greedy);
+  dtlsplex_config_free(psk_server);
+  dtlsplex_config_free(psk_client);
+}
+END_TEST
+
+/* Issue 11: CoAP's mandatory suites (RFC 7252, RFC 7925), all that a
+ * constrained device may offer, are accepted by default. */
+START_TEST(coap_mandatory_suites_accepted) {
+  dtlsplex_config *device = make_config(0);
+  ck_assert_int_eq(dtlsplex_config_set_ciphers(device, "ECDHE-ECDSA-AES128-CCM8"), 0);
+  struct dtlsplex_peer_info info = negotiate(server_cfg, device);
+  ck_assert_str_eq(info.cipher, "ECDHE-ECDSA-AES128-CCM8");
+
+  static const unsigned char key[16] = "coap psk key 123";
+  dtlsplex_config *psk_server = make_config(1), *psk_device = make_config(0);
+  ck_assert_int_eq(dtlsplex_config_set_psk(psk_server, "device", key, sizeof key), 0);
+  ck_assert_int_eq(dtlsplex_config_set_psk(psk_device, "device", key, sizeof key), 0);
+  ck_assert_int_eq(dtlsplex_config_set_ciphers(psk_device, "PSK-AES128-CCM8"), 0);
+  info = negotiate(psk_server, psk_device);
+  ck_assert_str_eq(info.cipher, "PSK-AES128-CCM8");
+  ck_assert_str_eq(info.group, "");
+  sim_stop_all();
+  dtlsplex_config_free(device);
+  dtlsplex_config_free(psk_server);
+  dtlsplex_config_free(psk_device);
+}
+END_TEST
+
 START_TEST(limits_refuse_new_handshakes_only) {
   dtlsplex_config *small = make_config(1);
   ck_assert_int_eq(dtlsplex_config_set_limits(small, 1, 1), 0);
@@ -727,6 +790,8 @@ int main(void) {
   tcase_add_test(tc, both_roles_reply_over_accepted_sessions);
   tcase_add_test(tc, address_checked_without_a_name);
   tcase_add_test(tc, queued_datagram_fits_the_suite);
+  tcase_add_test(tc, server_chooses_suite_and_group);
+  tcase_add_test(tc, coap_mandatory_suites_accepted);
   tcase_add_test(tc, limits_refuse_new_handshakes_only);
   tcase_add_test(tc, close_notify_and_emsgsize);
   suite_add_tcase(s, tc);
