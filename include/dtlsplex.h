@@ -127,6 +127,7 @@ struct dtlsplex_stats {
   uint64_t refused_inbound;      /* sessions from addresses this side is the client of: handshakes
                                     refused, or accepted ones dropped when the program sent first */
   uint64_t replacements_unanswered; /* reconnection handshakes dropped after one unanswered flight */
+  uint64_t psk_unknown;          /* handshakes failed: the client's PSK identity has no key */
 };
 
 /*
@@ -154,6 +155,25 @@ DTLSPLEX_API int dtlsplex_config_set_verify(dtlsplex_config *cfg, int mode);
  * EPROTO: OpenSSL refused the PSK cipher list. */
 DTLSPLEX_API int dtlsplex_config_set_psk(dtlsplex_config *cfg, const char *identity,
                                          const unsigned char *key, size_t key_len);
+/* A server's key store: called during a handshake with the identity a
+ * client names (after the keys added with dtlsplex_config_set_psk), it
+ * copies the key (at most key_max bytes) to key and returns its length, or
+ * returns 0 if the identity is unknown: that handshake alone fails, counted
+ * in psk_unknown.  Called with the socket's lock held, so it must not call
+ * dtlsplex functions, and every peer of the socket waits while it runs.
+ * EINVAL: cfg or fn NULL; EBUSY; EPROTO: OpenSSL refused the PSK cipher list. */
+typedef unsigned int (*dtlsplex_psk_lookup_fn)(const char *identity, unsigned char *key,
+                                               unsigned int key_max, void *arg);
+DTLSPLEX_API int dtlsplex_config_set_psk_lookup(dtlsplex_config *cfg, dtlsplex_psk_lookup_fn fn, void *arg);
+/* The identity hint a server sends (RFC 4279): which key a client should
+ * use.  EINVAL: NULL or over 128 bytes; EBUSY; ENOMEM. */
+DTLSPLEX_API int dtlsplex_config_set_psk_hint(dtlsplex_config *cfg, const char *hint);
+/* Opt-in key log for Wireshark: every session's secrets are appended to the
+ * file at path (created with mode 0600), in NSS's SSLKEYLOGFILE format.
+ * Anyone who reads it can decrypt the traffic: never on by default, and not
+ * read from the environment.  NULL turns it off.  EINVAL: cfg NULL; EBUSY;
+ * and the errors of open(2). */
+DTLSPLEX_API int dtlsplex_config_set_keylog(dtlsplex_config *cfg, const char *path);
 /* EINVAL: NULL or unknown role; EBUSY. */
 DTLSPLEX_API int dtlsplex_config_set_role(dtlsplex_config *cfg, int role);
 /* UDP payload bytes per datagram, 256..4096 (default 1200).  EINVAL; EBUSY. */

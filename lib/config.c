@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -26,9 +27,15 @@
 #define DEFAULT_GROUPS "X25519:P-256:P-384:X448:P-521"
 
 static int ctx_index = -1;
+/* Marks an SSL whose client named an identity nobody knew, for the
+ * statistics (dp_config_psk_unknown). */
+static int psk_unknown_index = -1;
 static pthread_once_t ctx_index_once = PTHREAD_ONCE_INIT;
 
-static void make_ctx_index(void) { ctx_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL); }
+static void make_ctx_index(void) {
+  ctx_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+  psk_unknown_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
 
 static const dtlsplex_config *config_of(SSL *ssl) {
   return SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_index);
@@ -60,7 +67,30 @@ static unsigned int psk_server_cb(SSL *ssl, const char *identity, unsigned char 
       return (unsigned int)p->key_len;
     }
   }
-  return 0;
+  unsigned int len = cfg->psk_lookup != NULL ? cfg->psk_lookup(identity, psk, max_psk, cfg->psk_lookup_arg) : 0;
+  if (len > max_psk) { /* a lookup that wrote past the buffer it was given: refuse the key */
+    OPENSSL_cleanse(psk, max_psk);
+    len = 0;
+  }
+  if (len == 0)
+    SSL_set_ex_data(ssl, psk_unknown_index, ssl);
+  return len;
+}
+
+int dp_config_psk_unknown(SSL *ssl) { return SSL_get_ex_data(ssl, psk_unknown_index) != NULL; }
+
+/* Key log lines (NSS's SSLKEYLOGFILE format), one process-wide lock for
+ * whole lines. */
+static pthread_mutex_t keylog_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void keylog_cb(const SSL *ssl, const char *line) {
+  const dtlsplex_config *cfg = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_index);
+  if (cfg == NULL || cfg->keylog == NULL)
+    return;
+  pthread_mutex_lock(&keylog_lock);
+  fprintf(cfg->keylog, "%s\n", line);
+  fflush(cfg->keylog);
+  pthread_mutex_unlock(&keylog_lock);
 }
 
 static void apply_verify(dtlsplex_config *cfg) {
@@ -112,7 +142,7 @@ dtlsplex_config *dtlsplex_config_new(void) {
   cfg->cookie_secret_len = 32;
   ERR_clear_error();
   cfg->ctx = SSL_CTX_new(DTLS_method());
-  if (ctx_index < 0 || cfg->ctx == NULL || RAND_bytes(cfg->cookie_secret, 32) != 1 ||
+  if (ctx_index < 0 || psk_unknown_index < 0 || cfg->ctx == NULL || RAND_bytes(cfg->cookie_secret, 32) != 1 ||
       !SSL_CTX_set_min_proto_version(cfg->ctx, DTLS1_2_VERSION) ||
       !SSL_CTX_set_cipher_list(cfg->ctx, DEFAULT_CIPHERS) || !SSL_CTX_set1_groups_list(cfg->ctx, DEFAULT_GROUPS) ||
       !SSL_CTX_set_ex_data(cfg->ctx, ctx_index, cfg)) {
@@ -169,7 +199,7 @@ void dp_config_ref(dtlsplex_config *cfg) {
 
 int dp_config_can_serve(const dtlsplex_config *cfg) {
   /* Asks the context, so that a certificate set through the escape hatch counts. */
-  if (cfg->psks != NULL)
+  if (cfg->psks != NULL || cfg->psk_lookup != NULL)
     return 1;
   int usable = SSL_CTX_get0_certificate(cfg->ctx) != NULL && SSL_CTX_check_private_key(cfg->ctx) == 1;
   ERR_clear_error();
@@ -186,6 +216,8 @@ void dtlsplex_config_free(dtlsplex_config *cfg) {
     free(p);
   }
   OPENSSL_cleanse(cfg->cookie_secret, sizeof cfg->cookie_secret);
+  if (cfg->keylog != NULL)
+    fclose(cfg->keylog);
   pthread_mutex_destroy(&cfg->attach_lock);
   free(cfg);
 }
@@ -271,6 +303,68 @@ int dtlsplex_config_set_verify(dtlsplex_config *cfg, int mode) {
   return 0;
 }
 
+/* The PSK callbacks and suites go in only with a key (client) or a way to
+ * find keys (server): with a client callback set, libssl offers PSK suites,
+ * and a server could pick one the client has no key for. */
+static int enable_psk(dtlsplex_config *cfg, int has_client_key) {
+  if (has_client_key)
+    SSL_CTX_set_psk_client_callback(cfg->ctx, psk_client_cb);
+  SSL_CTX_set_psk_server_callback(cfg->ctx, psk_server_cb);
+  if (!cfg->ciphers_set) {
+    ERR_clear_error();
+    if (SSL_CTX_set_cipher_list(cfg->ctx, PSK_CIPHERS ":" DEFAULT_CIPHERS) != 1)
+      return fail(EPROTO);
+  }
+  return 0;
+}
+
+int dtlsplex_config_set_psk_lookup(dtlsplex_config *cfg, dtlsplex_psk_lookup_fn fn, void *arg) {
+  if (check_settable(cfg) != 0)
+    return -1;
+  if (fn == NULL)
+    return fail(EINVAL);
+  if (enable_psk(cfg, 0) != 0)
+    return -1;
+  cfg->psk_lookup = fn;
+  cfg->psk_lookup_arg = arg;
+  return 0;
+}
+
+int dtlsplex_config_set_psk_hint(dtlsplex_config *cfg, const char *hint) {
+  if (check_settable(cfg) != 0)
+    return -1;
+  if (hint == NULL || strlen(hint) > DP_PSK_IDENTITY_MAX)
+    return fail(EINVAL);
+  ERR_clear_error();
+  if (SSL_CTX_use_psk_identity_hint(cfg->ctx, hint) != 1) {
+    ERR_clear_error();
+    return fail(ENOMEM);
+  }
+  return 0;
+}
+
+int dtlsplex_config_set_keylog(dtlsplex_config *cfg, const char *path) {
+  if (check_settable(cfg) != 0)
+    return -1;
+  FILE *f = NULL;
+  if (path != NULL) {
+    /* Only the owner may read the keys. */
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+      return -1;
+    if ((f = fdopen(fd, "a")) == NULL) {
+      int err = errno;
+      close(fd);
+      return fail(err);
+    }
+  }
+  if (cfg->keylog != NULL)
+    fclose(cfg->keylog);
+  cfg->keylog = f;
+  SSL_CTX_set_keylog_callback(cfg->ctx, f != NULL ? keylog_cb : NULL);
+  return 0;
+}
+
 int dtlsplex_config_set_psk(dtlsplex_config *cfg, const char *identity, const unsigned char *key,
                             size_t key_len) {
   if (check_settable(cfg) != 0)
@@ -282,15 +376,8 @@ int dtlsplex_config_set_psk(dtlsplex_config *cfg, const char *identity, const un
   while (*slot != NULL && strcmp((*slot)->identity, identity) != 0)
     slot = &(*slot)->next;
   if (*slot == NULL) {
-    /* The callbacks go in only with a key: with a client callback set, libssl
-     * offers PSK suites, and a server could pick one the client has no key for. */
-    SSL_CTX_set_psk_client_callback(cfg->ctx, psk_client_cb);
-    SSL_CTX_set_psk_server_callback(cfg->ctx, psk_server_cb);
-    if (!cfg->ciphers_set) {
-      ERR_clear_error();
-      if (SSL_CTX_set_cipher_list(cfg->ctx, PSK_CIPHERS ":" DEFAULT_CIPHERS) != 1)
-        return fail(EPROTO);
-    }
+    if (enable_psk(cfg, 1) != 0)
+      return -1;
     *slot = calloc(1, sizeof **slot);
     if (*slot == NULL)
       return fail(ENOMEM);

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include <openssl/ssl.h>
 
@@ -38,12 +39,19 @@ struct dtlsplex_config {
   unsigned char cookie_secret[64];
   size_t cookie_secret_len;
   dp_psk *psks;         /* first added first */
+  dtlsplex_psk_lookup_fn psk_lookup;
+  void *psk_lookup_arg;
+  FILE *keylog;         /* NSS key log, or NULL (the default) */
   dtlsplex_event_fn event_fn;
   void *event_arg;
   dtlsplex_log_fn log_fn;
   void *log_arg;
   int log_level;
 };
+
+/* Whether the client of this server-side SSL named a PSK identity that no
+ * key was found for. */
+int dp_config_psk_unknown(SSL *ssl);
 
 /* Whether a server side can complete handshakes: a certificate or a PSK. */
 int dp_config_can_serve(const dtlsplex_config *cfg);

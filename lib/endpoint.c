@@ -270,6 +270,7 @@ static void session_failed(dp_endpoint *ep, dp_peer *p, uint64_t now) {
     ep->handshakes--;
     ep->stats.handshakes_failed++;
     p->handshake_deadline = 0;
+    ep->stats.psk_unknown += !p->session->is_client && dp_config_psk_unknown(p->session->ssl);
   }
   log_peer(ep, DTLSPLEX_LOG_WARNING, &p->addr, "session failed", err);
   emit(ep, DTLSPLEX_EVENT_FAILED, &p->addr, err);

@@ -721,6 +721,64 @@ START_TEST(coap_mandatory_suites_accepted) {
 }
 END_TEST
 
+/* Issue 11: a gateway keeps one key per device in a database.  The lookup
+ * finds known identities; an unknown one fails that handshake alone. */
+static const unsigned char device_key[16] = "device 7 key....";
+static int lookups;
+
+static unsigned int key_store(const char *identity, unsigned char *key, unsigned int key_max, void *arg) {
+  ck_assert_ptr_eq(arg, &lookups);
+  lookups++;
+  if (strcmp(identity, "device-7") != 0 || key_max < sizeof device_key)
+    return 0;
+  memcpy(key, device_key, sizeof device_key);
+  return sizeof device_key;
+}
+
+START_TEST(psk_from_a_key_store) {
+  dtlsplex_config *gateway = dtlsplex_config_new();
+  ck_assert_ptr_nonnull(gateway);
+  ck_assert_int_eq(dtlsplex_config_set_event_callback(gateway, ignore_event, NULL), 0);
+  ck_assert_int_eq(dtlsplex_config_set_psk_lookup(gateway, key_store, &lookups), 0);
+  ck_assert_int_eq(dtlsplex_config_set_psk_hint(gateway, "gateway 1"), 0);
+  ck_assert_int_eq(dtlsplex_config_set_role(gateway, DTLSPLEX_ROLE_SERVER), 0);
+  dtlsplex_config *stranger = make_config(0), *device = make_config(0);
+  static const unsigned char wrong[16] = "stranger key....";
+  ck_assert_int_eq(dtlsplex_config_set_psk(stranger, "device-99", wrong, sizeof wrong), 0);
+  ck_assert_int_eq(dtlsplex_config_set_psk(device, "device-7", device_key, sizeof device_key), 0);
+  sim_stop_all();
+  sim_add_node(&server, gateway, 5684);
+  static sim_node device_node;
+  sim_add_node(&client, stranger, 40000);
+  sim_add_node(&device_node, device, 40001);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "x", 1, 1, sim_now), 1);
+  ck_assert_int_eq(dp_endpoint_write_pkt(device_node.ep, &server.addr, "reading", 7, 1, sim_now), 7);
+  int hinted = 0; /* the hint travels in the clear, in ServerKeyExchange */
+  for (int step = 0; step < 100 && sim_in_flight() > 0; step++) {
+    sim_packet p = sim_take();
+    hinted |= memcmp(&p.from.key, &server.addr.key, sizeof p.from.key) == 0 && memmem(p.data, p.len, "gateway 1", 9) != NULL;
+    sim_deliver(&p);
+  }
+  ck_assert(hinted);
+  int err;
+  ck_assert_int_eq(dp_endpoint_peer_state(client.ep, &server.addr, &err), DTLSPLEX_STATE_FAILED);
+  expect_datagram(&server, &device_node, "reading");
+  struct dtlsplex_peer_info info;
+  ck_assert_int_eq(dp_endpoint_peer_info(server.ep, &device_node.addr, &info), 0);
+  ck_assert_str_eq(info.identity, "device-7");
+  struct dtlsplex_stats st = stats_of(&server);
+  ck_assert_uint_eq(st.psk_unknown, 1);
+  ck_assert_uint_eq(st.handshakes_ok, 1);
+  ck_assert_int_eq(lookups, 2);
+  ck_assert_int_eq(dtlsplex_config_set_psk_lookup(gateway, NULL, NULL), -1);
+  ck_assert_int_eq(errno, EINVAL);
+  sim_stop_all();
+  dtlsplex_config_free(gateway);
+  dtlsplex_config_free(stranger);
+  dtlsplex_config_free(device);
+}
+END_TEST
+
 START_TEST(limits_refuse_new_handshakes_only) {
   dtlsplex_config *small = make_config(1);
   ck_assert_int_eq(dtlsplex_config_set_limits(small, 1, 1), 0);
@@ -792,6 +850,7 @@ int main(void) {
   tcase_add_test(tc, queued_datagram_fits_the_suite);
   tcase_add_test(tc, server_chooses_suite_and_group);
   tcase_add_test(tc, coap_mandatory_suites_accepted);
+  tcase_add_test(tc, psk_from_a_key_store);
   tcase_add_test(tc, limits_refuse_new_handshakes_only);
   tcase_add_test(tc, close_notify_and_emsgsize);
   suite_add_tcase(s, tc);

@@ -24,7 +24,7 @@
 
 typedef struct options {
   int listen, echo, verify_clients, insecure, verbose, family;
-  const char *cert, *key, *ca, *psk, *src_addr, *src_port, *host, *port;
+  const char *cert, *key, *ca, *psk, *ciphers, *keylog, *src_addr, *src_port, *host, *port;
   unsigned int mtu;
   long idle_secs;   /* -w: exit after this long without traffic; -1 = never */
   long exit_after;  /* -n: server exits after this many peers closed; -1 = never */
@@ -68,6 +68,8 @@ static void usage(int status) {
           "  --verify      server: require a client certificate signed by -C\n"
           "  --insecure    client: do not verify the server\n"
           "  --psk IDENTITY:HEXKEY  pre-shared key\n"
+          "  --ciphers LIST  OpenSSL cipher list (e.g. PSK-AES128-CCM8 for CoAP devices)\n"
+          "  --keylog FILE   append the session secrets to FILE, for Wireshark (SSLKEYLOGFILE format)\n"
           "  --mtu N       UDP payload bytes per datagram (256..4096)\n"
           "  -s SRCADDR -p SRCPORT  local address and port\n"
           "  -4 / -6       IPv4 / IPv6 only\n"
@@ -88,10 +90,11 @@ static long parse_number(const char *s, long min, long max, const char *what) {
 }
 
 static void parse_options(int argc, char **argv) {
-  enum { OPT_VERIFY = 256, OPT_INSECURE, OPT_PSK, OPT_MTU };
+  enum { OPT_VERIFY = 256, OPT_INSECURE, OPT_PSK, OPT_MTU, OPT_CIPHERS, OPT_KEYLOG };
   static const struct option longopts[] = {
       {"verify", no_argument, NULL, OPT_VERIFY},    {"insecure", no_argument, NULL, OPT_INSECURE},
       {"psk", required_argument, NULL, OPT_PSK},    {"mtu", required_argument, NULL, OPT_MTU},
+      {"ciphers", required_argument, NULL, OPT_CIPHERS}, {"keylog", required_argument, NULL, OPT_KEYLOG},
       {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0}};
   int c;
   while ((c = getopt_long(argc, argv, "lec:k:C:s:p:46w:n:vh", longopts, NULL)) != -1) {
@@ -112,6 +115,8 @@ static void parse_options(int argc, char **argv) {
     case OPT_INSECURE: opt.insecure = 1; break;
     case OPT_PSK: opt.psk = optarg; break;
     case OPT_MTU: opt.mtu = (unsigned int)parse_number(optarg, 256, 4096, "--mtu"); break;
+    case OPT_CIPHERS: opt.ciphers = optarg; break;
+    case OPT_KEYLOG: opt.keylog = optarg; break;
     case 'h': usage(0);
     default: usage(2);
     }
@@ -219,6 +224,11 @@ static dtlsplex_config *make_config(void) {
     dtlsplex_config_set_verify(cfg, DTLSPLEX_VERIFY_REQUIRE);
   if (opt.psk != NULL)
     set_psk(cfg, opt.psk);
+  /* After --psk, whose suites it replaces. */
+  if (opt.ciphers != NULL && dtlsplex_config_set_ciphers(cfg, opt.ciphers) < 0)
+    bad_usage("--ciphers %s: no usable DTLS 1.2 cipher", opt.ciphers);
+  if (opt.keylog != NULL && dtlsplex_config_set_keylog(cfg, opt.keylog) < 0)
+    fatal("--keylog %s: %s", opt.keylog, strerror(errno));
   if (opt.mtu != 0 && dtlsplex_config_set_mtu(cfg, opt.mtu) < 0)
     fatal("--mtu: %s", strerror(errno));
   if (!opt.listen) /* an interactive session may stay quiet for long */
