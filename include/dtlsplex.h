@@ -224,6 +224,16 @@ DTLSPLEX_API struct ssl_ctx_st *dtlsplex_config_get_ssl_ctx(dtlsplex_config *cfg
  */
 DTLSPLEX_API int dtlsplex_attach(int fd, dtlsplex_config *cfg);
 DTLSPLEX_API int dtlsplex_detach(int fd);
+/*
+ * Gives an attached socket a new configuration without a restart: new
+ * handshakes use its certificate, CA, PSKs, verify mode, role, limits and
+ * callbacks; established sessions go on undisturbed, and cookies sent just
+ * before still verify (the socket keeps its cookie keys).  The socket takes
+ * a reference to cfg and keeps the old configuration until detach.
+ * EBADF: not attached; EINVAL: cfg NULL, or role DTLSPLEX_ROLE_SERVER without
+ * certificate or PSK; ENOMEM (the socket keeps its old configuration).
+ */
+DTLSPLEX_API int dtlsplex_reconfigure(int fd, dtlsplex_config *cfg);
 
 /*
  * dtlssendto: as sendto(2).  Sends len bytes as one DTLS record in one

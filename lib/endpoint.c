@@ -140,6 +140,25 @@ dp_endpoint *dp_endpoint_new(dtlsplex_config *cfg, dp_send_fn send, void *send_a
   return ep;
 }
 
+int dp_endpoint_reconfigure(dp_endpoint *ep, dtlsplex_config *cfg) {
+  int serves = (cfg->role & DTLSPLEX_ROLE_SERVER) && dp_config_can_serve(cfg);
+  if (ep->serves)
+    dp_listener_cleanup(&ep->listener);
+  ep->io.mtu = cfg->mtu;
+  if (serves && dp_listener_init(&ep->listener, cfg->ctx, &ep->cookies, &ep->io) != 0) {
+    ep->io.mtu = ep->cfg->mtu;
+    if (ep->serves && dp_listener_init(&ep->listener, ep->cfg->ctx, &ep->cookies, &ep->io) != 0)
+      ep->serves = ep->both_roles = 0; /* out of memory twice: it accepts nothing more */
+    return -ENOMEM;
+  }
+  /* The cookie keys stay: cookies sent just before still verify. */
+  ep->cfg = cfg;
+  ep->queue_mtu = dp_suites_data_mtu(cfg->ctx, cfg->mtu);
+  ep->serves = serves;
+  ep->both_roles = serves && (cfg->role & DTLSPLEX_ROLE_CLIENT);
+  return 0;
+}
+
 static void drop_replacement(dp_endpoint *ep, dp_peer *p) {
   dp_session_free(p->replacement);
   p->replacement = NULL;

@@ -28,6 +28,12 @@ typedef struct dp_event {
 /* Addresses given to the endpoint are already in the socket's family (see
  * dp_addr_from_sockaddr).  NULL with errno ENOMEM. */
 dp_endpoint *dp_endpoint_new(dtlsplex_config *cfg, dp_send_fn send, void *send_arg);
+/* New handshakes use cfg from now on (its certificate, CA, PSKs, verify
+ * mode, role, limits, timeouts and callbacks); sessions already made go on
+ * with what they were made with, and cookies already sent still verify.
+ * The caller keeps the old configuration alive while the endpoint lives.
+ * 0, or -ENOMEM (the endpoint keeps its old configuration). */
+int dp_endpoint_reconfigure(dp_endpoint *ep, dtlsplex_config *cfg);
 /* Sends close_notify to established peers and frees everything. */
 void dp_endpoint_free(dp_endpoint *ep);
 

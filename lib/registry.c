@@ -204,6 +204,9 @@ dp_socket *dp_registry_remove(int fd) {
 
 void dp_socket_free(dp_socket *s) {
   dtlsplex_config_free(s->cfg); /* NULL until attached */
+  for (size_t i = 0; i < s->n_retired; i++)
+    dtlsplex_config_free(s->retired[i]);
+  free(s->retired);
   free(s->rx);
   free(s->tx);
   free(s->cork);
@@ -376,10 +379,11 @@ void dp_unlock_and_dispatch(dp_socket *s) {
     size_t n = 0;
     while (n < 16 && s->core != NULL && dp_endpoint_next_event(s->core, &batch[n]))
       n++;
+    const dtlsplex_config *cfg = s->cfg; /* dtlsplex_reconfigure may replace it once unlocked */
     pthread_mutex_unlock(&s->lock);
-    for (size_t i = 0; i < n && s->cfg->event_fn != NULL; i++)
-      s->cfg->event_fn(atomic_load(&s->user_fd), batch[i].event, &batch[i].peer.u.sa, batch[i].peer.len,
-                       batch[i].error, s->cfg->event_arg);
+    for (size_t i = 0; i < n && cfg->event_fn != NULL; i++)
+      cfg->event_fn(atomic_load(&s->user_fd), batch[i].event, &batch[i].peer.u.sa, batch[i].peer.len,
+                    batch[i].error, cfg->event_arg);
     if (n < 16)
       return;
     pthread_mutex_lock(&s->lock);

@@ -125,6 +125,32 @@ void dp_socket_learn_peer(dp_socket *s) {
   s->core = fresh;
 }
 
+int dtlsplex_reconfigure(int fd, dtlsplex_config *cfg) {
+  int saved_errno = errno;
+  if (cfg == NULL || (cfg->role == DTLSPLEX_ROLE_SERVER && !dp_config_can_serve(cfg)))
+    return dp_fail(EINVAL);
+  dp_socket *s = dp_socket_acquire(fd);
+  if (s == NULL)
+    return -1;
+  dtlsplex_config **retired = realloc(s->retired, (s->n_retired + 1) * sizeof *retired);
+  int err = retired == NULL ? ENOMEM : 0;
+  if (retired != NULL)
+    s->retired = retired;
+  if (err == 0) {
+    dp_config_ref(cfg);
+    err = -dp_endpoint_reconfigure(s->core, cfg);
+    if (err == 0) {
+      s->retired[s->n_retired++] = s->cfg;
+      s->cfg = cfg;
+    } else {
+      dtlsplex_config_free(cfg);
+    }
+  }
+  errno = err != 0 ? err : saved_errno;
+  dp_socket_finish(s);
+  return err != 0 ? -1 : 0;
+}
+
 int dtlsplex_detach(int fd) {
   int saved_errno = errno;
   dp_socket *s = dp_registry_remove(fd);

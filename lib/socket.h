@@ -67,6 +67,8 @@ typedef struct dp_socket {
   dp_addr peer;
   int icmp_error;    /* an ICMP error the kernel reported on the connected socket, not yet handled */
   int mute;          /* drop the library's datagrams: the socket lost its local port */
+  dtlsplex_config **retired; /* configurations replaced by dtlsplex_reconfigure: sessions made */
+  size_t n_retired;          /* with them may still call back into them */
   uint8_t *cork;     /* MSG_MORE: data held for the next datagram, to cork_to */
   size_t cork_len;
   dp_addr cork_to;

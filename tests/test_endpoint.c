@@ -779,6 +779,38 @@ START_TEST(psk_from_a_key_store) {
 }
 END_TEST
 
+/* Issue 11: rotation without a restart.  A cookie sent just before the new
+ * configuration still verifies, the handshake it starts uses the new
+ * certificate, and the established session goes on. */
+START_TEST(reconfigure_keeps_sessions_and_cookies) {
+  connect_client(&client);
+  static sim_node second;
+  sim_add_node(&second, client_cfg, 40001);
+  ck_assert_int_eq(dp_endpoint_write_pkt(second.ep, &server.addr, "after", 5, 1, sim_now), 5);
+  sim_packet hello = sim_take();
+  sim_deliver(&hello); /* the server answers with a cookie */
+  sim_packet verify_request = sim_take();
+  sim_deliver(&verify_request); /* the client sends its ClientHello with the cookie */
+
+  dtlsplex_config *rotated = make_config(1);
+  ck_assert_int_eq(dtlsplex_config_set_certificate(rotated, pki.client_cert, pki.client_key), 0);
+  ck_assert_int_eq(dp_endpoint_reconfigure(server.ep, rotated), 0);
+  sim_deliver_due();
+  expect_datagram(&server, &second, "after");
+  struct dtlsplex_peer_info info;
+  ck_assert_int_eq(dp_endpoint_peer_info(second.ep, &server.addr, &info), 0);
+  ck_assert_ptr_nonnull(strstr(info.identity, "CN=test client")); /* the new certificate */
+  ck_assert_int_eq(dp_endpoint_peer_info(client.ep, &server.addr, &info), 0);
+  ck_assert_ptr_nonnull(strstr(info.identity, "CN=localhost"));
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "still", 5, 0, sim_now), 5);
+  sim_deliver_due();
+  expect_datagram(&server, &client, "still");
+  ck_assert_uint_eq(stats_of(&server).handshakes_ok, 2);
+  sim_stop_all(); /* before the configuration the endpoint now uses goes */
+  dtlsplex_config_free(rotated);
+}
+END_TEST
+
 START_TEST(limits_refuse_new_handshakes_only) {
   dtlsplex_config *small = make_config(1);
   ck_assert_int_eq(dtlsplex_config_set_limits(small, 1, 1), 0);
@@ -851,6 +883,7 @@ int main(void) {
   tcase_add_test(tc, server_chooses_suite_and_group);
   tcase_add_test(tc, coap_mandatory_suites_accepted);
   tcase_add_test(tc, psk_from_a_key_store);
+  tcase_add_test(tc, reconfigure_keeps_sessions_and_cookies);
   tcase_add_test(tc, limits_refuse_new_handshakes_only);
   tcase_add_test(tc, close_notify_and_emsgsize);
   suite_add_tcase(s, tc);

@@ -414,6 +414,50 @@ START_TEST(intermediate_certificates_are_sent) {
 }
 END_TEST
 
+/* Issue 11: rotate the certificate under traffic: no established session
+ * drops, and a new client sees the new certificate. */
+START_TEST(reconfigure_under_traffic) {
+  dtlsplex_config *scfg = server_config(0);
+  echo_server srv;
+  echo_start(&srv, AF_INET, scfg);
+  dtlsplex_config *ccfg = client_config(0, pki.ca);
+  int old_client = attached_socket(ccfg, 3000);
+  char buf[16];
+  for (int round = 0; round < 40; round++) {
+    if (round == 20) {
+      dtlsplex_config *rotated = server_config(0);
+      /* Any certificate the CA signed for this address: the client one. */
+      ck_assert_int_eq(dtlsplex_config_set_certificate(rotated, pki.client_cert, pki.client_key), 0);
+      ck_assert_int_eq(dtlsplex_reconfigure(srv.fd, rotated), 0);
+      dtlsplex_config_free(rotated);
+    }
+    ck_assert_int_eq(dtlssendto(old_client, "tick", 4, 0, (struct sockaddr *)&srv.addr, srv.addr_len), 4);
+    ck_assert_int_eq(dtlsrecvfrom(old_client, buf, sizeof buf, 0, NULL, NULL), 4);
+  }
+  int new_client = attached_socket(ccfg, 3000);
+  ck_assert_int_eq(dtlssendto(new_client, "new", 3, 0, (struct sockaddr *)&srv.addr, srv.addr_len), 3);
+  ck_assert_int_eq(dtlsrecvfrom(new_client, buf, sizeof buf, 0, NULL, NULL), 3);
+  struct dtlsplex_peer_info info;
+  ck_assert_int_eq(dtlsplex_peer_info(new_client, (struct sockaddr *)&srv.addr, srv.addr_len, &info), 0);
+  ck_assert_ptr_nonnull(strstr(info.identity, "CN=test client"));
+  ck_assert_int_eq(dtlsplex_peer_info(old_client, (struct sockaddr *)&srv.addr, srv.addr_len, &info), 0);
+  ck_assert_ptr_nonnull(strstr(info.identity, "CN=localhost"));
+  ck_assert_int_eq(dtlsplex_reconfigure(srv.fd, NULL), -1);
+  ck_assert_int_eq(errno, EINVAL);
+  ck_assert_int_eq(dtlsplex_reconfigure(old_client + 100, ccfg), -1);
+  ck_assert_int_eq(errno, EBADF);
+  for (int i = 0; i < 2; i++) {
+    int fd = i == 0 ? old_client : new_client;
+    ck_assert_int_eq(dtlsplex_detach(fd), 0);
+    close(fd);
+  }
+  struct dtlsplex_stats st = echo_stop(&srv);
+  ck_assert_uint_eq(st.handshakes_ok, 2); /* the old client's session never dropped */
+  dtlsplex_config_free(scfg);
+  dtlsplex_config_free(ccfg);
+}
+END_TEST
+
 /* A connected client socket for the single-peer tests below. */
 typedef struct pair {
   echo_server srv;
@@ -931,6 +975,7 @@ int main(void) {
   tcase_add_test(tc, untrusted_server_certificate_rejected);
   tcase_add_test(tc, mutual_authentication);
   tcase_add_test(tc, intermediate_certificates_are_sent);
+  tcase_add_test(tc, reconfigure_under_traffic);
   tcase_add_test(tc, emsgsize_one_byte_above_data_mtu);
   tcase_add_test(tc, peek_trunc_and_truncation);
   tcase_add_test(tc, idle_peers_expire);

@@ -208,16 +208,26 @@ static void on_event(int fd, int event, const struct sockaddr *peer, socklen_t l
     fprintf(stderr, "%s %s\n", name, event_names[event]);
 }
 
+/* The configuration the options describe, its files read now; NULL (and a
+ * message) if a file cannot be used. */
 static dtlsplex_config *make_config(void) {
   dtlsplex_config *cfg = dtlsplex_config_new();
   if (cfg == NULL)
     fatal("cannot create a configuration: %s", strerror(errno));
   dtlsplex_config_set_role(cfg, opt.listen ? DTLSPLEX_ROLE_SERVER : DTLSPLEX_ROLE_CLIENT);
   dtlsplex_config_set_event_callback(cfg, on_event, NULL);
+  const char *bad_file = NULL;
   if (opt.cert != NULL && dtlsplex_config_set_certificate(cfg, opt.cert, opt.key) < 0)
-    fatal("%s, %s: %s", opt.cert, opt.key, strerror(errno));
-  if (opt.ca != NULL && dtlsplex_config_set_ca(cfg, opt.ca, NULL) < 0)
-    fatal("%s: %s", opt.ca, strerror(errno));
+    bad_file = opt.cert;
+  else if (opt.ca != NULL && dtlsplex_config_set_ca(cfg, opt.ca, NULL) < 0)
+    bad_file = opt.ca;
+  else if (opt.keylog != NULL && dtlsplex_config_set_keylog(cfg, opt.keylog) < 0)
+    bad_file = opt.keylog;
+  if (bad_file != NULL) {
+    fprintf(stderr, "dtlscat: %s: %s\n", bad_file, strerror(errno));
+    dtlsplex_config_free(cfg);
+    return NULL;
+  }
   if (opt.insecure)
     dtlsplex_config_set_verify(cfg, DTLSPLEX_VERIFY_NONE);
   if (opt.verify_clients)
@@ -227,8 +237,6 @@ static dtlsplex_config *make_config(void) {
   /* After --psk, whose suites it replaces. */
   if (opt.ciphers != NULL && dtlsplex_config_set_ciphers(cfg, opt.ciphers) < 0)
     bad_usage("--ciphers %s: no usable DTLS 1.2 cipher", opt.ciphers);
-  if (opt.keylog != NULL && dtlsplex_config_set_keylog(cfg, opt.keylog) < 0)
-    fatal("--keylog %s: %s", opt.keylog, strerror(errno));
   if (opt.mtu != 0 && dtlsplex_config_set_mtu(cfg, opt.mtu) < 0)
     fatal("--mtu: %s", strerror(errno));
   if (!opt.listen) /* an interactive session may stay quiet for long */
@@ -308,12 +316,37 @@ static void write_all(int fd, const char *buf, size_t len) {
   }
 }
 
+/* SIGHUP: read the certificate, key, CA and PSK files again, for new
+ * handshakes; established sessions go on (certificates expire every 90 days
+ * with some CAs, and a restart would drop every peer). */
+static volatile sig_atomic_t reload_requested;
+
+static void request_reload(int sig) {
+  (void)sig;
+  reload_requested = 1;
+}
+
+static void reload(int fd) {
+  reload_requested = 0;
+  dtlsplex_config *cfg = make_config();
+  if (cfg == NULL || dtlsplex_reconfigure(fd, cfg) < 0)
+    fprintf(stderr, "dtlscat: reload failed, the files in use stay: %s\n", strerror(errno));
+  else if (opt.verbose)
+    fprintf(stderr, "reloaded\n");
+  dtlsplex_config_free(cfg);
+}
+
 static int run_server(int fd) {
   char buf[4096];
   long long idle_deadline = opt.idle_secs >= 0 ? now_ms() + opt.idle_secs * 1000 : -1;
+  struct sigaction on_hup = {.sa_handler = request_reload}; /* no SA_RESTART: poll returns for it */
+  sigemptyset(&on_hup.sa_mask);
+  sigaction(SIGHUP, &on_hup, NULL);
   while (opt.exit_after < 0 || peers_closed < opt.exit_after) {
     if (idle_deadline >= 0 && now_ms() >= idle_deadline)
       return 0;
+    if (reload_requested)
+      reload(fd);
     wait_for_input(fd, 0, idle_deadline);
     if (dtlsplex_process(fd) < 0)
       fatal("receive: %s", strerror(errno));
@@ -409,6 +442,8 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   parse_options(argc, argv);
   dtlsplex_config *cfg = make_config();
+  if (cfg == NULL)
+    exit(1);
   struct addrinfo *target = resolve(opt.host, opt.port, opt.listen);
   int fd = open_socket(target);
   if (dtlsplex_attach(fd, cfg) < 0)
