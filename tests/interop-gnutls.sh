@@ -1,8 +1,9 @@
 #!/bin/bash
 # Interop with GnuTLS's command line peers: tools/dtlscat against
 # "gnutls-cli --udp" and "gnutls-serv --udp --echo", with certificates, PSK,
-# a client certificate, and a small MTU.  One line per check; exits 1 if any
-# failed, 77 if gnutls-bin (or openssl, for the certificates) is missing.
+# a client certificate, a small MTU, and certificate chains with an
+# intermediate CA.  One line per check; exits 1 if any failed, 77 if
+# gnutls-bin (or openssl, for the certificates) is missing.
 # shellcheck source=tests/interop-lib.sh
 . "$(dirname "$0")/interop-lib.sh"
 
@@ -10,6 +11,7 @@ require_prog gnutls-cli
 require_prog gnutls-serv
 il_setup
 make_certs
+make_pki3
 T=$IL_TMP
 PSK_ID=dtlsplex-interop
 PSK_KEY=$(openssl rand -hex 16)
@@ -30,6 +32,9 @@ gnutls_cli() {
   spawn "$name" gnutls-cli --udp --logfile "$T/$name.log" -p "$port" "$@" 127.0.0.1
 }
 VERIFY=(--x509cafile "$T/ca.pem" --verify-hostname localhost)
+# Trusting the root of the three-level PKI only: the intermediate must come
+# in the handshake.
+VERIFY3=(--x509cafile "$T/root.pem" --verify-hostname localhost)
 
 # gnutls_serv NAME ARGS...: gnutls-serv --udp --echo on a free port, in
 # SERVER_PORT; false (and a failed check) if it does not come up.  It has no
@@ -175,6 +180,42 @@ if gnutls_serv gs7 --mtu 500 -d 6 --x509certfile "$T/chain.pem" --x509keyfile "$
   fi
   stop dtlscat-cli7 2 # its own exit: a sanitizer build checks for leaks then
   stop gs7
+fi
+
+# ---- certificate chains: leaf, then an intermediate CA --------------------
+# gnutls-cli trusts root.pem alone: it verifies our server only if our server
+# sends the intermediate after its leaf, as server3-chain.pem holds them.
+
+# log_says CLIENT TEXT DESCRIPTION: gnutls-cli CLIENT's log (complete once it
+# has exited) has TEXT.
+log_says() {
+  if grep -qF -- "$2" "$T/$1.log"; then
+    ok "$3"
+  else
+    not_ok "$3" "expected in $1's log: $(show "$2")" \
+      "got: $(grep -E 'certificate list|Status:|\*\*\*' "$T/$1.log" "$T/$1.err" | sed 's/^[^:]*://')"
+  fi
+}
+
+if dtlscat_server dtlscat-srv8 -e -c "$T/server3-chain.pem" -k "$T/server3.key"; then
+  gnutls_cli gc8 "$SERVER_PORT" "${VERIFY3[@]}" --priority "$DTLS12"
+  round_trip gc8 "chain: gnutls-cli trusting the root alone verifies our server (-c server3-chain.pem) and gets its line echoed" \
+    "@$T/gc8.err" "@$T/dtlscat-srv8.err"
+  stop gc8 3
+  log_says gc8 "Got a certificate list of 2 certificates." "chain: our server sent gnutls-cli 2 certificates, leaf and intermediate"
+  log_says gc8 "The certificate is trusted" "chain: gnutls-cli reports our server's chain trusted"
+  stop dtlscat-srv8
+fi
+
+# Mutual authentication, a chain each way: gnutls-cli reads its chain from
+# one file too.
+if dtlscat_server dtlscat-srv9 -e --verify -C "$T/root.pem" -c "$T/server3-chain.pem" -k "$T/server3.key"; then
+  gnutls_cli gc9 "$SERVER_PORT" "${VERIFY3[@]}" --priority "$DTLS12" \
+    --x509certfile "$T/client3-chain.pem" --x509keyfile "$T/client3.key"
+  round_trip gc9 "chain, mutual auth: gnutls-cli (client3-chain.pem) and our --verify -C root.pem server (-c server3-chain.pem) verify each other; line echoed" \
+    "@$T/gc9.err" "@$T/dtlscat-srv9.err"
+  stop gc9 3
+  stop dtlscat-srv9
 fi
 
 finish

@@ -8,6 +8,9 @@
 #   ca.pem server.pem server.key chain.pem client.pem client.key in IL_TMP:
 #                       an ECDSA P-256 CA and two certificates it signed,
 #                       made fresh each run (make_certs)
+#   root.pem inter.pem server3.pem server3.key server3-chain.pem client3.pem
+#   client3.key client3-chain.pem in IL_TMP: a three-level PKI, root,
+#                       intermediate, leaves (make_pki3)
 #   spawn NAME CMD...   CMD in the background: stdin from a pipe that stays
 #                       open (feed NAME TEXT writes to it, close_input NAME
 #                       closes it), stdout to IL_TMP/NAME.out, stderr to
@@ -366,12 +369,11 @@ listen_port() {
 
 # ---- certificates ------------------------------------------------------------
 
-# make_certs: a CA, a server certificate for localhost / 127.0.0.1 / ::1, and
-# a client certificate, all ECDSA P-256, in IL_TMP; chain.pem is the server
-# certificate followed by the CA's (more than 500 bytes on the wire).
-make_certs() {
-  local d=$IL_TMP
-  cat >"$d/openssl.cnf" <<'EOF'
+# il_openssl_cnf: IL_TMP/openssl.cnf, the extensions of every certificate
+# made here, one section per kind.
+il_openssl_cnf() {
+  [ -e "$IL_TMP/openssl.cnf" ] && return 0
+  cat >"$IL_TMP/openssl.cnf" <<'EOF'
 [req]
 distinguished_name = dn
 prompt = no
@@ -381,6 +383,11 @@ CN = unused
 basicConstraints = critical, CA:TRUE
 keyUsage = critical, keyCertSign, cRLSign
 subjectKeyIdentifier = hash
+[inter]
+basicConstraints = critical, CA:TRUE, pathlen:0
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
 [server]
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
@@ -395,23 +402,82 @@ extendedKeyUsage = clientAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 EOF
-  local name
-  for name in ca server client; do
-    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/$name.key" 2>>"$d/certs.log" ||
-      il_cert_error
-  done
-  openssl req -config "$d/openssl.cnf" -new -x509 -key "$d/ca.key" -subj "/CN=dtlsplex interop test CA" \
-    -days 2 -sha256 -extensions ca -out "$d/ca.pem" 2>>"$d/certs.log" || il_cert_error
-  openssl req -config "$d/openssl.cnf" -new -key "$d/server.key" -subj "/CN=localhost" \
-    -out "$d/server.csr" 2>>"$d/certs.log" || il_cert_error
-  openssl req -config "$d/openssl.cnf" -new -key "$d/client.key" -subj "/CN=dtlsplex interop client" \
-    -out "$d/client.csr" 2>>"$d/certs.log" || il_cert_error
-  openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -set_serial 2 -days 2 -sha256 \
-    -extfile "$d/openssl.cnf" -extensions server -out "$d/server.pem" 2>>"$d/certs.log" || il_cert_error
-  openssl x509 -req -in "$d/client.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -set_serial 3 -days 2 -sha256 \
-    -extfile "$d/openssl.cnf" -extensions client -out "$d/client.pem" 2>>"$d/certs.log" || il_cert_error
+}
+
+# il_key NAME: a fresh ECDSA P-256 key in IL_TMP/NAME.key.
+il_key() {
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$IL_TMP/$1.key" \
+    2>>"$IL_TMP/certs.log" || il_cert_error
+}
+
+# il_self_signed NAME SUBJECT: NAME.key and a self-signed CA certificate
+# NAME.pem (section [ca]).
+il_self_signed() {
+  il_key "$1"
+  openssl req -config "$IL_TMP/openssl.cnf" -new -x509 -key "$IL_TMP/$1.key" -subj "$2" \
+    -days 2 -sha256 -extensions ca -out "$IL_TMP/$1.pem" 2>>"$IL_TMP/certs.log" || il_cert_error
+}
+
+# il_issue NAME SUBJECT ISSUER SECTION SERIAL: NAME.key and NAME.pem, a
+# certificate for SUBJECT with the extensions of SECTION, signed by ISSUER
+# (ISSUER.pem and ISSUER.key).
+il_issue() {
+  local d=$IL_TMP name=$1 subj=$2 issuer=$3 section=$4 serial=$5
+  il_key "$name"
+  openssl req -config "$d/openssl.cnf" -new -key "$d/$name.key" -subj "$subj" \
+    -out "$d/$name.csr" 2>>"$d/certs.log" || il_cert_error
+  openssl x509 -req -in "$d/$name.csr" -CA "$d/$issuer.pem" -CAkey "$d/$issuer.key" -set_serial "$serial" \
+    -days 2 -sha256 -extfile "$d/openssl.cnf" -extensions "$section" -out "$d/$name.pem" \
+    2>>"$d/certs.log" || il_cert_error
+}
+
+# make_certs: a CA, a server certificate for localhost / 127.0.0.1 / ::1, and
+# a client certificate, all ECDSA P-256, in IL_TMP; chain.pem is the server
+# certificate followed by the CA's (more than 500 bytes on the wire).
+make_certs() {
+  local d=$IL_TMP
+  il_openssl_cnf
+  il_self_signed ca "/CN=dtlsplex interop test CA"
+  il_issue server "/CN=localhost" ca server 2
+  il_issue client "/CN=dtlsplex interop client" ca client 3
   cat "$d/server.pem" "$d/ca.pem" >"$d/chain.pem"
   openssl verify -CAfile "$d/ca.pem" "$d/server.pem" "$d/client.pem" >>"$d/certs.log" 2>&1 || il_cert_error
+}
+
+# make_pki3: a three-level PKI, as a public CA's, all ECDSA P-256, in IL_TMP:
+#   root.pem           a root CA, the only trust anchor a peer is given
+#   inter.pem          an intermediate CA (pathlen:0) the root signed
+#   server3.pem/.key   a server certificate the intermediate signed, for
+#                      localhost / 127.0.0.1 / ::1
+#   client3.pem/.key   a client certificate the intermediate signed
+#   server3-chain.pem, client3-chain.pem   the leaf, then the intermediate:
+#                      what a certificate file holds
+# A peer that trusts root.pem alone verifies a leaf only if the intermediate
+# comes with it in the handshake.
+make_pki3() {
+  local d=$IL_TMP
+  il_openssl_cnf
+  il_self_signed root "/CN=dtlsplex interop test root CA"
+  il_issue inter "/CN=dtlsplex interop test intermediate CA" root inter 10
+  il_issue server3 "/CN=localhost" inter server 11
+  il_issue client3 "/CN=dtlsplex interop client3" inter client 12
+  cat "$d/server3.pem" "$d/inter.pem" >"$d/server3-chain.pem"
+  cat "$d/client3.pem" "$d/inter.pem" >"$d/client3-chain.pem"
+  openssl verify -CAfile "$d/root.pem" "$d/inter.pem" >>"$d/certs.log" 2>&1 || il_cert_error
+  openssl verify -CAfile "$d/root.pem" -untrusted "$d/inter.pem" -purpose sslserver "$d/server3.pem" \
+    >>"$d/certs.log" 2>&1 || il_cert_error
+  openssl verify -CAfile "$d/root.pem" -untrusted "$d/inter.pem" -purpose sslclient "$d/client3.pem" \
+    >>"$d/certs.log" 2>&1 || il_cert_error
+  # Without the intermediate the leaves must not verify (the errors logged
+  # next are expected), or the checks that
+  # the intermediate is sent would prove nothing.
+  local leaf
+  for leaf in server3 client3; do
+    if openssl verify -CAfile "$d/root.pem" "$d/$leaf.pem" >>"$d/certs.log" 2>&1; then
+      echo "$leaf.pem verifies without its intermediate" >>"$d/certs.log"
+      il_cert_error
+    fi
+  done
 }
 
 il_cert_error() {
@@ -445,7 +511,7 @@ dtlscat_server() {
   spawn "$name" "$DTLSCAT" -l -v "$@" 127.0.0.1 0
   SERVER_PORT=$(listen_port "$name")
   if [ -z "$SERVER_PORT" ]; then
-    not_ok "dtlscat -l $* starts" "@$T/$name.err"
+    not_ok "dtlscat -l $* starts" "@$IL_TMP/$name.err"
     return 1
   fi
 }

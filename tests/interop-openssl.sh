@@ -1,13 +1,15 @@
 #!/bin/bash
 # Interop with OpenSSL's command line peers: tools/dtlscat against
 # "openssl s_client -dtls1_2" and "openssl s_server -dtls1_2 -listen", with
-# certificates, PSK, client certificates, and a small MTU.  One line per
-# check; exits 1 if any failed, 77 if openssl is missing.
+# certificates, PSK, client certificates, a small MTU, and certificate chains
+# with an intermediate CA.  One line per check; exits 1 if any failed, 77 if
+# openssl is missing.
 # shellcheck source=tests/interop-lib.sh
 . "$(dirname "$0")/interop-lib.sh"
 
 il_setup
 make_certs
+make_pki3
 T=$IL_TMP
 PSK_ID=dtlsplex-interop
 PSK_KEY=$(openssl rand -hex 16)
@@ -19,6 +21,9 @@ s_client() {
   spawn "$name" openssl s_client -dtls1_2 -connect "127.0.0.1:$port" -quiet "$@"
 }
 VERIFY=(-CAfile "$T/ca.pem" -verify_return_error -verify_hostname localhost)
+# Trusting the root of the three-level PKI only: the intermediate must come
+# in the handshake.
+VERIFY3=(-CAfile "$T/root.pem" -verify_return_error -verify_hostname localhost)
 
 # s_server NAME ARGS...: openssl s_server -listen on 127.0.0.1, a free port,
 # in SERVER_PORT; false (and a failed check) if it does not come up.
@@ -48,6 +53,31 @@ all_at_most() {
     seen=1
   done
   [ "$seen" = 1 ]
+}
+
+# s_server_exchange SERVER CLIENT WHAT: a line from our client CLIENT must
+# show on s_server SERVER's stdout, then a line typed into SERVER on CLIENT's
+# stdout; two checks, their descriptions starting with WHAT.
+s_server_exchange() {
+  local srv=$1 cli=$2 what=$3 up down
+  up=$(uniq_line "$cli-to-s_server")
+  down=$(uniq_line "s_server-to-$cli")
+  feed_line "$cli" "$up"
+  if expect_output "$srv" "$up
+" "$what: our client's line shows on s_server's stdout" "@$T/$cli.err" "@$T/$srv.err"; then
+    feed_line "$srv" "$down"
+    expect_output "$cli" "$down
+" "$what: s_server's line shows on our client's stdout" "@$T/$cli.err" "@$T/$srv.err"
+  else
+    not_ok "$what: s_server's line shows on our client's stdout" "(not tried: no session)"
+  fi
+}
+
+# sent_chain NAME: the subjects of the certificates the server sent, as the
+# "Certificate chain" of s_client -showcerts NAME lists them, one a line
+# (" 0 s:CN = localhost").
+sent_chain() {
+  sed -n '/^Certificate chain$/,/^---$/ { /^ *[0-9][0-9]* s:/p; }' "$T/$1.out"
 }
 
 CHAIN_DER=$(der_size "$T/chain.pem")
@@ -221,6 +251,68 @@ if s_server ssrv5 -mtu 500 -debug -cert "$T/server.pem" -cert_chain "$T/ca.pem" 
   fi
   stop dtlscat-cli5 2 # its own exit: a sanitizer build checks for leaks then
   stop ssrv5
+fi
+
+# ---- 6. certificate chains: leaf, then an intermediate CA --------------------
+# As with any public CA: the peers trust root.pem alone, so each side must
+# send the intermediate (inter.pem) after its leaf, or the other cannot
+# verify it.  Our side gets the chain from its certificate file
+# (server3-chain.pem, client3-chain.pem: leaf, then intermediate).
+INTER_SUBJECT="CN = dtlsplex interop test intermediate CA"
+
+if dtlscat_server dtlscat-srv6 -e -c "$T/server3-chain.pem" -k "$T/server3.key"; then
+  # Not -quiet: -showcerts lists the chain as received, and the verdict.
+  spawn sc6 openssl s_client -dtls1_2 -connect "127.0.0.1:$SERVER_PORT" -servername localhost \
+    -showcerts "${VERIFY3[@]}"
+  line=$(uniq_line "chain-s_client")
+  feed_line sc6 "$line"
+  expect_line sc6 "$line" "chain: s_client trusting the root alone verifies our server (-c server3-chain.pem) and gets its line echoed" \
+    "@$T/sc6.err" "@$T/dtlscat-srv6.err"
+  if grep -qxF 'Verification: OK' "$T/sc6.out" && grep -qF 'Verify return code: 0 (ok)' "$T/sc6.out" &&
+    grep -q '^New, TLSv1.2, Cipher is [A-Z]' "$T/sc6.out"; then
+    ok "chain: s_client completed the handshake and verified our server's chain (Verify return code: 0)"
+  else
+    not_ok "chain: s_client completed the handshake and verified our server's chain (Verify return code: 0)" \
+      "expected on s_client's stdout: Verification: OK, Verify return code: 0 (ok), a cipher" \
+      "$(grep -E '^(Verification|New,)|Verify return code' "$T/sc6.out")" "@$T/sc6.err"
+  fi
+  chain=$(sent_chain sc6)
+  if [ "$(printf '%s\n' "$chain" | grep -c .)" = 2 ] && printf '%s\n' "$chain" | grep -qxF " 1 s:$INTER_SUBJECT"; then
+    ok "chain: our server sent 2 certificates, leaf then intermediate ($(printf '%s\n' "$chain" | sed 's/^ *//' | paste -sd ';' | sed 's/;/; /g'))"
+  else
+    not_ok "chain: our server sent 2 certificates, leaf then intermediate" \
+      "expected in s_client -showcerts: \" 0 s:CN = localhost\" and \" 1 s:$INTER_SUBJECT\"" \
+      "got: ${chain:-no certificate chain}"
+  fi
+  stop sc6
+  stop dtlscat-srv6
+fi
+
+if s_server ssrv6 -cert "$T/server3.pem" -cert_chain "$T/inter.pem" -key "$T/server3.key"; then
+  spawn dtlscat-cli6 "$DTLSCAT" -v -4 -C "$T/root.pem" localhost "$SERVER_PORT"
+  s_server_exchange ssrv6 dtlscat-cli6 "chain: our client trusting the root alone verifies s_server -cert_chain inter.pem"
+  stop dtlscat-cli6 2 # its own exit: a sanitizer build checks for leaks then
+  stop ssrv6
+fi
+
+# Mutual authentication, a chain each way.
+if dtlscat_server dtlscat-srv7 -e --verify -C "$T/root.pem" -c "$T/server3-chain.pem" -k "$T/server3.key"; then
+  s_client sc7 "$SERVER_PORT" "${VERIFY3[@]}" -cert "$T/client3.pem" -cert_chain "$T/inter.pem" -key "$T/client3.key"
+  line=$(uniq_line "chain-mutual-s_client")
+  feed_line sc7 "$line"
+  expect_output sc7 "$line
+" "chain, mutual auth: s_client with -cert_chain inter.pem and our --verify -C root.pem server (-c server3-chain.pem) verify each other; line echoed" \
+    "@$T/sc7.err" "@$T/dtlscat-srv7.err"
+  stop sc7
+  stop dtlscat-srv7
+fi
+
+if s_server ssrv7 -cert "$T/server3.pem" -cert_chain "$T/inter.pem" -key "$T/server3.key" \
+  -Verify 1 -verify_return_error -CAfile "$T/root.pem"; then
+  spawn dtlscat-cli7 "$DTLSCAT" -v -4 -C "$T/root.pem" -c "$T/client3-chain.pem" -k "$T/client3.key" localhost "$SERVER_PORT"
+  s_server_exchange ssrv7 dtlscat-cli7 "chain, mutual auth: s_server -Verify 1 trusting the root alone verifies our client (-c client3-chain.pem)"
+  stop dtlscat-cli7 2 # its own exit: a sanitizer build checks for leaks then
+  stop ssrv7
 fi
 
 finish
