@@ -180,11 +180,20 @@ DTLSPLEX_API int dtlsplex_config_set_role(dtlsplex_config *cfg, int role);
 DTLSPLEX_API int dtlsplex_config_set_mtu(dtlsplex_config *cfg, unsigned int udp_payload_bytes);
 /* OpenSSL cipher list for DTLS 1.2.  EINVAL: NULL or no usable cipher; EBUSY. */
 DTLSPLEX_API int dtlsplex_config_set_ciphers(dtlsplex_config *cfg, const char *openssl_cipher_list);
-/* handshake_ms (default 15000, minimum 100): a handshake not complete by then
+/* handshake_ms (default 45000, minimum 100): a handshake not complete by then
  * fails with ETIMEDOUT.  idle_ms (default 300000; 0 = never): an established
  * peer silent in both directions that long is forgotten.  EINVAL; EBUSY. */
 DTLSPLEX_API int dtlsplex_config_set_timeouts(dtlsplex_config *cfg, unsigned int handshake_ms,
                                               unsigned int idle_ms);
+/* The handshake's retransmission timer: a flight not answered within
+ * initial_ms is sent again, the wait doubling each time up to max_ms
+ * (defaults 1000 and 4000: RFC 6347's 60 s cap makes a lossy link's
+ * handshakes take minutes; see dtlsplex_config_set_timeouts for the budget
+ * of a whole handshake).  Real-time programs want a shorter
+ * first wait; constrained networks a longer one.  EINVAL: initial_ms below
+ * 10, max_ms below initial_ms or above 60000; EBUSY. */
+DTLSPLEX_API int dtlsplex_config_set_retransmit(dtlsplex_config *cfg, unsigned int initial_ms,
+                                                unsigned int max_ms);
 /* max_peers (default 10000) bounds the table; max_handshakes (default 256)
  * bounds sessions still handshaking.  When either is reached new handshakes
  * are refused (statelessly for servers, EAGAIN for clients); established peers

@@ -35,6 +35,7 @@ struct dtlsplex_config {
   int ciphers_set;
   unsigned int mtu;
   unsigned int handshake_ms, idle_ms;
+  unsigned int rto_initial_ms, rto_max_ms;
   unsigned int max_peers, max_handshakes;
   unsigned char cookie_secret[64];
   size_t cookie_secret_len;

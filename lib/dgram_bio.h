@@ -29,6 +29,7 @@ typedef struct dp_bio_io {
   const uint8_t *in;      /* datagram in hand, NULL once read */
   size_t in_len;
   unsigned int mtu;
+  unsigned int rto_initial_ms, rto_max_ms; /* handshake retransmission timer (see session.c) */
   int mtu_exceeded;       /* the last write failed with EMSGSIZE */
   int last_send_error;    /* -errno of the last write, or 0 */
   dp_send_fn send;

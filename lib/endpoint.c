@@ -125,7 +125,8 @@ dp_endpoint *dp_endpoint_new(dtlsplex_config *cfg, dp_send_fn send, void *send_a
   ep->send_arg = send_arg;
   dp_table_init(&ep->peers);
   dp_recv_queue_init(&ep->received, DP_RECV_QUEUE_MAX, cfg->mtu);
-  ep->io = (dp_bio_io){.mtu = cfg->mtu, .send = counting_send, .send_arg = ep, .out = &ep->out};
+  ep->io = (dp_bio_io){.mtu = cfg->mtu, .rto_initial_ms = cfg->rto_initial_ms, .rto_max_ms = cfg->rto_max_ms,
+                       .send = counting_send, .send_arg = ep, .out = &ep->out};
   ep->queue_mtu = dp_suites_data_mtu(cfg->ctx, cfg->mtu);
   dp_cookie_init(&ep->cookies, cfg->cookie_secret, cfg->cookie_secret_len);
   ep->serves = (cfg->role & DTLSPLEX_ROLE_SERVER) && dp_config_can_serve(cfg);
@@ -145,8 +146,12 @@ int dp_endpoint_reconfigure(dp_endpoint *ep, dtlsplex_config *cfg) {
   if (ep->serves)
     dp_listener_cleanup(&ep->listener);
   ep->io.mtu = cfg->mtu;
+  ep->io.rto_initial_ms = cfg->rto_initial_ms;
+  ep->io.rto_max_ms = cfg->rto_max_ms;
   if (serves && dp_listener_init(&ep->listener, cfg->ctx, &ep->cookies, &ep->io) != 0) {
     ep->io.mtu = ep->cfg->mtu;
+    ep->io.rto_initial_ms = ep->cfg->rto_initial_ms;
+    ep->io.rto_max_ms = ep->cfg->rto_max_ms;
     if (ep->serves && dp_listener_init(&ep->listener, ep->cfg->ctx, &ep->cookies, &ep->io) != 0)
       ep->serves = ep->both_roles = 0; /* out of memory twice: it accepts nothing more */
     return -ENOMEM;

@@ -57,6 +57,16 @@ static void update_timer(dp_session *s, uint64_t now) {
     s->retransmit_at = DP_NO_DEADLINE;
 }
 
+/* libssl's handshake retransmission timer: the configured first timeout,
+ * doubling with each retransmission up to the configured most (libssl's
+ * own: 1 s, up to 60 s).  timer_us is the last timeout, 0 for the first. */
+static unsigned int retransmit_timer(SSL *ssl, unsigned int timer_us) {
+  const dp_bio_io *io = BIO_get_data(SSL_get_rbio(ssl));
+  uint64_t next = timer_us == 0 ? (uint64_t)io->rto_initial_ms * 1000 : 2 * (uint64_t)timer_us;
+  uint64_t most = (uint64_t)io->rto_max_ms * 1000;
+  return (unsigned int)(next < most ? next : most);
+}
+
 /* Binds a new session struct to ssl with its own BIO.  Frees ssl on failure. */
 static dp_session *session_wrap(SSL *ssl, const dp_addr *peer, const dp_bio_io *io) {
   dp_session *s = calloc(1, sizeof *s);
@@ -73,6 +83,7 @@ static dp_session *session_wrap(SSL *ssl, const dp_addr *peer, const dp_bio_io *
   s->retransmit_at = DP_NO_DEADLINE;
   SSL_set_bio(ssl, bio, bio);
   SSL_set_mtu(ssl, io->mtu);
+  DTLS_set_timer_cb(ssl, retransmit_timer);
   return s;
 }
 
@@ -480,6 +491,7 @@ static int listener_renew(dp_listener *l) {
   SSL_set_options(ssl, SSL_OP_COOKIE_EXCHANGE);
   SSL_set_accept_state(ssl);
   SSL_set_mtu(ssl, l->io.mtu);
+  DTLS_set_timer_cb(ssl, retransmit_timer);
   l->ssl = ssl;
   return 0;
 }

@@ -25,7 +25,7 @@ static uint64_t rng_next(void) {
   return z ^ (z >> 31);
 }
 
-static int one_in(unsigned n) { return n != 0 && rng_next() % n == 0; }
+static int chance(unsigned percent) { return percent != 0 && rng_next() % 100 < percent; }
 
 void sim_init(const sim_faults *f) {
   memset(&faults, 0, sizeof faults);
@@ -90,17 +90,17 @@ int sim_send(void *arg, const dp_addr *to, const uint8_t *data, size_t len) {
   }
   int spared = len == 0 || (faults.protect & (1u << (data[0] & 31))) ||
                (faults.handshake_only && data[0] == 23);
-  if (!spared && one_in(faults.drop_1_in)) {
+  if (!spared && chance(faults.drop_percent)) {
     sim_counts.dropped++;
     return 0;
   }
   uint64_t due = sim_now;
-  if (!spared && one_in(faults.delay_1_in)) {
+  if (!spared && chance(faults.delay_percent)) {
     sim_counts.delayed++;
     due += 1 + rng_next() % faults.delay_max_ms;
   }
   enqueue(from, to, data, len, due);
-  if (!spared && one_in(faults.dup_1_in)) {
+  if (!spared && chance(faults.dup_percent)) {
     sim_counts.duplicated++;
     enqueue(from, to, data, len, due + rng_next() % faults.delay_max_ms);
   }

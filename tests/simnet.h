@@ -19,7 +19,7 @@ typedef struct sim_node {
 
 typedef struct sim_faults {
   uint64_t seed;
-  unsigned drop_1_in, dup_1_in, delay_1_in; /* each datagram, 1 in N; 0 = never */
+  unsigned drop_percent, dup_percent, delay_percent; /* each datagram's chance, 0..100 */
   unsigned delay_max_ms;                    /* a delayed datagram arrives 1..this ms late */
   int handshake_only;                       /* spare datagrams that start with application data */
   size_t path_mtu;                          /* larger datagrams are lost; 0 = no limit */

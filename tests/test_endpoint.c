@@ -811,6 +811,36 @@ START_TEST(reconfigure_keeps_sessions_and_cookies) {
 }
 END_TEST
 
+/* Issue 11: the retransmission timer starts at the configured first wait
+ * and doubles up to the configured most. */
+START_TEST(retransmission_timer_configurable) {
+  dtlsplex_config *fast = make_config(0);
+  ck_assert_int_eq(dtlsplex_config_set_retransmit(fast, 9, 800), -1);
+  ck_assert_int_eq(errno, EINVAL);
+  ck_assert_int_eq(dtlsplex_config_set_retransmit(fast, 300, 200), -1);
+  ck_assert_int_eq(errno, EINVAL);
+  ck_assert_int_eq(dtlsplex_config_set_retransmit(fast, 200, 60001), -1);
+  ck_assert_int_eq(errno, EINVAL);
+  ck_assert_int_eq(dtlsplex_config_set_retransmit(fast, 200, 500), 0);
+  sim_stop_node(&client);
+  sim_add_node(&client, fast, 40000);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "x", 1, 1, sim_now), 1);
+  sim_clear(); /* the ClientHello is lost, and so is every retransmission */
+  /* Sent again after 200, 400, 500 and 500 ms: doubling, then capped. */
+  uint64_t start = sim_now;
+  static const unsigned at[] = {200, 600, 1100, 1600};
+  for (size_t i = 0; i < sizeof at / sizeof *at; i++) {
+    sim_advance(start + at[i] - 2 - sim_now);
+    ck_assert_uint_eq(sim_in_flight(), 0);
+    sim_advance(3);
+    ck_assert_uint_eq(sim_in_flight(), 1);
+    sim_clear();
+  }
+  sim_stop_node(&client);
+  dtlsplex_config_free(fast);
+}
+END_TEST
+
 START_TEST(limits_refuse_new_handshakes_only) {
   dtlsplex_config *small = make_config(1);
   ck_assert_int_eq(dtlsplex_config_set_limits(small, 1, 1), 0);
@@ -884,6 +914,7 @@ int main(void) {
   tcase_add_test(tc, coap_mandatory_suites_accepted);
   tcase_add_test(tc, psk_from_a_key_store);
   tcase_add_test(tc, reconfigure_keeps_sessions_and_cookies);
+  tcase_add_test(tc, retransmission_timer_configurable);
   tcase_add_test(tc, limits_refuse_new_handshakes_only);
   tcase_add_test(tc, close_notify_and_emsgsize);
   suite_add_tcase(s, tc);

@@ -128,7 +128,7 @@ START_TEST(handshakes_survive_drop_duplicate_delay) {
   dtlsplex_config *scfg = make_config(1, 0), *ccfg = make_config(0, 0);
   unsigned drops = 0;
   for (uint64_t seed = 1; seed <= 200; seed++) {
-    sim_faults f = {.seed = seed, .drop_1_in = 5, .dup_1_in = 5, .delay_1_in = 5, .handshake_only = 1};
+    sim_faults f = {.seed = seed, .drop_percent = 20, .dup_percent = 20, .delay_percent = 20, .handshake_only = 1};
     handshake_under_faults(&f, 1, scfg, ccfg);
     drops += sim_counts.dropped;
   }
@@ -141,7 +141,7 @@ END_TEST
 START_TEST(fifty_peers_at_once_under_faults) {
   dtlsplex_config *scfg = make_config(1, 0), *ccfg = make_config(0, 0);
   for (uint64_t seed = 1; seed <= 3; seed++) {
-    sim_faults f = {.seed = seed, .drop_1_in = 5, .dup_1_in = 5, .delay_1_in = 5, .handshake_only = 1};
+    sim_faults f = {.seed = seed, .drop_percent = 20, .dup_percent = 20, .delay_percent = 20, .handshake_only = 1};
     handshake_under_faults(&f, 50, scfg, ccfg);
   }
   dtlsplex_config_free(scfg);
@@ -207,7 +207,7 @@ static void free_pair(void) {
 
 START_TEST(duplicated_records_delivered_once) {
   /* Every application datagram is duplicated; handshakes are spared. */
-  sim_faults f = {.seed = 7, .dup_1_in = 1, .protect = 1u << TYPE_HANDSHAKE | 1u << TYPE_CCS | 1u << TYPE_ALERT};
+  sim_faults f = {.seed = 7, .dup_percent = 100, .protect = 1u << TYPE_HANDSHAKE | 1u << TYPE_CCS | 1u << TYPE_ALERT};
   connect_pair(&f);
   for (int i = 0; i < 20; i++) {
     char msg[8];
@@ -381,6 +381,31 @@ START_TEST(hostile_datagrams_from_peer_address) {
 }
 END_TEST
 
+/* Issue 11: the default handshake budget and retransmission timer were
+ * chosen from this measurement.  At 30% drop, duplication and delay in both
+ * directions, at least 199 of 200 seeded handshakes complete within the
+ * default budget (docs/PERFORMANCE.md has the distribution). */
+START_TEST(default_budget_survives_30_percent_loss) {
+  int completed = 0;
+  for (uint64_t seed = 1; seed <= 200; seed++) {
+    dtlsplex_config *scfg = dtlsplex_config_new(), *ccfg = dtlsplex_config_new();
+    ck_assert_int_eq(dtlsplex_config_set_certificate(scfg, pki.server_cert, pki.server_key), 0);
+    ck_assert_int_eq(dtlsplex_config_set_ca(ccfg, pki.ca, NULL), 0);
+    sim_faults f = {.seed = seed, .drop_percent = 30, .dup_percent = 30, .delay_percent = 30};
+    sim_init(&f);
+    sim_add_node(&server, scfg, 5684);
+    sim_add_node(&client, ccfg, 40000);
+    ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "x", 1, 1, sim_now), 1);
+    sim_run_until(50000, NULL, NULL); /* past the default budget of 45 s */
+    completed += established(&client, &server);
+    sim_stop_all();
+    dtlsplex_config_free(scfg);
+    dtlsplex_config_free(ccfg);
+  }
+  ck_assert_int_ge(completed, 199);
+}
+END_TEST
+
 /* The cipher suites the short-record sweep runs under: AEADs with an
  * explicit nonce and a long or short tag (GCM, CCM, CCM8), one without a
  * nonce (ChaCha20-Poly1305), and CBC with a long and a short MAC. */
@@ -465,6 +490,7 @@ int main(void) {
   tcase_add_test(tc, data_reordered_before_finished);
   tcase_add_test(tc, half_open_handshakes_capped_and_expire);
   tcase_add_test(tc, hostile_datagrams_from_peer_address);
+  tcase_add_test(tc, default_budget_survives_30_percent_loss);
   tcase_add_loop_test(tc, short_records_never_end_a_session, 0, sizeof sweep_suites / sizeof *sweep_suites);
   suite_add_tcase(s, tc);
   return run_suite(s, CK_FORK_GETENV);
