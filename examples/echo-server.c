@@ -3,10 +3,13 @@
  *   echo-server PORT [--cert FILE --key FILE] [--psk ID:HEXKEY] [--exit-after N]
  *
  * It is the plain UDP echo loop with three changes: attach the socket, and
- * dtlsrecvfrom/dtlssendto in place of recvfrom/sendto. */
+ * dtlsrecvfrom/dtlssendto in place of recvfrom/sendto.  On SIGHUP it reads
+ * its certificate and key files again: new clients get the new certificate,
+ * connected ones keep their sessions. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +21,14 @@
 #include "common.h"
 
 static long closed, exit_after = -1;
+static volatile sig_atomic_t reload_requested;
+
+static void request_reload(int sig) {
+  (void)sig;
+  reload_requested = 1;
+}
+
+static dtlsplex_config *server_config(int argc, char **argv);
 
 static void on_event(int fd, int event, const struct sockaddr *peer, socklen_t len, int error, void *arg) {
   (void)len, (void)arg;
@@ -43,10 +54,11 @@ int main(int argc, char **argv) {
     exit_after = atol(argv[argc - 1]);
     argc -= 2;
   }
-  const char *name = NULL;
-  dtlsplex_config *cfg = config_from_options(argc - 2, argv + 2, &name);
-  dtlsplex_config_set_event_callback(cfg, on_event, NULL);
-  dtlsplex_config_set_role(cfg, DTLSPLEX_ROLE_SERVER); /* never handshakes towards a departed client */
+  dtlsplex_config *cfg = server_config(argc, argv);
+  /* No SA_RESTART: the signal ends a waiting dtlsrecvfrom with EINTR. */
+  struct sigaction on_hup = {.sa_handler = request_reload};
+  sigemptyset(&on_hup.sa_mask);
+  sigaction(SIGHUP, &on_hup, NULL);
 
   int fd = socket(AF_INET6, SOCK_DGRAM, 0); /* dual-stack: IPv4 and IPv6 clients */
   int off = 0;
@@ -69,10 +81,17 @@ int main(int argc, char **argv) {
 
   char buf[4096];
   while (exit_after < 0 || closed < exit_after) {
+    if (reload_requested) {
+      reload_requested = 0;
+      dtlsplex_config *next = server_config(argc, argv);
+      if (dtlsplex_reconfigure(fd, next) < 0)
+        perror("dtlsplex_reconfigure");
+      dtlsplex_config_free(next); /* the socket keeps its own reference */
+    }
     struct sockaddr_storage peer;
     socklen_t peer_len = sizeof peer;
     ssize_t n = dtlsrecvfrom(fd, buf, sizeof buf, 0, (struct sockaddr *)&peer, &peer_len);
-    if (n < 0 && errno == EAGAIN)
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
       continue;
     if (n < 0)
       die("dtlsrecvfrom");
@@ -81,4 +100,13 @@ int main(int argc, char **argv) {
   }
   dtlsplex_detach(fd);
   return 0;
+}
+
+/* The options' files are read now (a bad one ends the program). */
+static dtlsplex_config *server_config(int argc, char **argv) {
+  const char *name = NULL;
+  dtlsplex_config *cfg = config_from_options(argc - 2, argv + 2, &name);
+  dtlsplex_config_set_event_callback(cfg, on_event, NULL);
+  dtlsplex_config_set_role(cfg, DTLSPLEX_ROLE_SERVER); /* never handshakes towards a departed client */
+  return cfg;
 }
