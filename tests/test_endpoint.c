@@ -675,6 +675,18 @@ static struct dtlsplex_peer_info negotiate(dtlsplex_config *server_side, dtlsple
   return info;
 }
 
+/* A PSK server and a client sharing identity and key; the client offers
+ * client_ciphers only. */
+static void psk_pair(const char *identity, const char *client_ciphers, dtlsplex_config **server_side,
+                     dtlsplex_config **client_side) {
+  static const unsigned char key[16] = "a shared psk key";
+  *server_side = make_config(1);
+  *client_side = make_config(0);
+  ck_assert_int_eq(dtlsplex_config_set_psk(*server_side, identity, key, sizeof key), 0);
+  ck_assert_int_eq(dtlsplex_config_set_psk(*client_side, identity, key, sizeof key), 0);
+  ck_assert_int_eq(dtlsplex_config_set_ciphers(*client_side, client_ciphers), 0);
+}
+
 START_TEST(server_chooses_suite_and_group) {
   dtlsplex_config *greedy = make_config(0);
   ck_assert_int_eq(dtlsplex_config_set_ciphers(greedy, "ECDHE-ECDSA-AES256-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256"), 0);
@@ -684,11 +696,8 @@ START_TEST(server_chooses_suite_and_group) {
   ck_assert_str_eq(info.group, "x25519");
 
   /* PSK: AEAD over the client's CBC first. */
-  static const unsigned char key[16] = "issue 11 psk key";
-  dtlsplex_config *psk_server = make_config(1), *psk_client = make_config(0);
-  ck_assert_int_eq(dtlsplex_config_set_psk(psk_server, "node", key, sizeof key), 0);
-  ck_assert_int_eq(dtlsplex_config_set_psk(psk_client, "node", key, sizeof key), 0);
-  ck_assert_int_eq(dtlsplex_config_set_ciphers(psk_client, "PSK-AES128-CBC-SHA256:PSK-AES128-GCM-SHA256"), 0);
+  dtlsplex_config *psk_server, *psk_client;
+  psk_pair("node", "PSK-AES128-CBC-SHA256:PSK-AES128-GCM-SHA256", &psk_server, &psk_client);
   info = negotiate(psk_server, psk_client);
   ck_assert_str_eq(info.cipher, "PSK-AES128-GCM-SHA256");
   sim_stop_all();
@@ -706,11 +715,8 @@ START_TEST(coap_mandatory_suites_accepted) {
   struct dtlsplex_peer_info info = negotiate(server_cfg, device);
   ck_assert_str_eq(info.cipher, "ECDHE-ECDSA-AES128-CCM8");
 
-  static const unsigned char key[16] = "coap psk key 123";
-  dtlsplex_config *psk_server = make_config(1), *psk_device = make_config(0);
-  ck_assert_int_eq(dtlsplex_config_set_psk(psk_server, "device", key, sizeof key), 0);
-  ck_assert_int_eq(dtlsplex_config_set_psk(psk_device, "device", key, sizeof key), 0);
-  ck_assert_int_eq(dtlsplex_config_set_ciphers(psk_device, "PSK-AES128-CCM8"), 0);
+  dtlsplex_config *psk_server, *psk_device;
+  psk_pair("device", "PSK-AES128-CCM8", &psk_server, &psk_device);
   info = negotiate(psk_server, psk_device);
   ck_assert_str_eq(info.cipher, "PSK-AES128-CCM8");
   ck_assert_str_eq(info.group, "");
