@@ -154,19 +154,22 @@ void dp_io_feed_rx(dp_socket *s, int n) {
 }
 
 /* Feeds the core the datagrams the socket holds, a batch per system call, up
- * to a burst, or (for a caller waiting for data) until application data is
- * queued.  A batch that comes back short means the socket is empty: no
- * further call is made to find EAGAIN.  Returns the number read, or -1 with
- * errno. */
+ * to a burst, or (for a caller waiting for data) one datagram per call until
+ * application data is queued.  Reading no further than that keeps the rest
+ * in the kernel, where poll(2) sees it: a loop that polls and reads one
+ * datagram per wake-up never waits while the library holds data for it.  A
+ * batch that comes back short means the socket is empty: no further call is
+ * made to find EAGAIN.  Returns the number read, or -1 with errno. */
 int dp_io_read_socket(dp_socket *s, int until_data) {
   int count = 0;
   /* A thread waiting in the kernel owns rx, and reads what arrives. */
   if (s->rx_in_kernel)
     return 0;
   /* Bounded even if errors keep coming. */
+  unsigned int batch = until_data ? 1 : RX_BATCH;
   for (int calls = 0; count < READ_BURST && calls < READ_BURST; calls++) {
     dp_io_prepare_rx(s->rx);
-    int n = recvmmsg(s->fd, s->rx->msgs, RX_BATCH, MSG_DONTWAIT, NULL);
+    int n = recvmmsg(s->fd, s->rx->msgs, batch, MSG_DONTWAIT, NULL);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK)
         break;
@@ -179,7 +182,7 @@ int dp_io_read_socket(dp_socket *s, int until_data) {
     }
     dp_io_feed_rx(s, n);
     count += n;
-    if (n < RX_BATCH || (until_data && dp_endpoint_pending(s->core) > 0))
+    if ((unsigned int)n < batch || (until_data && dp_endpoint_pending(s->core) > 0))
       break;
   }
   dp_io_apply_icmp(s);

@@ -165,7 +165,7 @@ int dp_wait_in_kernel(dp_socket *s) {
   s->rx_in_kernel = 1;
   dp_io_prepare_rx(s->rx);
   pthread_mutex_unlock(&s->lock); /* events were dispatched before: see dtlsrecvfrom */
-  int n = recvmmsg(s->fd, s->rx->msgs, RX_BATCH, MSG_WAITFORONE, NULL);
+  int n = recvmmsg(s->fd, s->rx->msgs, 1, 0, NULL); /* one: the rest stays visible to poll */
   int err = errno;
   pthread_mutex_lock(&s->lock);
   s->rx_in_kernel = 0;

@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -446,6 +448,81 @@ START_TEST(reconfigure_under_traffic) {
   }
   struct dtlsplex_stats st = echo_stop(&srv);
   ck_assert_uint_eq(st.handshakes_ok, 2); /* the old client's session never dropped */
+  dtlsplex_config_free(scfg);
+  dtlsplex_config_free(ccfg);
+}
+END_TEST
+
+/* Issue 12: an unmodified level-triggered loop that reads one datagram per
+ * wake-up (poll, select, epoll) must never wait while the library holds
+ * data for it.  Eight peers send bursts; the loop must take every datagram
+ * without a wait timing out, that is without needing a later datagram. */
+enum { WAIT_POLL, WAIT_SELECT, WAIT_EPOLL };
+
+/* Waits up to 2 s for fd to be readable the way a plain UDP program does;
+ * returns 1 if readable. */
+static int wait_readable(int kind, int fd, int epfd) {
+  if (kind == WAIT_POLL) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, 2000) == 1;
+  }
+  if (kind == WAIT_SELECT) {
+    fd_set set;
+    FD_ZERO(&set);
+    FD_SET(fd, &set);
+    struct timeval tv = {.tv_sec = 2};
+    return select(fd + 1, &set, NULL, NULL, &tv) == 1;
+  }
+  struct epoll_event ev;
+  return epoll_wait(epfd, &ev, 1, 2000) == 1;
+}
+
+START_TEST(one_read_per_wakeup_never_stalls) {
+  enum { PEERS = 8, BURST = 6 };
+  dtlsplex_config *scfg = server_config(1), *ccfg = client_config(1, NULL);
+  struct sockaddr_storage addr;
+  socklen_t addr_len;
+  int server = bound_socket(AF_INET, &addr, &addr_len);
+  ck_assert_int_eq(fcntl(server, F_SETFL, O_NONBLOCK), 0);
+  ck_assert_int_eq(dtlsplex_attach(server, scfg), 0);
+  int epfd = epoll_create1(EPOLL_CLOEXEC);
+  struct epoll_event ev = {.events = EPOLLIN, .data.fd = server};
+  ck_assert_int_eq(epoll_ctl(epfd, EPOLL_CTL_ADD, server, &ev), 0);
+  int clients[PEERS];
+  char buf[64];
+  for (int i = 0; i < PEERS; i++) { /* sessions first: the bursts are all data */
+    clients[i] = attached_socket(ccfg, 3000);
+    ck_assert_int_eq(dtlssendto(clients[i], "hi", 2, MSG_DONTWAIT, (struct sockaddr *)&addr, addr_len), 2);
+    int got = 0; /* one thread drives both ends of the handshake */
+    for (long give_up = now_ms() + 3000; !got && now_ms() < give_up; usleep(1000)) {
+      dtlsplex_process(clients[i]);
+      got = dtlsrecvfrom(server, buf, sizeof buf, 0, NULL, NULL) == 2;
+    }
+    ck_assert(got);
+  }
+  for (int round = 0; round < 3; round++) {
+    for (int i = 0; i < PEERS; i++)
+      for (int j = 0; j < BURST; j++)
+        ck_assert_int_eq(dtlssendto(clients[i], "burst", 5, 0, (struct sockaddr *)&addr, addr_len), 5);
+    int received = 0;
+    while (received < PEERS * BURST) {
+      ck_assert_msg(wait_readable(_i, server, epfd), "stalled with %d of %d read: the library held the rest",
+                    received, PEERS * BURST);
+      ssize_t n = dtlsrecvfrom(server, buf, sizeof buf, 0, NULL, NULL);
+      if (n == 5)
+        received++;
+      else
+        ck_assert_int_eq(errno, EAGAIN); /* spurious readiness is allowed (UDP has it too) */
+    }
+    ck_assert_int_eq(dtlsplex_pending(server), 0);
+  }
+  for (int i = 0; i < PEERS; i++) {
+    ck_assert_int_eq(dtlsplex_detach(clients[i]), 0);
+    close(clients[i]);
+  }
+  close(epfd);
+  ck_assert_int_eq(dtlsplex_detach(server), 0);
+  close(server);
   dtlsplex_config_free(scfg);
   dtlsplex_config_free(ccfg);
 }
@@ -969,6 +1046,7 @@ int main(void) {
   tcase_add_test(tc, mutual_authentication);
   tcase_add_test(tc, intermediate_certificates_are_sent);
   tcase_add_test(tc, reconfigure_under_traffic);
+  tcase_add_loop_test(tc, one_read_per_wakeup_never_stalls, WAIT_POLL, WAIT_EPOLL + 1);
   tcase_add_test(tc, emsgsize_one_byte_above_data_mtu);
   tcase_add_test(tc, peek_trunc_and_truncation);
   tcase_add_test(tc, idle_peers_expire);
