@@ -176,7 +176,12 @@ DTLSPLEX_API int dtlsplex_config_set_psk_hint(dtlsplex_config *cfg, const char *
 DTLSPLEX_API int dtlsplex_config_set_keylog(dtlsplex_config *cfg, const char *path);
 /* EINVAL: NULL or unknown role; EBUSY. */
 DTLSPLEX_API int dtlsplex_config_set_role(dtlsplex_config *cfg, int role);
-/* UDP payload bytes per datagram, 256..4096 (default 1200).  EINVAL; EBUSY. */
+/* The largest MTU: one record of 16384 bytes of data, the most a DTLS record
+ * carries, with any suite's overhead. */
+#define DTLSPLEX_MTU_MAX 16896
+/* UDP payload bytes per datagram, 256..DTLSPLEX_MTU_MAX (default 1200).
+ * Datagrams of data are one record each, so at most 16384 bytes of data
+ * however large the MTU.  EINVAL; EBUSY. */
 DTLSPLEX_API int dtlsplex_config_set_mtu(dtlsplex_config *cfg, unsigned int udp_payload_bytes);
 /* OpenSSL cipher list for DTLS 1.2.  EINVAL: NULL or no usable cipher; EBUSY. */
 DTLSPLEX_API int dtlsplex_config_set_ciphers(dtlsplex_config *cfg, const char *openssl_cipher_list);

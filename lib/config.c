@@ -407,8 +407,9 @@ int dtlsplex_config_set_role(dtlsplex_config *cfg, int role) {
 int dtlsplex_config_set_mtu(dtlsplex_config *cfg, unsigned int udp_payload_bytes) {
   if (check_settable(cfg) != 0)
     return -1;
-  /* Above 4096 libssl's write buffer splits records across writes. */
-  if (udp_payload_bytes < 256 || udp_payload_bytes > 4096)
+  /* libssl writes a large flight in pieces of up to 4 KiB, which the
+   * endpoint packs back into datagrams of up to this size (dgram_bio.h). */
+  if (udp_payload_bytes < 256 || udp_payload_bytes > DTLSPLEX_MTU_MAX)
     return fail(EINVAL);
   cfg->mtu = udp_payload_bytes;
   return 0;

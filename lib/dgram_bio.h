@@ -10,6 +10,7 @@
 #include <openssl/bio.h>
 
 #include "addr.h"
+#include "dtlsplex.h"
 
 /* Sends one datagram.  Returns 0 or -errno.  Never blocks unless asked to by
  * the caller's context (see socket.c). */
@@ -21,7 +22,7 @@ typedef int (*dp_send_fn)(void *arg, const dp_addr *to, const uint8_t *data, siz
  * call into libssl ends with dp_bio_io_flush. */
 typedef struct dp_outbuf {
   size_t len;
-  uint8_t data[4096];
+  uint8_t data[DTLSPLEX_MTU_MAX];
 } dp_outbuf;
 
 typedef struct dp_bio_io {

@@ -70,6 +70,8 @@ int dp_io_send(void *arg, const dp_addr *to, const uint8_t *data, size_t len) {
     gather_send(s, to, data, len);
     return 0;
   }
+  if (s->defer_sends && s->tx->n > 0)
+    flush_sends(s); /* those gathered before go first */
   /* Never blocks with the lock held.  Reporting an ICMP error clears it, so
    * the retry sends this datagram; the bound covers a new error meanwhile. */
   for (int tries = 0; tries < 3; tries++) {

@@ -276,7 +276,7 @@ static unsigned int shortest_sealed_record(SSL *ssl) {
 
 unsigned int dp_suites_data_mtu(SSL_CTX *ctx, unsigned int mtu) {
   STACK_OF(SSL_CIPHER) *suites = SSL_CTX_get_ciphers(ctx);
-  unsigned int smallest = mtu;
+  unsigned int smallest = SSL3_RT_MAX_PLAIN_LENGTH;
   for (int i = 0; i < sk_SSL_CIPHER_num(suites); i++) {
     suite_shape sh;
     if (shape_of(sk_SSL_CIPHER_value(suites, i), &sh))
@@ -390,7 +390,11 @@ int dp_session_on_timer(dp_session *s, uint64_t now) {
 }
 
 unsigned int dp_session_data_mtu(dp_session *s) {
-  return s->state == DP_SESSION_ESTABLISHED ? (unsigned int)DTLS_get_data_mtu(s->ssl) : 0;
+  if (s->state != DP_SESSION_ESTABLISHED)
+    return 0;
+  /* A larger write would become two records, in two datagrams. */
+  size_t mtu = DTLS_get_data_mtu(s->ssl);
+  return mtu < SSL3_RT_MAX_PLAIN_LENGTH ? (unsigned int)mtu : SSL3_RT_MAX_PLAIN_LENGTH;
 }
 
 ssize_t dp_session_write(dp_session *s, const void *buf, size_t len) {

@@ -43,12 +43,12 @@ typedef struct dp_tx {
    * waits (without the lock) until it can go. */
   size_t stalled_len;
   dp_addr stalled_to;
-  uint8_t stalled[4096];
+  uint8_t stalled[DTLSPLEX_MTU_MAX];
   unsigned int n;
   struct mmsghdr msgs[TX_BATCH];
   struct iovec iov[TX_BATCH];
   dp_addr to[TX_BATCH];
-  uint8_t data[TX_BATCH][4096];
+  uint8_t data[TX_BATCH][4096]; /* larger datagrams (a large MTU) are sent at once */
 } dp_tx;
 
 typedef struct dp_socket {

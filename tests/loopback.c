@@ -51,7 +51,7 @@ int attached_socket(dtlsplex_config *cfg, int rcvtimeo_ms) {
 
 static void *echo_loop(void *arg) {
   echo_server *srv = arg;
-  char buf[4096];
+  static _Thread_local char buf[DTLSPLEX_MTU_MAX];
   while (!atomic_load(&srv->stop)) {
     struct sockaddr_storage peer;
     socklen_t peer_len = sizeof peer;

@@ -576,6 +576,44 @@ START_TEST(emsgsize_one_byte_above_data_mtu) {
 }
 END_TEST
 
+/* Issue 12: datagrams as large as one DTLS record carries, on paths that
+ * take them (loopback, jumbo frames): full-size ones arrive whole, one byte
+ * more is EMSGSIZE. */
+START_TEST(large_mtu_carries_full_datagrams) {
+  static const unsigned int mtus[] = {9000, DTLSPLEX_MTU_MAX};
+  dtlsplex_config *scfg = server_config(1), *ccfg = client_config(1, NULL);
+  ck_assert_int_eq(dtlsplex_config_set_mtu(scfg, mtus[_i]), 0);
+  ck_assert_int_eq(dtlsplex_config_set_mtu(ccfg, mtus[_i]), 0);
+  ck_assert_int_eq(dtlsplex_config_set_mtu(ccfg, DTLSPLEX_MTU_MAX + 1), -1);
+  ck_assert_int_eq(errno, EINVAL);
+  echo_server srv;
+  echo_start(&srv, AF_INET, scfg);
+  int fd = attached_socket(ccfg, 3000);
+  static char big[DTLSPLEX_MTU_MAX], back[DTLSPLEX_MTU_MAX];
+  ck_assert_int_eq(dtlssendto(fd, "x", 1, 0, (struct sockaddr *)&srv.addr, srv.addr_len), 1);
+  ck_assert_int_eq(dtlsrecvfrom(fd, back, sizeof back, 0, NULL, NULL), 1);
+  struct dtlsplex_peer_info info;
+  ck_assert_int_eq(dtlsplex_peer_info(fd, (struct sockaddr *)&srv.addr, srv.addr_len, &info), 0);
+  if (mtus[_i] == DTLSPLEX_MTU_MAX)
+    ck_assert_uint_eq(info.data_mtu, 16384); /* one record's most */
+  else
+    ck_assert_uint_gt(info.data_mtu, mtus[_i] - 64);
+  for (size_t i = 0; i < info.data_mtu; i++)
+    big[i] = (char)(i * 7);
+  ck_assert_int_eq(dtlssendto(fd, big, info.data_mtu, 0, (struct sockaddr *)&srv.addr, srv.addr_len),
+                   (ssize_t)info.data_mtu);
+  ck_assert_int_eq(dtlsrecvfrom(fd, back, sizeof back, 0, NULL, NULL), (ssize_t)info.data_mtu);
+  ck_assert_mem_eq(back, big, info.data_mtu);
+  ck_assert_int_eq(dtlssendto(fd, big, info.data_mtu + 1, 0, (struct sockaddr *)&srv.addr, srv.addr_len), -1);
+  ck_assert_int_eq(errno, EMSGSIZE);
+  ck_assert_int_eq(dtlsplex_detach(fd), 0);
+  close(fd);
+  echo_stop(&srv);
+  dtlsplex_config_free(scfg);
+  dtlsplex_config_free(ccfg);
+}
+END_TEST
+
 START_TEST(peek_trunc_and_truncation) {
   pair p;
   pair_open(&p, server_config(1));
@@ -1049,6 +1087,7 @@ int main(void) {
   tcase_add_loop_test(tc, one_read_per_wakeup_never_stalls, WAIT_POLL, WAIT_EPOLL + 1);
   tcase_add_test(tc, emsgsize_one_byte_above_data_mtu);
   tcase_add_test(tc, peek_trunc_and_truncation);
+  tcase_add_loop_test(tc, large_mtu_carries_full_datagrams, 0, 2);
   tcase_add_test(tc, idle_peers_expire);
   tcase_add_test(tc, close_then_reconnect);
   tcase_add_test(tc, spoofed_client_hello_creates_no_peer);

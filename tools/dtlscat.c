@@ -70,7 +70,7 @@ static void usage(int status) {
           "  --psk IDENTITY:HEXKEY  pre-shared key\n"
           "  --ciphers LIST  OpenSSL cipher list (e.g. PSK-AES128-CCM8 for CoAP devices)\n"
           "  --keylog FILE   append the session secrets to FILE, for Wireshark (SSLKEYLOGFILE format)\n"
-          "  --mtu N       UDP payload bytes per datagram (256..4096)\n"
+          "  --mtu N       UDP payload bytes per datagram (256..16896)\n"
           "  -s SRCADDR -p SRCPORT  local address and port\n"
           "  -4 / -6       IPv4 / IPv6 only\n"
           "  -w SECS       exit after SECS without traffic (client: after end of input; default 1)\n"
@@ -114,7 +114,7 @@ static void parse_options(int argc, char **argv) {
     case OPT_VERIFY: opt.verify_clients = 1; break;
     case OPT_INSECURE: opt.insecure = 1; break;
     case OPT_PSK: opt.psk = optarg; break;
-    case OPT_MTU: opt.mtu = (unsigned int)parse_number(optarg, 256, 4096, "--mtu"); break;
+    case OPT_MTU: opt.mtu = (unsigned int)parse_number(optarg, 256, DTLSPLEX_MTU_MAX, "--mtu"); break;
     case OPT_CIPHERS: opt.ciphers = optarg; break;
     case OPT_KEYLOG: opt.keylog = optarg; break;
     case 'h': usage(0);
@@ -337,7 +337,7 @@ static void reload(int fd) {
 }
 
 static int run_server(int fd) {
-  char buf[4096];
+  char buf[DTLSPLEX_MTU_MAX];
   long long idle_deadline = opt.idle_secs >= 0 ? now_ms() + opt.idle_secs * 1000 : -1;
   struct sigaction on_hup = {.sa_handler = request_reload}; /* no SA_RESTART: poll returns for it */
   sigemptyset(&on_hup.sa_mask);
@@ -388,7 +388,7 @@ static int run_client(int fd, const struct addrinfo *server) {
             info.cipher, info.identity[0] ? info.identity : "(no identity)",
             opt.insecure ? " (not verified: --insecure)" : "");
   size_t chunk = info.data_mtu;
-  char line[4096], buf[4096];
+  char line[DTLSPLEX_MTU_MAX], buf[DTLSPLEX_MTU_MAX];
   size_t have = 0;
   int stdin_open = 1;
   long long idle_deadline = -1;
