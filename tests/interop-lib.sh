@@ -16,7 +16,7 @@
 #                       closes it), stdout to IL_TMP/NAME.out, stderr to
 #                       IL_TMP/NAME.err; killed on exit whatever happens
 #   feed NAME TEXT / feed_line NAME TEXT / close_input NAME
-#   running NAME / stop NAME [GRACE]
+#   running NAME / stop NAME [GRACE] / signal NAME SIG / interrupt NAME [SECS]
 #   expect_output NAME TEXT DESC [EVIDENCE...]  NAME's stdout is exactly TEXT
 #   expect_line NAME LINE DESC [EVIDENCE...]    NAME's stdout has LINE
 #   wait_for FILE TEXT [SECS]     bounded wait for TEXT to show in FILE
@@ -24,6 +24,11 @@
 #   wait_exit NAME [SECS]         bounded wait for NAME to exit; IL_STATUS
 #   free_udp_port / wait_udp_bound PORT / listen_port NAME
 #   require_prog NAME             skip (77) when NAME is missing
+#   require_root WHY              skip (77) when not root
+#                                 (both fail instead in CI: il_strict)
+#   sent_chain NAME               the chain an "s_client -showcerts" saw
+#   make_leaf NAME SUBJECT SERIAL another server certificate of make_pki3's
+#   hex TEXT                      TEXT's bytes in lowercase hex
 #   ok / not_ok / finish          one "ok - ..." / "not ok - ..." line per
 #                                 check; finish exits 1 if any failed
 #
@@ -77,18 +82,32 @@ il_cleanup() {
   exit "$status"
 }
 
-# require_prog NAME: a test needs NAME.  Missing, it skips (exit 77), or fails
-# when DTLSPLEX_REQUIRE_INTEROP=1 says a skip would hide a gap (CI).
-require_prog() {
-  if command -v "$1" >/dev/null 2>&1; then
-    return 0
-  fi
-  if [ "${DTLSPLEX_REQUIRE_INTEROP:-0}" = 1 ]; then
-    echo "ERROR: $1 not installed, and DTLSPLEX_REQUIRE_INTEROP=1"
+# il_strict: true where a skip would hide a gap: in CI (CI=true, as CI
+# services set it) or with DTLSPLEX_REQUIRE_INTEROP=1 (.ci/run), where
+# .ci/setup has installed every peer program.
+il_strict() { [ "${DTLSPLEX_REQUIRE_INTEROP:-0}" = 1 ] || [ "${CI:-}" = true ]; }
+
+# il_cannot REASON: the test cannot run here: it skips (exit 77), or fails
+# under il_strict.
+il_cannot() {
+  if il_strict; then
+    echo "ERROR: $1, and this is CI (CI=${CI:-unset}, DTLSPLEX_REQUIRE_INTEROP=${DTLSPLEX_REQUIRE_INTEROP:-unset})"
     exit 1
   fi
-  echo "SKIP: $1 not installed"
+  echo "SKIP: $1"
   exit 77
+}
+
+# require_prog NAME: a test needs NAME.  Missing, it skips (exit 77), or fails
+# under il_strict.
+require_prog() {
+  command -v "$1" >/dev/null 2>&1 || il_cannot "$1 not installed"
+}
+
+# require_root WHY: a test needs root (to capture packets, say).  Otherwise it
+# skips (exit 77), or fails under il_strict.
+require_root() {
+  [ "$(id -u)" = 0 ] || il_cannot "not root, and $1"
 }
 
 # The dtlscat under test: the build tree's, or next to this script's tree
@@ -264,6 +283,16 @@ stop() {
   return 0
 }
 il_gone() { ! running "$1"; }
+
+# signal NAME SIG: send SIG (HUP, INT, ...) to NAME.
+signal() { kill -s "$2" "${IL_PID[$1]}"; }
+
+# interrupt NAME [SECS]: SIGINT to NAME (a capture ends cleanly on it), then
+# wait up to SECS for it to exit; true if it did, its status in IL_STATUS.
+interrupt() {
+  signal "$1" INT 2>/dev/null
+  wait_exit "$1" "${2:-$IL_WAIT}"
+}
 
 # wait_exit NAME [SECS]: wait up to SECS for NAME to exit.  True if it did,
 # with its exit status in IL_STATUS; false (IL_STATUS empty) if still running.
@@ -480,6 +509,18 @@ make_pki3() {
   done
 }
 
+# make_leaf NAME SUBJECT SERIAL: after make_pki3, another server certificate
+# the intermediate signed, for SUBJECT and the same names as server3.pem
+# (localhost, 127.0.0.1, ::1): NAME.pem, NAME.key and NAME-chain.pem (leaf,
+# then intermediate).
+make_leaf() {
+  local d=$IL_TMP
+  il_issue "$1" "$2" inter server "$3"
+  cat "$d/$1.pem" "$d/inter.pem" >"$d/$1-chain.pem"
+  openssl verify -CAfile "$d/root.pem" -untrusted "$d/inter.pem" -purpose sslserver "$d/$1.pem" \
+    >>"$d/certs.log" 2>&1 || il_cert_error
+}
+
 il_cert_error() {
   echo "ERROR: could not make the test certificates with openssl"
   sed 's/^/#   /' "$IL_TMP/certs.log"
@@ -498,6 +539,16 @@ der_size() {
   done
   echo "$total"
 }
+
+# sent_chain NAME: the subjects of the certificates the server sent, as the
+# "Certificate chain" of s_client -showcerts NAME lists them, one a line
+# (" 0 s:CN = localhost").
+sent_chain() {
+  sed -n '/^Certificate chain$/,/^---$/ { /^ *[0-9][0-9]* s:/p; }' "$IL_TMP/$1.out"
+}
+
+# hex TEXT: the bytes of TEXT in lowercase hex, nothing between them.
+hex() { printf '%s' "$1" | od -An -v -tx1 | tr -d ' \n'; }
 
 # uniq_line LABEL: a line nobody else sends, starting with a lowercase letter
 # (openssl's s_client/s_server read lines starting Q, R, k, K, B as commands).

@@ -73,13 +73,6 @@ s_server_exchange() {
   fi
 }
 
-# sent_chain NAME: the subjects of the certificates the server sent, as the
-# "Certificate chain" of s_client -showcerts NAME lists them, one a line
-# (" 0 s:CN = localhost").
-sent_chain() {
-  sed -n '/^Certificate chain$/,/^---$/ { /^ *[0-9][0-9]* s:/p; }' "$T/$1.out"
-}
-
 CHAIN_DER=$(der_size "$T/chain.pem")
 
 # all_echoed: true once each sc1-N.out holds at least its line (for poll).
