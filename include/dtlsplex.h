@@ -298,6 +298,17 @@ DTLSPLEX_API ssize_t dtlsrecvfrom(int fd, void *buf, size_t len, int flags, stru
 DTLSPLEX_API int dtlsplex_timeout(int fd);
 DTLSPLEX_API int dtlsplex_process(int fd);
 DTLSPLEX_API int dtlsplex_pending(int fd);
+/*
+ * One descriptor for an event loop: it polls readable whenever the program
+ * should call dtlsplex_process() and then dtlsrecvfrom() until EAGAIN: a
+ * datagram arrived, decrypted data is queued, or a timer (retransmission,
+ * handshake timeout, idle expiry, buffer release) is due.  Register it for
+ * reading in poll, epoll (level- or edge-triggered), libevent, libuv, ...,
+ * and no timer is needed.  The library owns it (never read it or close it);
+ * it is the same on every call, and closed by detach.
+ * EBADF: fd not attached; EMFILE, ENFILE, ENOMEM: no descriptor for it.
+ */
+DTLSPLEX_API int dtlsplex_event_fd(int fd);
 
 /*
  * Peers.  Each takes the peer's address as dtlsrecvfrom reports it (or as

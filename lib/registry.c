@@ -210,6 +210,7 @@ void dp_socket_free(dp_socket *s) {
   free(s->rx);
   free(s->tx);
   free(s->cork);
+  dp_event_fd_close(s);
   if (s->fd >= 0)
     dp_real_close(s->fd);
   if (s->wake_fd >= 0)
@@ -403,6 +404,7 @@ void dp_socket_finish(dp_socket *s) {
    * meanwhile needs it back in poll. */
   if (s->rx_in_kernel && s->core != NULL && dp_endpoint_handshaking(s->core))
     dp_wake_kernel_waiter(s);
+  dp_event_fd_update(s);
   dp_unlock_and_dispatch(s);
   dp_socket_release(s);
   errno = err;

@@ -60,6 +60,7 @@ int dtlsplex_attach(int fd, dtlsplex_config *cfg) {
   s->ino = st.st_ino;
   s->family = family;
   s->refs = 1;
+  s->ev_epoll = -1;
   s->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   int setup_err = errno;
   s->wake_fd = s->fd >= 0 ? eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1;
@@ -427,6 +428,17 @@ int dtlsplex_process(int fd) {
     errno = saved_errno;
   dp_socket_finish(s);
   return n;
+}
+
+int dtlsplex_event_fd(int fd) {
+  int saved_errno = errno;
+  dp_socket *s = dp_socket_acquire(fd);
+  if (s == NULL)
+    return -1;
+  int r = dp_event_fd_open(s);
+  errno = r < 0 ? -r : saved_errno;
+  dp_socket_finish(s);
+  return r < 0 ? -1 : r;
 }
 
 int dtlsplex_pending(int fd) {

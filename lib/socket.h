@@ -67,6 +67,9 @@ typedef struct dp_socket {
   dp_addr peer;
   int icmp_error;    /* an ICMP error the kernel reported on the connected socket, not yet handled */
   int mute;          /* drop the library's datagrams: the socket lost its local port */
+  int ev_epoll, ev_timer, ev_data; /* dtlsplex_event_fd's descriptors (see event_fd.c); -1 until asked */
+  uint64_t ev_armed;                /* the deadline the timer is armed at */
+  int ev_data_set;                  /* the eventfd says data is queued */
   dtlsplex_config **retired; /* configurations replaced by dtlsplex_reconfigure: sessions made */
   size_t n_retired;          /* with them may still call back into them */
   uint8_t *cork;     /* MSG_MORE: data held for the next datagram, to cork_to */
@@ -120,6 +123,14 @@ dp_socket *dp_socket_acquire(int fd);
 void dp_socket_detach(dp_socket *s);
 /* close(2) itself, past the library's own close (see registry.c). */
 int dp_real_close(int fd);
+
+/* event_fd.c */
+/* The socket's event descriptor, made on the first call: >= 0, or -errno. */
+int dp_event_fd_open(dp_socket *s);
+/* Brings it up to date with the core: data queued, next deadline.  At the
+ * end of every call, under the lock. */
+void dp_event_fd_update(dp_socket *s);
+void dp_event_fd_close(dp_socket *s);
 
 /* socket.c */
 /* Learns the socket's connected peer (if any) after attach or connect(2).

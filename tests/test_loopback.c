@@ -528,6 +528,103 @@ START_TEST(one_read_per_wakeup_never_stalls) {
 }
 END_TEST
 
+/* Issue 12: one descriptor for an event loop.  A loop that waits on it
+ * alone (level- or edge-triggered epoll), then calls dtlsplex_process and
+ * drains dtlsrecvfrom, gets every datagram of bursts from many peers. */
+typedef struct burst_client {
+  dtlsplex_config *cfg;
+  struct sockaddr_storage *to;
+  socklen_t to_len;
+  int bursts, burst;
+} burst_client;
+
+static void *send_bursts(void *arg) {
+  burst_client *b = arg;
+  int fd = attached_socket(b->cfg, 3000);
+  for (int i = 0; i < b->bursts; i++) {
+    for (int j = 0; j < b->burst; j++)
+      ck_assert_int_eq(dtlssendto(fd, "data", 4, 0, (struct sockaddr *)b->to, b->to_len), 4);
+    usleep(20000);
+  }
+  usleep(100000); /* the last datagrams reach the server before close_notify */
+  ck_assert_int_eq(dtlsplex_detach(fd), 0);
+  close(fd);
+  return NULL;
+}
+
+START_TEST(event_fd_serves_an_event_loop) {
+  enum { PEERS = 6, BURSTS = 4, BURST = 8 };
+  dtlsplex_config *scfg = server_config(1), *ccfg = client_config(1, NULL);
+  struct sockaddr_storage addr;
+  socklen_t addr_len;
+  int server = bound_socket(AF_INET, &addr, &addr_len);
+  ck_assert_int_eq(fcntl(server, F_SETFL, O_NONBLOCK), 0);
+  ck_assert_int_eq(dtlsplex_attach(server, scfg), 0);
+  int efd = dtlsplex_event_fd(server);
+  ck_assert_int_ge(efd, 0);
+  ck_assert_int_eq(dtlsplex_event_fd(server), efd);
+  int outer = epoll_create1(EPOLL_CLOEXEC);
+  struct epoll_event ev = {.events = EPOLLIN | (_i ? EPOLLET : 0), .data.fd = efd};
+  ck_assert_int_eq(epoll_ctl(outer, EPOLL_CTL_ADD, efd, &ev), 0);
+  burst_client jobs[PEERS];
+  pthread_t threads[PEERS];
+  for (int i = 0; i < PEERS; i++) {
+    jobs[i] = (burst_client){.cfg = ccfg, .to = &addr, .to_len = addr_len, .bursts = BURSTS, .burst = BURST};
+    ck_assert_int_eq(pthread_create(&threads[i], NULL, send_bursts, &jobs[i]), 0);
+  }
+  int received = 0;
+  char buf[64];
+  while (received < PEERS * BURSTS * BURST) {
+    struct epoll_event got;
+    ck_assert_msg(epoll_wait(outer, &got, 1, 3000) == 1, "the loop waited in vain with %d of %d read",
+                  received, PEERS * BURSTS * BURST);
+    ck_assert_int_ge(dtlsplex_process(server), 0);
+    while (dtlsrecvfrom(server, buf, sizeof buf, 0, NULL, NULL) == 4) /* the socket is non-blocking */
+      received++;
+    ck_assert_int_eq(errno, EAGAIN);
+  }
+  for (int i = 0; i < PEERS; i++)
+    pthread_join(threads[i], NULL);
+  close(outer);
+  ck_assert_int_eq(dtlsplex_detach(server), 0);
+  close(server);
+  dtlsplex_config_free(scfg);
+  dtlsplex_config_free(ccfg);
+}
+END_TEST
+
+/* ...and for timers: with no datagram arriving, it wakes the loop when a
+ * handshake's retransmission is due, and is quiet again once it ran. */
+START_TEST(event_fd_wakes_for_timers) {
+  dtlsplex_config *ccfg = client_config(1, NULL);
+  ck_assert_int_eq(dtlsplex_config_set_retransmit(ccfg, 300, 4000), 0);
+  struct sockaddr_storage quiet;
+  socklen_t quiet_len;
+  int silent = bound_socket(AF_INET, &quiet, &quiet_len); /* never answers */
+  int fd = attached_socket(ccfg, 3000);
+  int efd = dtlsplex_event_fd(fd);
+  ck_assert_int_ge(efd, 0);
+  ck_assert_int_eq(dtlssendto(fd, "x", 1, MSG_DONTWAIT, (struct sockaddr *)&quiet, quiet_len), 1);
+  struct pollfd p = {.fd = efd, .events = POLLIN};
+  ck_assert_int_eq(poll(&p, 1, 100), 0); /* nothing due yet */
+  long start = now_ms();
+  ck_assert_int_eq(poll(&p, 1, 2000), 1);
+  ck_assert_int_ge(now_ms() - start, 100); /* the retransmission, at 300 ms */
+  struct dtlsplex_stats before, after;
+  ck_assert_int_eq(dtlsplex_stats(fd, &before), 0);
+  ck_assert_int_eq(dtlsplex_process(fd), 0);
+  ck_assert_int_eq(dtlsplex_stats(fd, &after), 0);
+  ck_assert_uint_gt(after.datagrams_out, before.datagrams_out);
+  ck_assert_int_eq(poll(&p, 1, 100), 0); /* re-armed for 600 ms later */
+  ck_assert_int_eq(dtlsplex_detach(fd), 0);
+  ck_assert_int_eq(dtlsplex_event_fd(fd), -1);
+  ck_assert_int_eq(errno, EBADF);
+  close(fd);
+  close(silent);
+  dtlsplex_config_free(ccfg);
+}
+END_TEST
+
 /* A connected client socket for the single-peer tests below. */
 typedef struct pair {
   echo_server srv;
@@ -1085,6 +1182,8 @@ int main(void) {
   tcase_add_test(tc, intermediate_certificates_are_sent);
   tcase_add_test(tc, reconfigure_under_traffic);
   tcase_add_loop_test(tc, one_read_per_wakeup_never_stalls, WAIT_POLL, WAIT_EPOLL + 1);
+  tcase_add_loop_test(tc, event_fd_serves_an_event_loop, 0, 2);
+  tcase_add_test(tc, event_fd_wakes_for_timers);
   tcase_add_test(tc, emsgsize_one_byte_above_data_mtu);
   tcase_add_test(tc, peek_trunc_and_truncation);
   tcase_add_loop_test(tc, large_mtu_carries_full_datagrams, 0, 2);
