@@ -1,5 +1,8 @@
 #include "common.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,4 +75,21 @@ dtlsplex_config *config_from_options(int argc, char **argv, const char **name) {
   if (cert != NULL && dtlsplex_config_set_certificate(cfg, cert, key) < 0)
     die(cert);
   return cfg;
+}
+
+long peers_closed;
+
+void on_server_event(int fd, int event, const struct sockaddr *peer, socklen_t len, int error, void *arg) {
+  (void)len, (void)arg;
+  const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)peer;
+  char host[INET6_ADDRSTRLEN];
+  inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+  struct dtlsplex_stats st;
+  dtlsplex_stats(fd, &st);
+  const char *what[] = {"", "connected", "closed", "failed", "expired", "replaced"};
+  printf("[%s]:%u %s%s%s (server socket fd %d, %llu peers)\n", host, ntohs(in6->sin6_port), what[event],
+         error ? ": " : "", error ? strerror(error) : "", fd, (unsigned long long)st.peers);
+  fflush(stdout);
+  if (event == DTLSPLEX_EVENT_CLOSED || event == DTLSPLEX_EVENT_EXPIRED)
+    peers_closed++;
 }

@@ -1,4 +1,5 @@
-/* Command-line handling shared by the two examples. */
+/* What the examples share: command-line handling and the servers' event
+ * callback. */
 #ifndef EXAMPLES_COMMON_H
 #define EXAMPLES_COMMON_H
 
@@ -12,6 +13,12 @@
  *   --psk IDENTITY:HEXKEY    pre-shared key
  * Exits with a message on a bad option.  *name is set for --name. */
 dtlsplex_config *config_from_options(int argc, char **argv, const char **name);
+
+/* The servers' event callback: one line per event (address, what, the
+ * server socket and its peers), and peers_closed counts closes and
+ * expiries, for --exit-after. */
+extern long peers_closed;
+void on_server_event(int fd, int event, const struct sockaddr *peer, socklen_t len, int error, void *arg);
 
 /* Exits with "what: strerror(errno)". */
 void die(const char *what);

@@ -1,8 +1,10 @@
 #!/bin/sh
 # The demo: one echo server socket, eight concurrent DTLS clients, a test CA.
-# Usage: demo.sh [DIR-WITH-EXAMPLES]
+# Usage: demo.sh [DIR-WITH-EXAMPLES [SERVER]]
+#   SERVER: echo-server (a blocking loop, the default) or echo-server-epoll
 set -eu
 bin=${1:-examples}
+server=${2:-echo-server}
 clients=8
 dir=$(mktemp -d)
 server_pid=
@@ -20,7 +22,7 @@ printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$dir/ext"
 openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
   -extfile "$dir/ext" -out "$dir/server.pem" -days 1 2>/dev/null
 
-"$bin/echo-server" 0 --cert "$dir/server.pem" --key "$dir/server.key" --exit-after $clients \
+"$bin/$server" 0 --cert "$dir/server.pem" --key "$dir/server.key" --exit-after $clients \
   > "$dir/server.log" 2>&1 &
 server_pid=$!
 port=
@@ -30,7 +32,7 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 [ -n "$port" ] || { cat "$dir/server.log"; echo "demo: the server did not start" >&2; exit 1; }
-echo "== echo-server on UDP port $port; starting $clients clients at once, 20 messages each"
+echo "== $server on UDP port $port; starting $clients clients at once, 20 messages each"
 
 pids=
 for i in $(seq $clients); do

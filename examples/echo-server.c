@@ -20,7 +20,7 @@
 
 #include "common.h"
 
-static long closed, exit_after = -1;
+static long exit_after = -1;
 static volatile sig_atomic_t reload_requested;
 
 static void request_reload(int sig) {
@@ -29,21 +29,6 @@ static void request_reload(int sig) {
 }
 
 static dtlsplex_config *server_config(int argc, char **argv);
-
-static void on_event(int fd, int event, const struct sockaddr *peer, socklen_t len, int error, void *arg) {
-  (void)len, (void)arg;
-  const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)peer;
-  char host[INET6_ADDRSTRLEN];
-  inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-  struct dtlsplex_stats st;
-  dtlsplex_stats(fd, &st);
-  const char *what[] = {"", "connected", "closed", "failed", "expired", "replaced"};
-  printf("[%s]:%u %s%s%s (server socket fd %d, %llu peers)\n", host, ntohs(in6->sin6_port), what[event],
-         error ? ": " : "", error ? strerror(error) : "", fd, (unsigned long long)st.peers);
-  fflush(stdout);
-  if (event == DTLSPLEX_EVENT_CLOSED || event == DTLSPLEX_EVENT_EXPIRED)
-    closed++;
-}
 
 int main(int argc, char **argv) {
   if (argc < 2) {
@@ -80,7 +65,7 @@ int main(int argc, char **argv) {
   fflush(stdout);
 
   char buf[4096];
-  while (exit_after < 0 || closed < exit_after) {
+  while (exit_after < 0 || peers_closed < exit_after) {
     if (reload_requested) {
       reload_requested = 0;
       dtlsplex_config *next = server_config(argc, argv);
@@ -106,7 +91,7 @@ int main(int argc, char **argv) {
 static dtlsplex_config *server_config(int argc, char **argv) {
   const char *name = NULL;
   dtlsplex_config *cfg = config_from_options(argc - 2, argv + 2, &name);
-  dtlsplex_config_set_event_callback(cfg, on_event, NULL);
+  dtlsplex_config_set_event_callback(cfg, on_server_event, NULL);
   dtlsplex_config_set_role(cfg, DTLSPLEX_ROLE_SERVER); /* never handshakes towards a departed client */
   return cfg;
 }
