@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -355,10 +356,17 @@ int dtlsplex_config_set_keylog(dtlsplex_config *cfg, const char *path) {
     return -1;
   FILE *f = NULL;
   if (path != NULL) {
-    /* Only the owner may read the keys. */
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    /* Only the owner may read the keys: not through a symbolic link, not in
+     * a file someone else made, not in one others can read. */
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
       return -1;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+        ((st.st_mode & 077) != 0 && fchmod(fd, 0600) != 0)) {
+      close(fd);
+      return fail(EACCES);
+    }
     if ((f = fdopen(fd, "a")) == NULL) {
       int err = errno;
       close(fd);

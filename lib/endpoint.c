@@ -160,7 +160,13 @@ int dp_endpoint_reconfigure(dp_endpoint *ep, dtlsplex_config *cfg) {
   ep->cfg = cfg;
   ep->queue_mtu = dp_suites_data_mtu(cfg->ctx, cfg->mtu);
   ep->serves = serves;
-  ep->both_roles = serves && (cfg->role & DTLSPLEX_ROLE_CLIENT);
+  int both_roles = serves && (cfg->role & DTLSPLEX_ROLE_CLIENT);
+  /* Sessions accepted while the endpoint only served were the program's
+   * to answer: with both roles from now on, they stay so. */
+  for (dp_table_entry *e = both_roles && !ep->both_roles ? dp_table_first(&ep->peers) : NULL; e != NULL;
+       e = dp_table_next(e))
+    peer_of(e)->known_to_program = 1;
+  ep->both_roles = both_roles;
   return 0;
 }
 
@@ -487,7 +493,7 @@ void dp_endpoint_read_pkt(dp_endpoint *ep, const dp_addr *from, const uint8_t *d
     feed_replacement(ep, p, data, len, now);
     return;
   }
-  if (s->state == DP_SESSION_ESTABLISHED && !s->is_client && is_client_hello(data, len)) {
+  if (ep->serves && s->state == DP_SESSION_ESTABLISHED && !s->is_client && is_client_hello(data, len)) {
     reconnect(ep, p, data, len, now);
     return;
   }

@@ -13,7 +13,9 @@
  * - After fork() the child has no attachment.  Its copy of the sessions'
  *   keys and record numbers must never send: two processes would encrypt
  *   under the same AEAD nonces.  The child's registry starts empty. */
+#include <dirent.h>
 #include <dlfcn.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -30,6 +32,15 @@ static dp_socket **registry; /* indexed by the program's descriptor numbers */
 static size_t registry_cap;
 static dp_socket *live;         /* every attached socket */
 static atomic_uint descriptors; /* entries in registry: close() looks only while there are any */
+/* One bit per descriptor number below ATTACHED_BITS that has an entry, so
+ * that close() of any other descriptor takes no lock, not even in a signal
+ * handler that interrupted a call holding registry_lock. */
+#define ATTACHED_BITS 65536
+static atomic_uchar attached[ATTACHED_BITS / 8];
+
+static int maybe_attached(int fd) {
+  return fd >= ATTACHED_BITS || (atomic_load(&attached[fd / 8]) & (1u << (fd % 8))) != 0;
+}
 
 /* A page the kernel zeroes in a child (MADV_WIPEONFORK), so that a call
  * notices a fork without a system call, even one made without the atfork
@@ -46,12 +57,22 @@ static int (*next_dup3)(int, int, int);
 static int (*next_connect)(int, const struct sockaddr *, socklen_t);
 
 static void forget_inherited(void) {
+  /* The library's own descriptors go (close is async-signal-safe): the
+   * socket must not stay bound through them once both processes have
+   * closed theirs. */
+  for (dp_socket *s = live; s != NULL; s = s->next_live) {
+    dp_real_close(s->fd);
+    dp_real_close(s->wake_fd);
+    dp_event_fd_close(s);
+  }
   inherited_registry = registry;
   inherited_live = live;
   registry = NULL;
   registry_cap = 0;
   live = NULL;
   atomic_store(&descriptors, 0);
+  for (size_t i = 0; i < sizeof attached; i++)
+    atomic_store(&attached[i], 0);
   pthread_mutex_init(&registry_lock, NULL);
   if (fork_canary != NULL)
     *fork_canary = 1;
@@ -118,11 +139,15 @@ static void set_slot(int fd, dp_socket *s) {
   registry[fd] = s;
   s->descriptors++;
   atomic_fetch_add(&descriptors, 1);
+  if (fd < ATTACHED_BITS)
+    atomic_fetch_or(&attached[fd / 8], (unsigned char)(1u << (fd % 8)));
 }
 
 static dp_socket *clear_slot(int fd) {
   dp_socket *s = registry[fd];
   registry[fd] = NULL;
+  if (fd < ATTACHED_BITS)
+    atomic_fetch_and(&attached[fd / 8], (unsigned char)~(1u << (fd % 8)));
   s->descriptors--;
   atomic_fetch_sub(&descriptors, 1);
   return s;
@@ -144,10 +169,36 @@ static void remove_live(dp_socket *s) {
   }
 }
 
+/* A descriptor of the program's, other than closing, that names s's socket
+ * although no call has shown it to the library yet (a dup made before its
+ * first use), or -1.  Without /proc (a chroot) there is no way to tell. */
+static int unseen_descriptor(const dp_socket *s, int closing) {
+  DIR *dir = opendir("/proc/self/fd");
+  if (dir == NULL)
+    return -1;
+  int found = -1;
+  struct dirent *e;
+  while (found < 0 && (e = readdir(dir)) != NULL) {
+    char *end;
+    long fd = strtol(e->d_name, &end, 10);
+    struct stat st;
+    if (*end != '\0' || end == e->d_name || fd == closing || fd == s->fd || fd == dirfd(dir) ||
+        fd > INT_MAX)
+      continue;
+    if (fstat((int)fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == s->dev && st.st_ino == s->ino)
+      found = (int)fd;
+  }
+  closedir(dir);
+  return found;
+}
+
 /* fd no longer names s: if it was the last descriptor, s leaves the live
  * list and is returned for the caller to detach (outside the lock). */
 static dp_socket *drop_descriptor(int fd) {
   dp_socket *s = clear_slot(fd);
+  int other = s->descriptors == 0 ? unseen_descriptor(s, fd) : -1;
+  if (other >= 0 && reserve_slot(other) == 0) /* the socket lives on through it */
+    set_slot(other, s);
   if (s->descriptors == 0) {
     remove_live(s);
     return s;
@@ -304,7 +355,8 @@ void dp_socket_detach(dp_socket *s) {
 
 /* The program gives up descriptor fd (close, or dup2/dup3 onto it). */
 static void forget_descriptor(int fd) {
-  if (fd < 0 || atomic_load_explicit(&descriptors, memory_order_relaxed) == 0 || in_forked_child())
+  if (fd < 0 || atomic_load_explicit(&descriptors, memory_order_relaxed) == 0 || in_forked_child() ||
+      !maybe_attached(fd))
     return;
   dp_socket *last = NULL;
   pthread_mutex_lock(&registry_lock);

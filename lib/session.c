@@ -525,6 +525,8 @@ void dp_listener_cleanup(dp_listener *l) {
 SSL *dp_listener_input(dp_listener *l, const dp_addr *from, const uint8_t *data, size_t len,
                        uint64_t now, int *cookie_sent) {
   *cookie_sent = 0;
+  if (l->client == NULL) /* cleaned up: this endpoint no longer serves */
+    return NULL;
   if (l->ssl == NULL && listener_renew(l) != 0)
     return NULL;
   l->io.peer = *from;

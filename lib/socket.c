@@ -262,7 +262,10 @@ ssize_t dtlsrecvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *
       result = -1;
       break;
     }
-    if (readable == 2) { /* shut down for reading: end of file, as recvfrom(2) */
+    if (readable == 2) { /* shut down for reading: what is queued first, then end of file */
+      int got = dp_io_read_socket(s, 1);
+      if (got > 0)
+        continue;
       if (src != NULL)
         *src_len = 0;
       result = 0;

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
@@ -310,6 +311,33 @@ START_TEST(test_set_role) {
   EXPECT_OK(dtlsplex_config_set_role(cfg, DTLSPLEX_ROLE_SERVER));
   EXPECT_OK(dtlsplex_config_set_role(cfg, DTLSPLEX_ROLE_BOTH));
   dtlsplex_config_free(cfg);
+}
+END_TEST
+
+/* The key log is for the owner's eyes only: a symbolic link is refused, and
+ * an existing file others could read is made 0600 before any key goes in. */
+START_TEST(test_set_keylog) {
+  dtlsplex_config *cfg = new_cfg();
+  char dir[] = "/tmp/dtlsplex-keylog-XXXXXX", file[64], link_path[64];
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  snprintf(file, sizeof file, "%s/keys", dir);
+  snprintf(link_path, sizeof link_path, "%s/link", dir);
+  int fd = open(file, O_CREAT | O_WRONLY, 0644);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(fchmod(fd, 0644), 0); /* whatever the umask */
+  close(fd);
+  ck_assert_int_eq(symlink(file, link_path), 0);
+  EXPECT_ERR(dtlsplex_config_set_keylog(cfg, link_path), ELOOP);
+  EXPECT_ERR(dtlsplex_config_set_keylog(NULL, file), EINVAL);
+  EXPECT_OK(dtlsplex_config_set_keylog(cfg, file));
+  struct stat st;
+  ck_assert_int_eq(stat(file, &st), 0);
+  ck_assert_uint_eq(st.st_mode & 0777, 0600);
+  EXPECT_OK(dtlsplex_config_set_keylog(cfg, NULL));
+  dtlsplex_config_free(cfg);
+  unlink(link_path);
+  unlink(file);
+  rmdir(dir);
 }
 END_TEST
 
@@ -992,6 +1020,7 @@ static Suite *api_suite(void) {
   tcase_add_test(tc, test_set_psk);
   tcase_add_test(tc, test_set_role);
   tcase_add_test(tc, test_set_mtu);
+  tcase_add_test(tc, test_set_keylog);
   tcase_add_test(tc, test_set_ciphers);
   tcase_add_test(tc, test_set_timeouts);
   tcase_add_test(tc, test_set_limits);

@@ -812,8 +812,21 @@ START_TEST(reconfigure_keeps_sessions_and_cookies) {
   sim_deliver_due();
   expect_datagram(&server, &client, "still");
   ck_assert_uint_eq(stats_of(&server).handshakes_ok, 2);
-  sim_stop_all(); /* before the configuration the endpoint now uses goes */
+
+  /* A configuration that no longer serves: a peer that restarts from the
+   * same address is refused (it used to reach a freed listener). */
+  dtlsplex_config *client_only = make_config(0);
+  ck_assert_int_eq(dp_endpoint_reconfigure(server.ep, client_only), 0);
+  sim_stop_node(&client);
+  sim_clear();
+  sim_add_node(&client, client_cfg, 40000);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "again", 5, 1, sim_now), 5);
+  sim_deliver_due();
+  ck_assert_uint_eq(stats_of(&server).handshakes_ok, 2);
+  ck_assert_uint_eq(dp_endpoint_pending(server.ep), 0);
+  sim_stop_all(); /* before the configurations the endpoint used go */
   dtlsplex_config_free(rotated);
+  dtlsplex_config_free(client_only);
 }
 END_TEST
 

@@ -272,6 +272,21 @@ START_TEST(dup_is_the_same_socket) {
 }
 END_TEST
 
+/* A dup made before its first use keeps the socket attached when the
+ * original is closed: the library finds it then. */
+START_TEST(unused_dup_keeps_the_socket) {
+  int fd = attached_socket(client_cfg, 3000);
+  exchange(fd, "before the dup");
+  int d = dup(fd);
+  ck_assert_int_ge(d, 0);
+  ck_assert_int_eq(close(fd), 0);
+  exchange(d, "through the dup only");
+  ck_assert_uint_eq(stats_of(d).handshakes_ok, 1); /* the same session */
+  ck_assert_int_eq(close(d), 0);
+  ck_assert_uint_eq(server_sessions_become(0), 0);
+}
+END_TEST
+
 /* memcached's shape: one server socket, a dup() of it per worker thread,
  * each worker reading and answering on its own descriptor. */
 typedef struct worker {
@@ -363,6 +378,7 @@ int main(void) {
   tcase_add_test(tc, close_returns_blocked_receiver);
   tcase_add_test(tc, close_returns_blocked_receiver_connected);
   tcase_add_test(tc, dup_is_the_same_socket);
+  tcase_add_test(tc, unused_dup_keeps_the_socket);
   tcase_add_test(tc, dup_per_worker_thread);
   tcase_add_test(tc, disconnect_that_loses_the_port_handshakes_anew);
   suite_add_tcase(s, tc);
