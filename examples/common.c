@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -92,4 +93,42 @@ void on_server_event(int fd, int event, const struct sockaddr *peer, socklen_t l
   fflush(stdout);
   if (event == DTLSPLEX_EVENT_CLOSED || event == DTLSPLEX_EVENT_EXPIRED)
     peers_closed++;
+}
+
+long server_arguments(int *argc, char **argv) {
+  if (*argc < 2) {
+    fprintf(stderr, "usage: %s PORT [--cert FILE --key FILE] [--psk ID:HEXKEY] [--exit-after N]\n", argv[0]);
+    exit(2);
+  }
+  if (*argc >= 4 && strcmp(argv[*argc - 2], "--exit-after") == 0) {
+    *argc -= 2;
+    return atol(argv[*argc + 1]);
+  }
+  return -1;
+}
+
+dtlsplex_config *server_config(int argc, char **argv) {
+  const char *name = NULL;
+  dtlsplex_config *cfg = config_from_options(argc - 2, argv + 2, &name);
+  dtlsplex_config_set_event_callback(cfg, on_server_event, NULL);
+  dtlsplex_config_set_role(cfg, DTLSPLEX_ROLE_SERVER); /* never handshakes towards a departed client */
+  return cfg;
+}
+
+int open_server(const char *port, dtlsplex_config *cfg, int type_flags) {
+  int fd = socket(AF_INET6, SOCK_DGRAM | type_flags, 0); /* dual-stack: IPv4 and IPv6 clients */
+  int off = 0;
+  setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+  struct sockaddr_in6 addr = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)atoi(port)),
+                              .sin6_addr = IN6ADDR_ANY_INIT};
+  if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0)
+    die("bind");
+  if (dtlsplex_attach(fd, cfg) < 0)
+    die("dtlsplex_attach");
+  dtlsplex_config_free(cfg); /* the socket keeps its own reference */
+  socklen_t addr_len = sizeof addr;
+  getsockname(fd, (struct sockaddr *)&addr, &addr_len); /* port 0: the kernel chose */
+  printf("echo-server: listening on port %u, one socket (fd %d)\n", ntohs(addr.sin6_port), fd);
+  fflush(stdout);
+  return fd;
 }

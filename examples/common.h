@@ -20,6 +20,18 @@ dtlsplex_config *config_from_options(int argc, char **argv, const char **name);
 extern long peers_closed;
 void on_server_event(int fd, int event, const struct sockaddr *peer, socklen_t len, int error, void *arg);
 
+/* The servers' command line: PORT [options] [--exit-after N].  Exits with
+ * the usage if PORT is missing; takes --exit-after N off the end and returns
+ * N, or -1. */
+long server_arguments(int *argc, char **argv);
+/* The servers' configuration from the options after PORT: role server,
+ * on_server_event as the event callback (files read now; a bad one exits). */
+dtlsplex_config *server_config(int argc, char **argv);
+/* A dual-stack UDP socket of the given type flags (SOCK_NONBLOCK, ...)
+ * bound to PORT on every address and attached with cfg (whose reference is
+ * dropped); prints the line the demo waits for.  Exits on failure. */
+int open_server(const char *port, dtlsplex_config *cfg, int type_flags);
+
 /* Exits with "what: strerror(errno)". */
 void die(const char *what);
 

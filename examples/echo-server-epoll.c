@@ -20,33 +20,8 @@
 #include "common.h"
 
 int main(int argc, char **argv) {
-  long exit_after = -1;
-  if (argc < 2) {
-    fprintf(stderr, "usage: %s PORT [--cert FILE --key FILE] [--psk ID:HEXKEY] [--exit-after N]\n", argv[0]);
-    return 2;
-  }
-  if (argc >= 4 && strcmp(argv[argc - 2], "--exit-after") == 0) {
-    exit_after = atol(argv[argc - 1]);
-    argc -= 2;
-  }
-  const char *name = NULL;
-  dtlsplex_config *cfg = config_from_options(argc - 2, argv + 2, &name);
-  dtlsplex_config_set_event_callback(cfg, on_server_event, NULL);
-  dtlsplex_config_set_role(cfg, DTLSPLEX_ROLE_SERVER);
-
-  int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK, 0);
-  int off = 0;
-  setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
-  struct sockaddr_in6 addr = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)atoi(argv[1]))};
-  if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0)
-    die("bind");
-  if (dtlsplex_attach(fd, cfg) < 0)
-    die("dtlsplex_attach");
-  dtlsplex_config_free(cfg);
-  socklen_t addr_len = sizeof addr;
-  getsockname(fd, (struct sockaddr *)&addr, &addr_len);
-  printf("echo-server: listening on port %u, one socket (fd %d)\n", ntohs(addr.sin6_port), fd);
-  fflush(stdout);
+  long exit_after = server_arguments(&argc, argv);
+  int fd = open_server(argv[1], server_config(argc, argv), SOCK_NONBLOCK);
 
   int ep = epoll_create1(0);
   struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.fd = dtlsplex_event_fd(fd)};

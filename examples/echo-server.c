@@ -20,7 +20,6 @@
 
 #include "common.h"
 
-static long exit_after = -1;
 static volatile sig_atomic_t reload_requested;
 
 static void request_reload(int sig) {
@@ -28,41 +27,17 @@ static void request_reload(int sig) {
   reload_requested = 1;
 }
 
-static dtlsplex_config *server_config(int argc, char **argv);
-
 int main(int argc, char **argv) {
-  if (argc < 2) {
-    fprintf(stderr, "usage: %s PORT [--cert FILE --key FILE] [--psk ID:HEXKEY] [--exit-after N]\n", argv[0]);
-    return 2;
-  }
-  if (argc >= 4 && strcmp(argv[argc - 2], "--exit-after") == 0) {
-    exit_after = atol(argv[argc - 1]);
-    argc -= 2;
-  }
-  dtlsplex_config *cfg = server_config(argc, argv);
+  long exit_after = server_arguments(&argc, argv);
   /* No SA_RESTART: the signal ends a waiting dtlsrecvfrom with EINTR. */
   struct sigaction on_hup = {.sa_handler = request_reload};
   sigemptyset(&on_hup.sa_mask);
   sigaction(SIGHUP, &on_hup, NULL);
-
-  int fd = socket(AF_INET6, SOCK_DGRAM, 0); /* dual-stack: IPv4 and IPv6 clients */
-  int off = 0;
-  setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
-  struct sockaddr_in6 addr = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)atoi(argv[1])),
-                              .sin6_addr = IN6ADDR_ANY_INIT};
-  if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0)
-    die("bind");
+  int fd = open_server(argv[1], server_config(argc, argv), 0);
   if (exit_after >= 0) { /* wake up now and then to notice the last close */
     struct timeval tick = {.tv_usec = 200000};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tick, sizeof tick);
   }
-  if (dtlsplex_attach(fd, cfg) < 0)
-    die("dtlsplex_attach");
-  dtlsplex_config_free(cfg);
-  socklen_t addr_len = sizeof addr;
-  getsockname(fd, (struct sockaddr *)&addr, &addr_len); /* port 0: the kernel chose */
-  printf("echo-server: listening on port %u, one socket (fd %d)\n", ntohs(addr.sin6_port), fd);
-  fflush(stdout);
 
   char buf[4096];
   while (exit_after < 0 || peers_closed < exit_after) {
@@ -85,13 +60,4 @@ int main(int argc, char **argv) {
   }
   dtlsplex_detach(fd);
   return 0;
-}
-
-/* The options' files are read now (a bad one ends the program). */
-static dtlsplex_config *server_config(int argc, char **argv) {
-  const char *name = NULL;
-  dtlsplex_config *cfg = config_from_options(argc - 2, argv + 2, &name);
-  dtlsplex_config_set_event_callback(cfg, on_server_event, NULL);
-  dtlsplex_config_set_role(cfg, DTLSPLEX_ROLE_SERVER); /* never handshakes towards a departed client */
-  return cfg;
 }
