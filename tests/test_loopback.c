@@ -477,14 +477,21 @@ static int wait_readable(int kind, int fd, int epfd) {
   return epoll_wait(epfd, &ev, 1, 2000) == 1;
 }
 
+/* A non-blocking IPv4 loopback server socket attached with cfg, as event
+ * loops have them. */
+static int nonblocking_server(dtlsplex_config *cfg, struct sockaddr_storage *addr, socklen_t *addr_len) {
+  int fd = bound_socket(AF_INET, addr, addr_len);
+  ck_assert_int_eq(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
+  ck_assert_int_eq(dtlsplex_attach(fd, cfg), 0);
+  return fd;
+}
+
 START_TEST(one_read_per_wakeup_never_stalls) {
   enum { PEERS = 8, BURST = 6 };
   dtlsplex_config *scfg = server_config(1), *ccfg = client_config(1, NULL);
   struct sockaddr_storage addr;
   socklen_t addr_len;
-  int server = bound_socket(AF_INET, &addr, &addr_len);
-  ck_assert_int_eq(fcntl(server, F_SETFL, O_NONBLOCK), 0);
-  ck_assert_int_eq(dtlsplex_attach(server, scfg), 0);
+  int server = nonblocking_server(scfg, &addr, &addr_len);
   int epfd = epoll_create1(EPOLL_CLOEXEC);
   struct epoll_event ev = {.events = EPOLLIN, .data.fd = server};
   ck_assert_int_eq(epoll_ctl(epfd, EPOLL_CTL_ADD, server, &ev), 0);
@@ -557,9 +564,7 @@ START_TEST(event_fd_serves_an_event_loop) {
   dtlsplex_config *scfg = server_config(1), *ccfg = client_config(1, NULL);
   struct sockaddr_storage addr;
   socklen_t addr_len;
-  int server = bound_socket(AF_INET, &addr, &addr_len);
-  ck_assert_int_eq(fcntl(server, F_SETFL, O_NONBLOCK), 0);
-  ck_assert_int_eq(dtlsplex_attach(server, scfg), 0);
+  int server = nonblocking_server(scfg, &addr, &addr_len);
   int efd = dtlsplex_event_fd(server);
   ck_assert_int_ge(efd, 0);
   ck_assert_int_eq(dtlsplex_event_fd(server), efd);
