@@ -252,7 +252,9 @@ DTLSPLEX_API int dtlsplex_reconfigure(int fd, dtlsplex_config *cfg);
 /*
  * dtlssendto: as sendto(2).  Sends len bytes as one DTLS record in one
  * datagram and returns len.  dest may be NULL on a connected socket.  The
- * flags UDP accepts are accepted (MSG_MORE corks as for UDP).
+ * flags UDP accepts are accepted (MSG_MORE corks as for UDP).  On a socket
+ * bound to a wildcard address, each peer's datagrams leave from the local
+ * address its handshake reached.
  * EBADF: fd not attached; ENOTSOCK; EFAULT: buf NULL with len > 0; EINVAL:
  * bad address length, or port 0; EAFNOSUPPORT: address family does not suit
  * the socket; ENETUNREACH: IPv4 destination on an IPv6-only socket, or no
@@ -285,6 +287,32 @@ DTLSPLEX_API ssize_t dtlssendto(int fd, const void *buf, size_t len, int flags,
  */
 DTLSPLEX_API ssize_t dtlsrecvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *src,
                                   socklen_t *src_len);
+
+/*
+ * dtlssendmsg: as sendmsg(2).  The iovecs are gathered into one record.
+ * Control messages: IP_PKTINFO and IPV6_PKTINFO choose the datagram's
+ * source address and interface, as for UDP (the session's own datagrams,
+ * and those queued during its handshake, leave from the session's address:
+ * the one its handshake used).  Others are refused (EOPNOTSUPP) rather than
+ * dropped.  Errors: those of dtlssendto, and EFAULT: msg NULL, or an iovec
+ * or the control buffer NULL with a length; EMSGSIZE: more than IOV_MAX
+ * iovecs, or more than one record holds; EINVAL: a malformed control
+ * message, an iovec total over SSIZE_MAX, or for an IPv4 destination an
+ * IPV6_PKTINFO address that is not IPv4-mapped; EOPNOTSUPP: another control
+ * message the kernel would act on.
+ */
+DTLSPLEX_API ssize_t dtlssendmsg(int fd, const struct msghdr *msg, int flags);
+/*
+ * dtlsrecvmsg: as recvmsg(2).  The datagram is scattered over the iovecs;
+ * msg_flags gets MSG_TRUNC when it did not fit and MSG_CTRUNC when the
+ * control messages did not.  With IP_PKTINFO or IPV6_RECVPKTINFO enabled on
+ * the socket (setsockopt(2), before or after attach), the datagram's
+ * IP_PKTINFO/IPV6_PKTINFO is delivered as the kernel delivers it; no other
+ * control message is.  Errors: those of dtlsrecvfrom, and EFAULT: msg NULL,
+ * or an iovec NULL with a length; EMSGSIZE: more than IOV_MAX iovecs;
+ * EINVAL: an iovec total over SSIZE_MAX.
+ */
+DTLSPLEX_API ssize_t dtlsrecvmsg(int fd, struct msghdr *msg, int flags);
 
 /*
  * Event loops.  dtlsplex_timeout: milliseconds until dtlsplex_process() is due

@@ -28,6 +28,20 @@ typedef struct dp_addr {
   socklen_t len;
 } dp_addr;
 
+/* This side's end of a datagram on a socket bound to many addresses (a
+ * wildcard bind on a multi-homed host): where a datagram arrived, from
+ * IP_PKTINFO or IPV6_PKTINFO, and where the answer leaves from, so that a
+ * peer hears back from the address it reached.  All zero: nothing known,
+ * and the kernel chooses the source. */
+typedef struct dp_local {
+  sa_family_t family;      /* arrival: AF_INET (also IPv4 on an IPv6 socket), AF_INET6, or 0 */
+  uint8_t has_source;      /* answers leave from source (and source_ifindex) */
+  uint32_t ifindex;        /* arrival interface */
+  struct in6_addr dst;     /* arrival: the header's destination, IPv4-mapped for IPv4 */
+  struct in6_addr source;  /* the local address (IPv4's ipi_spec_dst), IPv4-mapped for IPv4 */
+  uint32_t source_ifindex; /* the answer's interface, or 0 for the route's */
+} dp_local;
+
 /* Builds out from a caller's address for a socket of sock_family, converting
  * between IPv4 and IPv4-mapped IPv6 as that socket needs.  Returns 0, or
  * -EINVAL (NULL, short length) or -EAFNOSUPPORT (family unusable on the socket). */

@@ -10,7 +10,7 @@ static BIO_METHOD *method;
 static pthread_once_t method_once = PTHREAD_ONCE_INIT;
 
 static void send_datagram(dp_bio_io *io, const uint8_t *data, size_t len) {
-  io->last_send_error = io->send(io->send_arg, &io->peer, data, len);
+  io->last_send_error = io->send(io->send_arg, &io->peer, &io->local, data, len);
   io->mtu_exceeded = io->last_send_error == -EMSGSIZE;
 }
 

@@ -12,9 +12,11 @@
 #include "addr.h"
 #include "dtlsplex.h"
 
-/* Sends one datagram.  Returns 0 or -errno.  Never blocks unless asked to by
- * the caller's context (see socket.c). */
-typedef int (*dp_send_fn)(void *arg, const dp_addr *to, const uint8_t *data, size_t len);
+/* Sends one datagram to a peer from this side's end of the path to it
+ * (source: all zero for the kernel's choice).  Returns 0 or -errno.  Never
+ * blocks unless asked to by the caller's context (see socket.c). */
+typedef int (*dp_send_fn)(void *arg, const dp_addr *to, const dp_local *source, const uint8_t *data,
+                          size_t len);
 
 /* Datagram being assembled: writes accumulate while they fit the MTU, so that
  * a retransmitted flight (which libssl writes message by message) leaves as
@@ -27,6 +29,7 @@ typedef struct dp_outbuf {
 
 typedef struct dp_bio_io {
   dp_addr peer;           /* destination of writes, source of the datagram in hand */
+  dp_local local;         /* where writes leave from: where the peer reached this side */
   const uint8_t *in;      /* datagram in hand, NULL once read */
   size_t in_len;
   unsigned int mtu;

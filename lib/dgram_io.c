@@ -31,7 +31,8 @@ static void flush_sends(dp_socket *s) {
   tx->n = 0;
 }
 
-static void gather_send(dp_socket *s, const dp_addr *to, const uint8_t *data, size_t len) {
+static void gather_send(dp_socket *s, const dp_addr *to, const dp_local *source, const uint8_t *data,
+                        size_t len) {
   dp_tx *tx = s->tx;
   if (tx->n == TX_BATCH)
     flush_sends(s);
@@ -39,8 +40,24 @@ static void gather_send(dp_socket *s, const dp_addr *to, const uint8_t *data, si
   tx->to[i] = *to;
   memcpy(tx->data[i], data, len);
   tx->iov[i] = (struct iovec){.iov_base = tx->data[i], .iov_len = len};
+  size_t control_len = dp_pktinfo_source_cmsg(s, source, &tx->control[i]);
   tx->msgs[i].msg_hdr = (struct msghdr){.msg_name = &tx->to[i].u, .msg_namelen = tx->to[i].len,
-                                        .msg_iov = &tx->iov[i], .msg_iovlen = 1};
+                                        .msg_iov = &tx->iov[i], .msg_iovlen = 1,
+                                        .msg_control = control_len > 0 ? &tx->control[i] : NULL,
+                                        .msg_controllen = control_len};
+}
+
+/* One datagram now, from source if it names one. */
+static ssize_t send_now(dp_socket *s, const dp_addr *to, const dp_local *source, const uint8_t *data,
+                        size_t len) {
+  dp_source_cmsg control;
+  size_t control_len = dp_pktinfo_source_cmsg(s, source, &control);
+  if (control_len == 0)
+    return sendto(s->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL, &to->u.sa, to->len);
+  struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
+  struct msghdr m = {.msg_name = (void *)&to->u, .msg_namelen = to->len, .msg_iov = &iov, .msg_iovlen = 1,
+                     .msg_control = &control, .msg_controllen = control_len};
+  return sendmsg(s->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
 /* Starts and ends a stretch in which the library's own datagrams are gathered. */
@@ -62,12 +79,12 @@ void dp_io_apply_icmp(dp_socket *s) {
     s->icmp_error = 0;
 }
 
-int dp_io_send(void *arg, const dp_addr *to, const uint8_t *data, size_t len) {
+int dp_io_send(void *arg, const dp_addr *to, const dp_local *source, const uint8_t *data, size_t len) {
   dp_socket *s = arg;
   if (s->mute)
     return 0;
   if (s->defer_sends && len <= sizeof s->tx->data[0]) {
-    gather_send(s, to, data, len);
+    gather_send(s, to, source, data, len);
     return 0;
   }
   if (s->defer_sends && s->tx->n > 0)
@@ -75,7 +92,7 @@ int dp_io_send(void *arg, const dp_addr *to, const uint8_t *data, size_t len) {
   /* Never blocks with the lock held.  Reporting an ICMP error clears it, so
    * the retry sends this datagram; the bound covers a new error meanwhile. */
   for (int tries = 0; tries < 3; tries++) {
-    if (sendto(s->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL, &to->u.sa, to->len) >= 0)
+    if (send_now(s, to, source, data, len) >= 0)
       return 0;
     dp_io_note_icmp(s, errno);
     if (!dp_is_stale_icmp_error(errno) && errno != EINTR)
@@ -83,6 +100,7 @@ int dp_io_send(void *arg, const dp_addr *to, const uint8_t *data, size_t len) {
   }
   if ((errno == EAGAIN || errno == EWOULDBLOCK) && s->app_write && len <= sizeof s->tx->stalled) {
     s->tx->stalled_to = *to;
+    s->tx->stalled_source = *source;
     s->tx->stalled_len = len;
     memcpy(s->tx->stalled, data, len);
     return 0;
@@ -114,8 +132,7 @@ int dp_io_send_stalled(dp_socket *s, int blocking) {
       r = -err;
       break;
     }
-    if (sendto(s->fd, tx->stalled, tx->stalled_len, MSG_DONTWAIT | MSG_NOSIGNAL, &tx->stalled_to.u.sa,
-               tx->stalled_to.len) >= 0)
+    if (send_now(s, &tx->stalled_to, &tx->stalled_source, tx->stalled, tx->stalled_len) >= 0)
       break;
     if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && !dp_is_stale_icmp_error(errno)) {
       r = -errno;
@@ -130,14 +147,18 @@ void dp_io_init_rx(dp_rx *rx) {
   for (int i = 0; i < RX_BATCH; i++) {
     rx->iov[i] = (struct iovec){.iov_base = rx->data[i], .iov_len = sizeof rx->data[i]};
     rx->msgs[i].msg_hdr = (struct msghdr){.msg_name = &rx->from[i], .msg_namelen = sizeof rx->from[i],
-                                          .msg_iov = &rx->iov[i], .msg_iovlen = 1};
+                                          .msg_iov = &rx->iov[i], .msg_iovlen = 1,
+                                          .msg_control = &rx->control[i], .msg_controllen = sizeof rx->control[i]};
   }
 }
 
-/* recvmmsg writes back only the address lengths (and lengths and flags). */
+/* recvmmsg writes back only the address and control lengths (and lengths
+ * and flags). */
 void dp_io_prepare_rx(dp_rx *rx) {
-  for (int i = 0; i < RX_BATCH; i++)
+  for (int i = 0; i < RX_BATCH; i++) {
     rx->msgs[i].msg_hdr.msg_namelen = sizeof rx->from[i];
+    rx->msgs[i].msg_hdr.msg_controllen = sizeof rx->control[i];
+  }
 }
 
 /* Gives the core the n datagrams recvmmsg put in rx. */
@@ -147,10 +168,12 @@ void dp_io_feed_rx(dp_socket *s, int n) {
   dp_io_defer_sends(s);
   for (int i = 0; i < n; i++) {
     dp_addr addr;
-    if (dp_addr_from_sockaddr(&addr, (struct sockaddr *)&rx->from[i], rx->msgs[i].msg_hdr.msg_namelen,
-                              s->family) == 0 &&
+    dp_local local;
+    struct msghdr *m = &rx->msgs[i].msg_hdr;
+    if (dp_addr_from_sockaddr(&addr, (struct sockaddr *)&rx->from[i], m->msg_namelen, s->family) == 0 &&
         !dp_is_self_wake(&s->self, &addr, rx->msgs[i].msg_len))
-      dp_endpoint_read_pkt(s->core, &addr, rx->data[i], rx->msgs[i].msg_len, now);
+      dp_endpoint_read_pkt(s->core, &addr, m->msg_controllen > 0 && dp_pktinfo_parse(s, m, &local) ? &local : NULL,
+                           rx->data[i], rx->msgs[i].msg_len, now);
   }
   dp_io_send_deferred(s);
 }

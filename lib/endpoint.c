@@ -68,6 +68,7 @@ struct dp_endpoint {
   dp_event *events;
   size_t events_len, events_cap;
   const dp_addr *delivering_from;
+  const dp_local *arrived_at; /* where the datagram being read arrived */
   struct dtlsplex_stats stats;
   uint8_t scratch[16384]; /* plaintext of one record */
 };
@@ -80,9 +81,9 @@ static dp_peer *find_peer(dp_endpoint *ep, const dp_addr *addr) {
 }
 
 /* Every datagram out passes here, for the statistics. */
-static int counting_send(void *arg, const dp_addr *to, const uint8_t *data, size_t len) {
+static int counting_send(void *arg, const dp_addr *to, const dp_local *source, const uint8_t *data, size_t len) {
   dp_endpoint *ep = arg;
-  int r = ep->send(ep->send_arg, to, data, len);
+  int r = ep->send(ep->send_arg, to, source, data, len);
   if (r == 0) {
     ep->stats.datagrams_out++;
     ep->stats.bytes_out += len;
@@ -347,7 +348,7 @@ static void apply_flags(dp_endpoint *ep, dp_peer *p, int flags, uint64_t now) {
 
 static void deliver(void *arg, const uint8_t *data, size_t len) {
   dp_endpoint *ep = arg;
-  if (dp_recv_queue_push(&ep->received, ep->delivering_from, data, len) != 0)
+  if (dp_recv_queue_push(&ep->received, ep->delivering_from, ep->arrived_at, data, len) != 0)
     ep->stats.dropped_queue_full++;
   else
     ep->stats.app_datagrams_in++;
@@ -409,13 +410,13 @@ static void reconnect(dp_endpoint *ep, dp_peer *p, const uint8_t *data, size_t l
     return;
   }
   int cookie_sent;
-  SSL *ssl = dp_listener_input(&ep->listener, &p->addr, data, len, now, &cookie_sent);
+  SSL *ssl = dp_listener_input(&ep->listener, &p->addr, ep->arrived_at, data, len, now, &cookie_sent);
   ep->stats.cookies_sent += cookie_sent;
   if (ssl == NULL) {
     ep->stats.dropped_bad_cookie += !cookie_sent;
     return;
   }
-  dp_session *s = dp_session_adopt(ssl, &p->addr, &ep->io);
+  dp_session *s = dp_session_adopt(ssl, &p->addr, ep->arrived_at, &ep->io);
   if (s == NULL)
     return; /* out of memory: keep the old session */
   p->replacement = s;
@@ -443,14 +444,16 @@ static void accept_client(dp_endpoint *ep, const dp_addr *from, const uint8_t *d
     return;
   }
   int cookie_sent;
-  SSL *ssl = dp_listener_input(&ep->listener, from, data, len, now, &cookie_sent);
+  SSL *ssl = dp_listener_input(&ep->listener, from, ep->arrived_at, data, len, now, &cookie_sent);
   ep->stats.cookies_sent += cookie_sent;
   if (ssl == NULL) {
     ep->stats.dropped_bad_cookie += !cookie_sent;
     return;
   }
+  /* The session answers from the address its ClientHello reached, all its
+   * life: a client that sent to that address hears only from it. */
   dp_peer *p = known != NULL ? known : new_peer(ep, from);
-  dp_session *s = p != NULL ? dp_session_adopt(ssl, from, &ep->io) : NULL;
+  dp_session *s = p != NULL ? dp_session_adopt(ssl, from, ep->arrived_at, &ep->io) : NULL;
   if (s == NULL) {
     if (p == NULL)
       SSL_free(ssl);
@@ -472,8 +475,11 @@ static void feed_replacement(dp_endpoint *ep, dp_peer *p, const uint8_t *data, s
   apply_replacement_flags(ep, p, flags, now);
 }
 
-void dp_endpoint_read_pkt(dp_endpoint *ep, const dp_addr *from, const uint8_t *data, size_t len,
-                          uint64_t now) {
+static const dp_local unknown_local;
+
+void dp_endpoint_read_pkt(dp_endpoint *ep, const dp_addr *from, const dp_local *local, const uint8_t *data,
+                          size_t len, uint64_t now) {
+  ep->arrived_at = local != NULL ? local : &unknown_local;
   ep->stats.datagrams_in++;
   ep->stats.bytes_in += len;
   if (len < DTLS_RECORD_HEADER_LEN) {
@@ -513,8 +519,9 @@ void dp_endpoint_read_pkt(dp_endpoint *ep, const dp_addr *from, const uint8_t *d
   apply_flags(ep, p, flags, now);
 }
 
-/* Starts a client handshake towards addr, reusing a name-only entry. */
-static ssize_t connect_peer(dp_endpoint *ep, dp_peer *p, const dp_addr *to, uint64_t now) {
+/* Starts a client handshake towards addr from source, reusing a name-only entry. */
+static ssize_t connect_peer(dp_endpoint *ep, dp_peer *p, const dp_addr *to, const dp_local *source,
+                            uint64_t now) {
   if (!(ep->cfg->role & DTLSPLEX_ROLE_CLIENT))
     return -ENOTCONN;
   if (ep->sessions >= ep->cfg->max_peers || ep->handshakes >= ep->cfg->max_handshakes)
@@ -522,7 +529,7 @@ static ssize_t connect_peer(dp_endpoint *ep, dp_peer *p, const dp_addr *to, uint
   int fresh = p == NULL;
   if (fresh && (p = new_peer(ep, to)) == NULL)
     return -ENOMEM;
-  dp_session *s = dp_session_new_client(ep->cfg->ctx, &p->addr, p->server_name, ep->cfg->verify,
+  dp_session *s = dp_session_new_client(ep->cfg->ctx, &p->addr, source, p->server_name, ep->cfg->verify,
                                         ep->cfg->chain_only, &ep->io);
   if (s == NULL) {
     if (fresh)
@@ -557,8 +564,8 @@ static int speaks_first_to_inbound(const dp_endpoint *ep, const dp_peer *p) {
          !p->known_to_program && p->failed_error == 0;
 }
 
-ssize_t dp_endpoint_write_pkt(dp_endpoint *ep, const dp_addr *to, const void *buf, size_t len,
-                              int queue_if_handshaking, uint64_t now) {
+ssize_t dp_endpoint_write_pkt(dp_endpoint *ep, const dp_addr *to, const dp_local *source, const void *buf,
+                              size_t len, int queue_if_handshaking, uint64_t now) {
   dp_peer *p = find_peer(ep, to);
   if (speaks_first_to_inbound(ep, p)) {
     log_peer(ep, DTLSPLEX_LOG_INFO, &p->addr, "the program sends first: session it accepted dropped, connecting as client", 0);
@@ -567,7 +574,7 @@ ssize_t dp_endpoint_write_pkt(dp_endpoint *ep, const dp_addr *to, const void *bu
     end_sessions(ep, p);
   }
   if (p == NULL || (p->session == NULL && p->failed_error == 0)) {
-    ssize_t r = connect_peer(ep, p, to, now);
+    ssize_t r = connect_peer(ep, p, to, source != NULL ? source : &unknown_local, now);
     if (r != 0)
       return r;
     if ((p = find_peer(ep, to)) == NULL)
@@ -585,7 +592,16 @@ ssize_t dp_endpoint_write_pkt(dp_endpoint *ep, const dp_addr *to, const void *bu
     int r = dp_session_queue_push(s, buf, len, ep->queue_mtu);
     return r != 0 ? r : (ssize_t)len;
   }
+  /* The program's choice of source holds for its datagram (as IP_PKTINFO
+   * does for one sendmsg); the session's own datagrams keep its address. */
+  dp_local session_local;
+  if (source != NULL) {
+    session_local = s->io.local;
+    s->io.local = *source;
+  }
   ssize_t n = dp_session_write(s, buf, len);
+  if (source != NULL)
+    s->io.local = session_local;
   if (n >= 0) {
     ep->stats.app_datagrams_out++;
     p->last_activity = now;
@@ -682,11 +698,12 @@ static void heard_of(dp_endpoint *ep, const dp_addr *addr) {
     p->known_to_program = 1;
 }
 
-ssize_t dp_endpoint_recv(dp_endpoint *ep, void *buf, size_t len, int peek, dp_addr *from) {
-  dp_addr source;
-  ssize_t n = dp_recv_queue_pop(&ep->received, buf, len, peek, from != NULL ? from : &source);
+ssize_t dp_endpoint_recvmsg(dp_endpoint *ep, const struct iovec *iov, size_t iovcnt, int peek, dp_addr *from,
+                            dp_local *local) {
+  dp_addr sender;
+  ssize_t n = dp_recv_queue_pop(&ep->received, iov, iovcnt, peek, from != NULL ? from : &sender, local);
   if (n >= 0 && ep->both_roles)
-    heard_of(ep, from != NULL ? from : &source);
+    heard_of(ep, from != NULL ? from : &sender);
   return n;
 }
 

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "addr.h"
 #include "config.h"
@@ -40,17 +41,19 @@ void dp_endpoint_free(dp_endpoint *ep);
 /* Times are milliseconds of wall-clock time, the clock libssl's DTLS timers
  * use, so that both agree and fleets agree on cookie periods. */
 
-/* One datagram from the network. */
-void dp_endpoint_read_pkt(dp_endpoint *ep, const dp_addr *from, const uint8_t *data, size_t len,
-                          uint64_t now);
-/* Application data to a peer.  Returns len when sent (or queued, if
+/* One datagram from the network, which arrived at local (NULL: not known).
+ * A session it creates answers from there (see dp_local). */
+void dp_endpoint_read_pkt(dp_endpoint *ep, const dp_addr *from, const dp_local *local, const uint8_t *data,
+                          size_t len, uint64_t now);
+/* Application data to a peer, from source (NULL: the session's own address;
+ * a handshake this starts takes source as its own).  Returns len when sent (or queued, if
  * queue_if_handshaking and a handshake is under way or was started), or:
  * -EINPROGRESS: a handshake is under way (was started) and nothing was queued;
  * -EMSGSIZE, -EAGAIN (queue full or limits), -ENOTCONN (no session, server-only role),
  * -ENOMEM, -ETIMEDOUT/-ECONNREFUSED/-EPROTO/-EACCES (the handshake with that
  * peer failed; reported once), or a send error. */
-ssize_t dp_endpoint_write_pkt(dp_endpoint *ep, const dp_addr *to, const void *buf, size_t len,
-                              int queue_if_handshaking, uint64_t now);
+ssize_t dp_endpoint_write_pkt(dp_endpoint *ep, const dp_addr *to, const dp_local *source, const void *buf,
+                              size_t len, int queue_if_handshaking, uint64_t now);
 /* The earliest time handle_expiry has work, or UINT64_MAX. */
 uint64_t dp_endpoint_get_expiry(const dp_endpoint *ep);
 /* Whether a handshake is under way: its retransmissions and deadline need
@@ -60,8 +63,15 @@ int dp_endpoint_handshaking(const dp_endpoint *ep);
 void dp_endpoint_handle_expiry(dp_endpoint *ep, uint64_t now);
 
 /* Takes (or with peek, copies) the oldest decrypted datagram: returns its full
- * length, copies at most len bytes, and sets *from.  -EAGAIN if none. */
-ssize_t dp_endpoint_recv(dp_endpoint *ep, void *buf, size_t len, int peek, dp_addr *from);
+ * length, scatters what fits over iov, and sets *from and *local (where it
+ * arrived; either may be NULL).  -EAGAIN if none. */
+ssize_t dp_endpoint_recvmsg(dp_endpoint *ep, const struct iovec *iov, size_t iovcnt, int peek, dp_addr *from,
+                            dp_local *local);
+/* The same into one buffer of len bytes. */
+static inline ssize_t dp_endpoint_recv(dp_endpoint *ep, void *buf, size_t len, int peek, dp_addr *from) {
+  struct iovec iov = {.iov_base = buf, .iov_len = len};
+  return dp_endpoint_recvmsg(ep, &iov, 1, peek, from, NULL);
+}
 size_t dp_endpoint_pending(const dp_endpoint *ep);
 /* Takes the oldest event; 1 if there was one. */
 int dp_endpoint_next_event(dp_endpoint *ep, dp_event *out);

@@ -55,7 +55,8 @@ static void give_back(dp_recv_queue *q, dp_recv_entry *e) {
   q->free_len++;
 }
 
-int dp_recv_queue_push(dp_recv_queue *q, const dp_addr *from, const uint8_t *data, size_t len) {
+int dp_recv_queue_push(dp_recv_queue *q, const dp_addr *from, const dp_local *local, const uint8_t *data,
+                       size_t len) {
   if (q->len >= q->max_len)
     return -ENOBUFS;
   dp_recv_entry *e = take_entry(q, len);
@@ -63,6 +64,10 @@ int dp_recv_queue_push(dp_recv_queue *q, const dp_addr *from, const uint8_t *dat
     return -ENOMEM;
   e->next = NULL;
   e->from = *from;
+  if (local != NULL)
+    e->local = *local;
+  else
+    memset(&e->local, 0, sizeof e->local);
   e->len = len;
   memcpy(e->data, data, len);
   if (q->tail != NULL)
@@ -74,14 +79,22 @@ int dp_recv_queue_push(dp_recv_queue *q, const dp_addr *from, const uint8_t *dat
   return 0;
 }
 
-ssize_t dp_recv_queue_pop(dp_recv_queue *q, void *buf, size_t len, int peek, dp_addr *from) {
+ssize_t dp_recv_queue_pop(dp_recv_queue *q, const struct iovec *iov, size_t iovcnt, int peek, dp_addr *from,
+                          dp_local *local) {
   dp_recv_entry *e = q->head;
   if (e == NULL)
     return -EAGAIN;
-  if (len > 0)
-    memcpy(buf, e->data, len < e->len ? len : e->len);
+  size_t copied = 0;
+  for (size_t i = 0; i < iovcnt && copied < e->len; i++) {
+    size_t n = e->len - copied < iov[i].iov_len ? e->len - copied : iov[i].iov_len;
+    if (n > 0)
+      memcpy(iov[i].iov_base, e->data + copied, n);
+    copied += n;
+  }
   if (from != NULL)
     *from = e->from;
+  if (local != NULL)
+    *local = e->local;
   ssize_t full = (ssize_t)e->len;
   if (!peek) {
     q->head = e->next;

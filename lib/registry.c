@@ -55,6 +55,8 @@ static int (*next_close)(int);
 static int (*next_dup2)(int, int);
 static int (*next_dup3)(int, int, int);
 static int (*next_connect)(int, const struct sockaddr *, socklen_t);
+static int (*next_setsockopt)(int, int, int, const void *, socklen_t);
+static int (*next_getsockopt)(int, int, int, void *, socklen_t *);
 
 static void forget_inherited(void) {
   /* The library's own descriptors go (close is async-signal-safe): the
@@ -93,6 +95,8 @@ __attribute__((constructor)) static void registry_init(void) {
   next_dup2 = (int (*)(int, int))dlsym(RTLD_NEXT, "dup2");
   next_dup3 = (int (*)(int, int, int))dlsym(RTLD_NEXT, "dup3");
   next_connect = (int (*)(int, const struct sockaddr *, socklen_t))dlsym(RTLD_NEXT, "connect");
+  next_setsockopt = (int (*)(int, int, int, const void *, socklen_t))dlsym(RTLD_NEXT, "setsockopt");
+  next_getsockopt = (int (*)(int, int, int, void *, socklen_t *))dlsym(RTLD_NEXT, "getsockopt");
   long page_size = sysconf(_SC_PAGESIZE);
   void *page = mmap(NULL, (size_t)page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (page != MAP_FAILED && madvise(page, (size_t)page_size, MADV_WIPEONFORK) == 0) {
@@ -105,6 +109,16 @@ __attribute__((constructor)) static void registry_init(void) {
 }
 
 int dp_real_close(int fd) { return next_close != NULL ? next_close(fd) : (int)syscall(SYS_close, fd); }
+
+int dp_real_setsockopt(int fd, int level, int name, const void *value, socklen_t len) {
+  return next_setsockopt != NULL ? next_setsockopt(fd, level, name, value, len)
+                                 : (int)syscall(SYS_setsockopt, fd, level, name, value, len);
+}
+
+int dp_real_getsockopt(int fd, int level, int name, void *value, socklen_t *len) {
+  return next_getsockopt != NULL ? next_getsockopt(fd, level, name, value, len)
+                                 : (int)syscall(SYS_getsockopt, fd, level, name, value, len);
+}
 
 /* The socket's identity: 0, or -EBADF, -ENOTSOCK. */
 static int identify(int fd, dev_t *dev, ino_t *ino) {
@@ -329,6 +343,7 @@ dp_socket *dp_socket_acquire(int fd) {
 void dp_socket_detach(dp_socket *s) {
   pthread_mutex_lock(&s->lock);
   s->detached = 1;
+  dp_pktinfo_detach(s);
   dp_io_defer_sends(s);
   dp_endpoint_free(s->core); /* close_notify to every established peer */
   dp_io_send_deferred(s);
@@ -422,6 +437,39 @@ __attribute__((visibility("default"))) int connect(int fd, const struct sockaddr
     errno = err;
   }
   return r;
+}
+
+/* The socket of an attached descriptor, locked, for a call on one of the
+ * options the program sees as its own; NULL (errno unchanged) otherwise. */
+static dp_socket *acquire_for_option(int fd, int level, int name) {
+  if (!dp_pktinfo_option(level, name) || atomic_load_explicit(&descriptors, memory_order_relaxed) == 0 ||
+      in_forked_child())
+    return NULL;
+  int saved = errno;
+  dp_socket *s = dp_socket_acquire(fd);
+  errno = saved;
+  return s;
+}
+
+/* IP_PKTINFO and IPV6_RECVPKTINFO read and set the program's own setting:
+ * the library may have turned them on for itself (see pktinfo.c). */
+__attribute__((visibility("default"))) int setsockopt(int fd, int level, int name, const void *value,
+                                                      socklen_t len) {
+  dp_socket *s = acquire_for_option(fd, level, name);
+  if (s == NULL)
+    return dp_real_setsockopt(fd, level, name, value, len);
+  int r = dp_pktinfo_setsockopt(s, fd, level, name, value, len);
+  dp_socket_finish(s);
+  return r == 0 ? 0 : dp_fail(-r);
+}
+
+__attribute__((visibility("default"))) int getsockopt(int fd, int level, int name, void *value, socklen_t *len) {
+  dp_socket *s = acquire_for_option(fd, level, name);
+  if (s == NULL)
+    return dp_real_getsockopt(fd, level, name, value, len);
+  int r = dp_pktinfo_getsockopt(s, fd, level, name, value, len);
+  dp_socket_finish(s);
+  return r == 0 ? 0 : dp_fail(-r);
 }
 
 /* Unlocks, then runs the event callback for what happened meanwhile: the

@@ -68,7 +68,7 @@ static unsigned int retransmit_timer(SSL *ssl, unsigned int timer_us) {
 }
 
 /* Binds a new session struct to ssl with its own BIO.  Frees ssl on failure. */
-static dp_session *session_wrap(SSL *ssl, const dp_addr *peer, const dp_bio_io *io) {
+static dp_session *session_wrap(SSL *ssl, const dp_addr *peer, const dp_local *local, const dp_bio_io *io) {
   dp_session *s = calloc(1, sizeof *s);
   BIO *bio = s != NULL ? dp_bio_new(&s->io) : NULL;
   if (bio == NULL) {
@@ -79,6 +79,7 @@ static dp_session *session_wrap(SSL *ssl, const dp_addr *peer, const dp_bio_io *
   s->ssl = ssl;
   s->io = *io;
   s->io.peer = *peer;
+  s->io.local = *local;
   s->state = DP_SESSION_HANDSHAKING;
   s->retransmit_at = DP_NO_DEADLINE;
   SSL_set_bio(ssl, bio, bio);
@@ -109,7 +110,7 @@ static int expect_peer_ip(SSL *ssl, const dp_addr *peer) {
   return X509_VERIFY_PARAM_set1_ip(SSL_get0_param(ssl), v4 ? ip + 12 : ip, v4 ? 4 : 16);
 }
 
-dp_session *dp_session_new_client(SSL_CTX *ctx, const dp_addr *peer, const char *server_name,
+dp_session *dp_session_new_client(SSL_CTX *ctx, const dp_addr *peer, const dp_local *local, const char *server_name,
                                   int verify_mode, int chain_only, const dp_bio_io *io) {
   clear_errors();
   SSL *ssl = SSL_new(ctx);
@@ -130,14 +131,14 @@ dp_session *dp_session_new_client(SSL_CTX *ctx, const dp_addr *peer, const char 
     SSL_free(ssl);
     return NULL;
   }
-  dp_session *s = session_wrap(ssl, peer, io);
+  dp_session *s = session_wrap(ssl, peer, local, io);
   if (s != NULL)
     s->is_client = 1;
   return s;
 }
 
-dp_session *dp_session_adopt(SSL *ssl, const dp_addr *peer, const dp_bio_io *io) {
-  return session_wrap(ssl, peer, io);
+dp_session *dp_session_adopt(SSL *ssl, const dp_addr *peer, const dp_local *local, const dp_bio_io *io) {
+  return session_wrap(ssl, peer, local, io);
 }
 
 static void queue_clear(dp_session *s) {
@@ -522,14 +523,15 @@ void dp_listener_cleanup(dp_listener *l) {
   l->client = NULL;
 }
 
-SSL *dp_listener_input(dp_listener *l, const dp_addr *from, const uint8_t *data, size_t len,
-                       uint64_t now, int *cookie_sent) {
+SSL *dp_listener_input(dp_listener *l, const dp_addr *from, const dp_local *local, const uint8_t *data,
+                       size_t len, uint64_t now, int *cookie_sent) {
   *cookie_sent = 0;
   if (l->client == NULL) /* cleaned up: this endpoint no longer serves */
     return NULL;
   if (l->ssl == NULL && listener_renew(l) != 0)
     return NULL;
   l->io.peer = *from;
+  l->io.local = *local;
   l->now = now;
   l->cookie_sent = 0;
   dp_bio_io_feed(&l->io, data, len);

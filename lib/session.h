@@ -59,18 +59,19 @@ typedef void (*dp_deliver_fn)(void *arg, const uint8_t *data, size_t len);
 void dp_session_install_ctx_callbacks(SSL_CTX *ctx);
 
 /* Sessions take their BIO settings (mtu, send, send_arg, out) from io; the
- * peer is given separately. */
+ * peer, and this side's end of the path to it (see dp_local), are given
+ * separately. */
 
 /* A client session towards peer.  With verify_mode other than
  * DTLSPLEX_VERIFY_NONE, the server's certificate must be for server_name, or
  * without one (and unless chain_only) for the peer's IP address.  NULL on
  * failure. */
-dp_session *dp_session_new_client(SSL_CTX *ctx, const dp_addr *peer, const char *server_name,
+dp_session *dp_session_new_client(SSL_CTX *ctx, const dp_addr *peer, const dp_local *local, const char *server_name,
                                   int verify_mode, int chain_only, const dp_bio_io *io);
 /* A server session from an SSL that passed DTLSv1_listen; takes ownership of
  * ssl (freed on failure).  The listener must outlive the session.  NULL on
  * failure. */
-dp_session *dp_session_adopt(SSL *ssl, const dp_addr *peer, const dp_bio_io *io);
+dp_session *dp_session_adopt(SSL *ssl, const dp_addr *peer, const dp_local *local, const dp_bio_io *io);
 /* Sends close_notify if established (and it is not the peer who closed). */
 void dp_session_shutdown(dp_session *s);
 void dp_session_free(dp_session *s);
@@ -123,11 +124,12 @@ typedef struct dp_listener {
 
 int dp_listener_init(dp_listener *l, SSL_CTX *ctx, dp_cookie_keys *keys, const dp_bio_io *io);
 void dp_listener_cleanup(dp_listener *l);
-/* Offers a datagram from an address without a session.  Returns the SSL of a
- * client whose cookie verified (the caller adopts it; the listener makes a
- * fresh SSL for the next client), or NULL: the datagram was answered with a
- * HelloVerifyRequest (*cookie_sent = 1) or dropped. */
-SSL *dp_listener_input(dp_listener *l, const dp_addr *from, const uint8_t *data, size_t len,
-                       uint64_t now, int *cookie_sent);
+/* Offers a datagram from an address without a session, which arrived at
+ * local.  Returns the SSL of a client whose cookie verified (the caller
+ * adopts it; the listener makes a fresh SSL for the next client), or NULL:
+ * the datagram was answered (from local) with a HelloVerifyRequest
+ * (*cookie_sent = 1) or dropped. */
+SSL *dp_listener_input(dp_listener *l, const dp_addr *from, const dp_local *local, const uint8_t *data,
+                       size_t len, uint64_t now, int *cookie_sent);
 
 #endif

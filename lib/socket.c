@@ -88,6 +88,7 @@ int dtlsplex_attach(int fd, dtlsplex_config *cfg) {
     return dp_fail(ENOMEM);
   }
 
+  dp_pktinfo_attach(s);
   dp_socket_learn_peer(s);
   int err = -dp_registry_add(fd, s);
   if (err != 0) {
@@ -105,6 +106,7 @@ void dp_socket_learn_peer(dp_socket *s) {
   s->connected = getpeername(s->fd, (struct sockaddr *)&addr, &len) == 0 &&
                  dp_addr_from_sockaddr(&s->peer, (struct sockaddr *)&addr, len, s->family) == 0;
   s->icmp_error = 0;
+  dp_pktinfo_update(s);
   /* A connected socket hears only its peer, not its own wake-up datagram. */
   s->self_known = s->connected ? -1 : 0;
   struct dtlsplex_stats st;
@@ -172,9 +174,33 @@ static int connected_peer_error(dp_socket *s) {
   return err;
 }
 
-ssize_t dtlsrecvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *src, socklen_t *src_len) {
+/* The total length of an iovec array, checked as the kernel checks it:
+ * >= 0, or -EMSGSIZE (too many entries), -EFAULT, -EINVAL (over SSIZE_MAX). */
+static ssize_t iov_total(const struct iovec *iov, size_t iovcnt) {
+  if (iovcnt > IOV_MAX)
+    return -EMSGSIZE;
+  if (iov == NULL && iovcnt > 0)
+    return -EFAULT;
+  size_t total = 0;
+  for (size_t i = 0; i < iovcnt; i++) {
+    if (iov[i].iov_base == NULL && iov[i].iov_len > 0)
+      return -EFAULT;
+    if (iov[i].iov_len > (size_t)SSIZE_MAX - total)
+      return -EINVAL;
+    total += iov[i].iov_len;
+  }
+  return (ssize_t)total;
+}
+
+/* dtlsrecvfrom and dtlsrecvmsg: the datagram scattered over iov; with msg,
+ * also the control messages the program enabled and msg_flags. */
+static ssize_t receive(int fd, const struct iovec *iov, size_t iovcnt, int flags, struct sockaddr *src,
+                       socklen_t *src_len, struct msghdr *msg) {
   int saved_errno = errno; /* a successful call leaves errno as it found it */
-  if ((buf == NULL && len > 0) || (src != NULL && src_len == NULL))
+  ssize_t room = iov_total(iov, iovcnt);
+  if (room < 0)
+    return dp_fail((int)-room);
+  if (src != NULL && src_len == NULL)
     return dp_fail(EFAULT);
   /* MSG_WAITALL, MSG_CMSG_CLOEXEC and the like mean nothing here, as for UDP. */
   if (flags & (MSG_OOB | MSG_ERRQUEUE))
@@ -192,12 +218,17 @@ ssize_t dtlsrecvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *
   ssize_t result;
   for (;;) {
     dp_addr from;
+    dp_local arrival;
     dp_io_run_timers(s);
-    ssize_t n = dp_endpoint_recv(s->core, buf, len, flags & MSG_PEEK, &from);
+    ssize_t n = dp_endpoint_recvmsg(s->core, iov, iovcnt, flags & MSG_PEEK, &from, &arrival);
     if (n >= 0) {
       if (src != NULL)
         dp_addr_copy_out(&from, src, src_len);
-      result = (flags & MSG_TRUNC) || (size_t)n < len ? n : (ssize_t)len;
+      if (msg != NULL) {
+        msg->msg_flags = n > room ? MSG_TRUNC : 0;
+        dp_pktinfo_to_program(s, &arrival, msg);
+      }
+      result = (flags & MSG_TRUNC) || n < room ? n : room;
       break;
     }
     int err = connected_peer_error(s);
@@ -268,6 +299,8 @@ ssize_t dtlsrecvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *
         continue;
       if (src != NULL)
         *src_len = 0;
+      if (msg != NULL)
+        msg->msg_controllen = msg->msg_flags = 0;
       result = 0;
       break;
     }
@@ -278,12 +311,26 @@ ssize_t dtlsrecvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *
   return result;
 }
 
+ssize_t dtlsrecvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *src, socklen_t *src_len) {
+  if (buf == NULL && len > 0)
+    return dp_fail(EFAULT);
+  struct iovec iov = {.iov_base = buf, .iov_len = len};
+  return receive(fd, &iov, 1, flags, src, src_len, NULL);
+}
+
+ssize_t dtlsrecvmsg(int fd, struct msghdr *msg, int flags) {
+  if (msg == NULL)
+    return dp_fail(EFAULT);
+  return receive(fd, msg->msg_iov, msg->msg_iovlen, flags, msg->msg_name,
+                 msg->msg_name != NULL ? &msg->msg_namelen : NULL, msg);
+}
+
 /* Writes a caller's datagram through the core.  If the kernel had no room
  * for it, a blocking caller waits as sendto(2) would; others get EAGAIN. */
-static ssize_t write_app(dp_socket *s, const dp_addr *to, const void *buf, size_t len, int flags,
-                         int queue_if_handshaking) {
+static ssize_t write_app(dp_socket *s, const dp_addr *to, const dp_local *source, const void *buf, size_t len,
+                         int flags, int queue_if_handshaking) {
   s->app_write = 1;
-  ssize_t r = dp_endpoint_write_pkt(s->core, to, buf, len, queue_if_handshaking, dp_now_ms());
+  ssize_t r = dp_endpoint_write_pkt(s->core, to, source, buf, len, queue_if_handshaking, dp_now_ms());
   s->app_write = 0;
   if (s->tx->stalled_len > 0) {
     int sent = dp_io_send_stalled(s, dp_is_blocking(s->fd, flags));
@@ -325,15 +372,17 @@ static int destination(const dp_socket *s, const struct sockaddr *dest, socklen_
 #define CORK_MAX 16384 /* the most one record carries */
 
 /* MSG_MORE: holds data for the datagram the next send without the flag
- * completes, to the first such call's destination, as UDP corks.  Returns
- * len, or -EMSGSIZE, -ENOMEM. */
-static ssize_t cork(dp_socket *s, const dp_addr *to, const void *buf, size_t len) {
+ * completes, to the first such call's destination and from its source, as
+ * UDP corks.  Returns len, or -EMSGSIZE, -ENOMEM. */
+static ssize_t cork(dp_socket *s, const dp_addr *to, const dp_local *source, const void *buf, size_t len) {
   if (s->cork == NULL && (s->cork = malloc(CORK_MAX)) == NULL)
     return -ENOMEM;
   if (len > CORK_MAX - s->cork_len)
     return -EMSGSIZE;
-  if (s->cork_len == 0)
+  if (s->cork_len == 0) {
     s->cork_to = *to;
+    s->cork_source = *source;
+  }
   memcpy(s->cork + s->cork_len, buf, len);
   s->cork_len += len;
   return (ssize_t)len;
@@ -341,12 +390,14 @@ static ssize_t cork(dp_socket *s, const dp_addr *to, const void *buf, size_t len
 
 /* Sends one datagram through the core.  A blocking caller whose peer has no
  * session yet waits for the handshake. */
-static ssize_t send_datagram(dp_socket *s, int fd, const dp_addr *to, const void *buf, size_t len, int flags) {
+static ssize_t send_datagram(dp_socket *s, int fd, const dp_addr *to, const dp_local *source, const void *buf,
+                             size_t len, int flags) {
+  const dp_local *chosen = source->has_source ? source : NULL; /* else the session's own */
   dp_io_run_timers(s);
-  ssize_t r = write_app(s, to, buf, len, flags, 0);
+  ssize_t r = write_app(s, to, chosen, buf, len, flags, 0);
   /* No session yet: a non-blocking caller's datagram waits in the queue. */
   if (r == -EINPROGRESS && !dp_is_blocking(fd, flags))
-    r = write_app(s, to, buf, len, flags, 1);
+    r = write_app(s, to, chosen, buf, len, flags, 1);
   /* Blocking: wait for the handshake, bounded by the handshake timeout
    * (the core fails the handshake then; the bound here is a backstop) and
    * by SO_SNDTIMEO, which gives EAGAIN as sendto(2) does: the datagram is
@@ -366,13 +417,15 @@ static ssize_t send_datagram(dp_socket *s, int fd, const dp_addr *to, const void
       return -errno;
     int err;
     if (dp_endpoint_peer_state(s->core, to, &err) != DTLSPLEX_STATE_HANDSHAKING)
-      r = write_app(s, to, buf, len, flags, 0);
+      r = write_app(s, to, chosen, buf, len, flags, 0);
   }
   return r == -EINPROGRESS ? -ETIMEDOUT : r;
 }
 
-ssize_t dtlssendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *dest,
-                   socklen_t dest_len) {
+/* dtlssendto and dtlssendmsg (control: its msghdr, for the source it asks
+ * for; NULL for none). */
+static ssize_t send_call(int fd, const void *buf, size_t len, int flags, const struct sockaddr *dest,
+                         socklen_t dest_len, const struct msghdr *control) {
   int saved_errno = errno;
   if (buf == NULL && len > 0)
     return dp_fail(EFAULT);
@@ -384,32 +437,64 @@ ssize_t dtlssendto(int fd, const void *buf, size_t len, int flags, const struct 
   if (s == NULL)
     return -1;
   dp_addr to;
+  dp_local source = {0};
   ssize_t r = destination(s, dest, dest_len, &to);
+  if (r == 0 && control != NULL)
+    r = dp_pktinfo_from_program(s, control, &to, &source);
   if (r == 0 && s->icmp_error != 0) { /* an earlier datagram's, reported once as sendto(2) does */
     r = -s->icmp_error;
     s->icmp_error = 0;
   } else if (r == 0 && (flags & MSG_MORE)) {
-    r = cork(s, &to, buf, len);
+    r = cork(s, &to, &source, buf, len);
   } else if (r == 0 && s->cork_len > 0) {
-    r = cork(s, &to, buf, len);
+    r = cork(s, &to, &source, buf, len);
     if (r >= 0) {
       uint8_t *corked = s->cork; /* its own: other threads may cork anew while this one waits */
       size_t corked_len = s->cork_len;
       dp_addr corked_to = s->cork_to;
+      dp_local corked_source = s->cork_source;
       s->cork = NULL;
       s->cork_len = 0;
-      r = send_datagram(s, fd, &corked_to, corked, corked_len, flags);
+      r = send_datagram(s, fd, &corked_to, &corked_source, corked, corked_len, flags);
       free(corked);
       if (r >= 0)
         r = (ssize_t)len;
     }
   } else if (r == 0) {
-    r = send_datagram(s, fd, &to, buf, len, flags);
+    r = send_datagram(s, fd, &to, &source, buf, len, flags);
   }
   dp_io_apply_icmp(s);
   errno = r < 0 ? (int)-r : saved_errno;
   dp_socket_finish(s);
   return r < 0 ? -1 : r;
+}
+
+ssize_t dtlssendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *dest,
+                   socklen_t dest_len) {
+  return send_call(fd, buf, len, flags, dest, dest_len, NULL);
+}
+
+ssize_t dtlssendmsg(int fd, const struct msghdr *msg, int flags) {
+  if (msg == NULL)
+    return dp_fail(EFAULT);
+  ssize_t total = iov_total(msg->msg_iov, msg->msg_iovlen);
+  if (total < 0)
+    return dp_fail((int)-total);
+  if (msg->msg_iovlen <= 1)
+    return send_call(fd, msg->msg_iovlen == 1 ? msg->msg_iov[0].iov_base : NULL, (size_t)total, flags,
+                     msg->msg_name, msg->msg_namelen, msg);
+  /* One record carries the whole datagram: gathered here.  More than any
+   * record holds gets EMSGSIZE, as over the data MTU. */
+  if ((size_t)total > DTLSPLEX_MTU_MAX)
+    return dp_fail(EMSGSIZE);
+  uint8_t gathered[DTLSPLEX_MTU_MAX];
+  size_t at = 0;
+  for (size_t i = 0; i < msg->msg_iovlen; i++) {
+    if (msg->msg_iov[i].iov_len > 0)
+      memcpy(gathered + at, msg->msg_iov[i].iov_base, msg->msg_iov[i].iov_len);
+    at += msg->msg_iov[i].iov_len;
+  }
+  return send_call(fd, gathered, at, flags, msg->msg_name, msg->msg_namelen, msg);
 }
 
 int dtlsplex_timeout(int fd) {

@@ -3,12 +3,14 @@
  *   registry.c   which descriptor is which attached socket; taking one for a call
  *   dgram_io.c   datagrams between the kernel and the endpoint core
  *   wait.c       waiting for datagrams, timers and wake-ups
+ *   pktinfo.c    this side's address of each datagram (IP_PKTINFO, IPV6_PKTINFO)
  *   socket.c     the public calls
  * Everything DTLS happens in the endpoint core (endpoint.c). */
 #ifndef DTLSPLEX_SOCKET_H
 #define DTLSPLEX_SOCKET_H
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -25,12 +27,26 @@
 #define TX_BATCH 16   /* datagrams per sendmmsg */
 #define DP_DETACH_WAIT_MS 1000
 
+/* One control message choosing a datagram's source (see pktinfo.c). */
+typedef union dp_source_cmsg {
+  struct cmsghdr header;
+  uint8_t bytes[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+} dp_source_cmsg;
+
+/* Room for where a datagram arrived (IPV6_PKTINFO and IP_PKTINFO), and for
+ * a few more control messages the program may have enabled. */
+#define RX_CONTROL 256
+
 /* Receive buffers: a whole datagram of any size per slot.  Mostly untouched
  * virtual memory: the kernel writes only what arrives. */
 typedef struct dp_rx {
   struct mmsghdr msgs[RX_BATCH];
   struct iovec iov[RX_BATCH];
   struct sockaddr_storage from[RX_BATCH];
+  union {
+    struct cmsghdr header;
+    uint8_t bytes[RX_CONTROL];
+  } control[RX_BATCH];
   uint8_t data[RX_BATCH][65536];
 } dp_rx;
 
@@ -43,11 +59,13 @@ typedef struct dp_tx {
    * waits (without the lock) until it can go. */
   size_t stalled_len;
   dp_addr stalled_to;
+  dp_local stalled_source;
   uint8_t stalled[DTLSPLEX_MTU_MAX];
   unsigned int n;
   struct mmsghdr msgs[TX_BATCH];
   struct iovec iov[TX_BATCH];
   dp_addr to[TX_BATCH];
+  dp_source_cmsg control[TX_BATCH];
   uint8_t data[TX_BATCH][4096]; /* larger datagrams (a large MTU) are sent at once */
 } dp_tx;
 
@@ -67,6 +85,10 @@ typedef struct dp_socket {
   dp_addr peer;
   int icmp_error;    /* an ICMP error the kernel reported on the connected socket, not yet handled */
   int mute;          /* drop the library's datagrams: the socket lost its local port */
+  /* A socket bound to a wildcard address, not connected: each peer hears
+   * back from the address it reached (see pktinfo.c). */
+  int answer_from_arrival;
+  int user_pktinfo, user_recvpktinfo; /* the program's own IP_PKTINFO and IPV6_RECVPKTINFO */
   int ev_epoll, ev_timer, ev_data; /* dtlsplex_event_fd's descriptors (see event_fd.c); -1 until asked */
   uint64_t ev_armed;                /* the deadline the timer is armed at */
   int ev_data_set;                  /* the eventfd says data is queued */
@@ -75,6 +97,7 @@ typedef struct dp_socket {
   uint8_t *cork;     /* MSG_MORE: data held for the next datagram, to cork_to */
   size_t cork_len;
   dp_addr cork_to;
+  dp_local cork_source;
   unsigned int refs; /* the registry's, plus one per call in progress; under registry_lock */
   int detached;
   int wake_fd;       /* wakes threads waiting in poll: detach, or an earlier timer */
@@ -121,8 +144,11 @@ dp_socket *dp_socket_acquire(int fd);
  * peers, wakes its waiters (waiting up to DP_DETACH_WAIT_MS for one in the
  * kernel's receive), frees its state, and drops the registry's reference. */
 void dp_socket_detach(dp_socket *s);
-/* close(2) itself, past the library's own close (see registry.c). */
+/* close(2), setsockopt(2) and getsockopt(2) themselves, past the library's
+ * own (see registry.c): the library's calls on its own descriptor. */
 int dp_real_close(int fd);
+int dp_real_setsockopt(int fd, int level, int name, const void *value, socklen_t len);
+int dp_real_getsockopt(int fd, int level, int name, void *value, socklen_t *len);
 
 /* event_fd.c */
 /* The socket's event descriptor, made on the first call: >= 0, or -errno. */
@@ -149,7 +175,7 @@ void dp_unlock_and_dispatch(dp_socket *s);
 void dp_io_init_rx(dp_rx *rx);
 void dp_io_prepare_rx(dp_rx *rx);
 /* The endpoint's send function (arg: the dp_socket). */
-int dp_io_send(void *arg, const dp_addr *to, const uint8_t *data, size_t len);
+int dp_io_send(void *arg, const dp_addr *to, const dp_local *source, const uint8_t *data, size_t len);
 int dp_io_send_stalled(dp_socket *s, int blocking);
 void dp_io_feed_rx(dp_socket *s, int n);
 int dp_io_read_socket(dp_socket *s, int until_data);
@@ -164,6 +190,34 @@ void dp_io_apply_icmp(dp_socket *s);
 void dp_io_defer_sends(dp_socket *s);
 void dp_io_send_deferred(dp_socket *s);
 int dp_is_stale_icmp_error(int err);
+
+/* pktinfo.c */
+/* Whether (level, name) is one of the options the program sees as its own. */
+int dp_pktinfo_option(int level, int name);
+/* Reads the program's settings, before dp_pktinfo_update. */
+void dp_pktinfo_attach(dp_socket *s);
+/* Turns on what the socket needs: at attach, and after connect(2) (a
+ * connected socket has one local address). */
+void dp_pktinfo_update(dp_socket *s);
+/* Leaves the kernel's settings as the program made them. */
+void dp_pktinfo_detach(dp_socket *s);
+/* Where a received datagram arrived: 1 and *out, or 0 if its control
+ * messages do not say. */
+int dp_pktinfo_parse(const dp_socket *s, struct msghdr *m, dp_local *out);
+/* The control message that sends from source into buf: its length, or 0
+ * if source leaves the choice to the kernel. */
+size_t dp_pktinfo_source_cmsg(const dp_socket *s, const dp_local *source, dp_source_cmsg *buf);
+/* The source a dtlssendmsg to `to` asks for (has_source 0 if none): 0, or
+ * -EINVAL (malformed), -EOPNOTSUPP (a control message records cannot
+ * carry), -EFAULT. */
+int dp_pktinfo_from_program(const dp_socket *s, const struct msghdr *msg, const dp_addr *to, dp_local *out);
+/* The control messages the program enabled, for a datagram that arrived
+ * at arrival, into msg (msg_controllen, MSG_CTRUNC in msg_flags). */
+void dp_pktinfo_to_program(const dp_socket *s, const dp_local *arrival, struct msghdr *msg);
+/* setsockopt(2)/getsockopt(2) of a dp_pktinfo_option on descriptor fd of
+ * the socket: 0 or -errno. */
+int dp_pktinfo_setsockopt(dp_socket *s, int fd, int level, int name, const void *value, socklen_t len);
+int dp_pktinfo_getsockopt(dp_socket *s, int fd, int level, int name, void *value, socklen_t *len);
 
 /* wait.c */
 void dp_wake_kernel_waiter(dp_socket *s);

@@ -42,7 +42,7 @@ void fuzz_feed(dp_endpoint *ep, const uint8_t *input, size_t len) {
     len -= 3;
     if (n > len)
       n = len;
-    dp_endpoint_read_pkt(ep, &from, input, n, sim_now);
+    dp_endpoint_read_pkt(ep, &from, NULL, input, n, sim_now);
     input += n;
     len -= n;
     sim_now += 100; /* time passes between datagrams, within one cookie period */

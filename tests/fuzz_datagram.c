@@ -8,8 +8,8 @@
 
 static dtlsplex_config *cfg;
 
-static int discard(void *arg, const dp_addr *to, const uint8_t *data, size_t len) {
-  (void)arg, (void)to, (void)data, (void)len;
+static int discard(void *arg, const dp_addr *to, const dp_local *source, const uint8_t *data, size_t len) {
+  (void)arg, (void)to, (void)source, (void)data, (void)len;
   return 0;
 }
 

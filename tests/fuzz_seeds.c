@@ -20,8 +20,8 @@ static size_t queue_len[64], queued, client_index;
 
 static void append(const uint8_t *data, size_t len);
 
-static int client_send(void *arg, const dp_addr *to, const uint8_t *data, size_t len) {
-  (void)arg, (void)to;
+static int client_send(void *arg, const dp_addr *to, const dp_local *source, const uint8_t *data, size_t len) {
+  (void)arg, (void)to, (void)source;
   append(data, len);
   if (queued < 64 && len <= sizeof queue[0]) {
     memcpy(queue[queued], data, len);
@@ -30,9 +30,9 @@ static int client_send(void *arg, const dp_addr *to, const uint8_t *data, size_t
   return 0;
 }
 
-static int server_send(void *arg, const dp_addr *to, const uint8_t *data, size_t len) {
-  (void)arg, (void)to;
-  dp_endpoint_read_pkt(client, &server_addr, data, len, sim_now);
+static int server_send(void *arg, const dp_addr *to, const dp_local *source, const uint8_t *data, size_t len) {
+  (void)arg, (void)to, (void)source;
+  dp_endpoint_read_pkt(client, &server_addr, NULL, data, len, sim_now);
   return 0;
 }
 
@@ -69,11 +69,11 @@ static void run(const char *dir, const char *name, dtlsplex_config *scfg, dtlspl
   server = dp_endpoint_new(scfg, server_send, NULL);
   client = dp_endpoint_new(ccfg, client_send, NULL);
   server_addr = fuzz_source(3);
-  dp_endpoint_write_pkt(client, &server_addr, "seed data", 9, 1, sim_now);
+  dp_endpoint_write_pkt(client, &server_addr, NULL, "seed data", 9, 1, sim_now);
   dp_addr from = fuzz_source((unsigned)client_index);
   for (size_t i = 0; i < queued && i < 64; i++) {
     sim_now += 100;
-    dp_endpoint_read_pkt(server, &from, queue[i], queue_len[i], sim_now);
+    dp_endpoint_read_pkt(server, &from, NULL, queue[i], queue_len[i], sim_now);
   }
   append_short_sealed_records();
   char path[512];

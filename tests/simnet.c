@@ -81,8 +81,9 @@ static void enqueue(const sim_node *from, const dp_addr *to, const uint8_t *data
   memcpy(p->data, data, len);
 }
 
-int sim_send(void *arg, const dp_addr *to, const uint8_t *data, size_t len) {
+int sim_send(void *arg, const dp_addr *to, const dp_local *source, const uint8_t *data, size_t len) {
   const sim_node *from = arg;
+  (void)source; /* one address per node */
   sim_counts.sent++;
   if (faults.path_mtu != 0 && len > faults.path_mtu) {
     sim_counts.too_big++;
@@ -131,7 +132,7 @@ void sim_deliver(const sim_packet *p) {
   for (size_t i = 0; i < n_nodes; i++) {
     sim_node *n = nodes[i];
     if (n->ep != NULL && memcmp(&n->addr.key, &p->to.key, sizeof p->to.key) == 0) {
-      dp_endpoint_read_pkt(n->ep, &p->from, p->data, p->len, sim_now);
+      dp_endpoint_read_pkt(n->ep, &p->from, NULL, p->data, p->len, sim_now);
       return;
     }
   }

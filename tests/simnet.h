@@ -52,7 +52,7 @@ void sim_stop_all(void);
 dp_addr sim_addr(uint16_t port);
 
 /* The endpoints' send function (arg: the sending sim_node). */
-int sim_send(void *arg, const dp_addr *to, const uint8_t *data, size_t len);
+int sim_send(void *arg, const dp_addr *to, const dp_local *source, const uint8_t *data, size_t len);
 
 size_t sim_in_flight(void);
 sim_packet *sim_peek(size_t i);

@@ -16,11 +16,12 @@ typedef struct fake_send {
   uint8_t last[4096];
   size_t last_len;
   dp_addr last_to;
+  dp_local last_source;
   void *last_arg;
   int ret; /* what to return: 0, -EMSGSIZE, -EAGAIN... */
 } fake_send;
 
-static int fake_send_fn(void *arg, const dp_addr *to, const uint8_t *data, size_t len) {
+static int fake_send_fn(void *arg, const dp_addr *to, const dp_local *source, const uint8_t *data, size_t len) {
   fake_send *f = arg;
   f->calls++;
   f->last_arg = arg;
@@ -28,6 +29,7 @@ static int fake_send_fn(void *arg, const dp_addr *to, const uint8_t *data, size_
   ck_assert_uint_le(len, sizeof f->last);
   memcpy(f->last, data, len);
   f->last_to = *to;
+  f->last_source = *source;
   return f->ret;
 }
 
@@ -79,8 +81,11 @@ START_TEST(test_write_is_one_send) {
   uint8_t data[300];
   for (size_t i = 0; i < sizeof data; i++)
     data[i] = (uint8_t)(i * 7 + 3);
+  fx.io.local = (dp_local){.family = AF_INET, .has_source = 1, .ifindex = 3, .source_ifindex = 0};
+  fx.io.local.source.s6_addr[15] = 9;
 
   ck_assert_int_eq(BIO_write(fx.bio, data, (int)sizeof data), (int)sizeof data);
+  ck_assert_mem_eq(&fx.fs.last_source, &fx.io.local, sizeof fx.io.local); /* leaves from the session's address */
   ck_assert_int_eq(fx.fs.calls, 1);
   ck_assert_uint_eq(fx.fs.last_len, sizeof data);
   ck_assert_mem_eq(fx.fs.last, data, sizeof data);

@@ -76,7 +76,7 @@ static struct dtlsplex_stats stats_of(const sim_node *n) {
 }
 
 static void connect_client(sim_node *c) {
-  ck_assert_int_eq(dp_endpoint_write_pkt(c->ep, &server.addr, "hello", 5, 1, sim_now), 5);
+  ck_assert_int_eq(dp_endpoint_write_pkt(c->ep, &server.addr, NULL, "hello", 5, 1, sim_now), 5);
   sim_deliver_due();
   int err;
   ck_assert_int_eq(dp_endpoint_peer_state(c->ep, &server.addr, &err), DTLSPLEX_STATE_ESTABLISHED);
@@ -84,7 +84,7 @@ static void connect_client(sim_node *c) {
 }
 
 START_TEST(full_handshake_and_data) {
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "hello", 5, 1, sim_now), 5);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "hello", 5, 1, sim_now), 5);
   ck_assert_uint_eq(sim_in_flight(), 1); /* the ClientHello */
   sim_deliver_due();
   expect_datagram(&server, &client, "hello");
@@ -96,7 +96,7 @@ START_TEST(full_handshake_and_data) {
   ck_assert_uint_eq(st.peers, 1);
   ck_assert_uint_eq(st.handshakes_active, 0);
 
-  ck_assert_int_eq(dp_endpoint_write_pkt(server.ep, &client.addr, "world", 5, 0, sim_now), 5);
+  ck_assert_int_eq(dp_endpoint_write_pkt(server.ep, &client.addr, NULL, "world", 5, 0, sim_now), 5);
   ck_assert_uint_eq(sim_in_flight(), 1); /* one record, one datagram */
   sim_deliver_due();
   expect_datagram(&client, &server, "world");
@@ -115,7 +115,7 @@ END_TEST
  * All of them must be readable as soon as the final flight arrives, not one
  * per later datagram. */
 START_TEST(data_overtaking_the_final_flight) {
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "hello", 5, 1, sim_now), 5);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "hello", 5, 1, sim_now), 5);
   sim_packet final_flight = {0};
   int held = 0, err;
   for (int step = 0; step < 20 && sim_in_flight() > 0; step++) {
@@ -133,7 +133,7 @@ START_TEST(data_overtaking_the_final_flight) {
   ck_assert_int_eq(find_event(server.ep, DTLSPLEX_EVENT_CONNECTED), 0);
   static const char *const texts[] = {"one", "two", "three"};
   for (int i = 0; i < 3; i++)
-    ck_assert_int_eq(dp_endpoint_write_pkt(server.ep, &client.addr, texts[i], strlen(texts[i]), 0, sim_now),
+    ck_assert_int_eq(dp_endpoint_write_pkt(server.ep, &client.addr, NULL, texts[i], strlen(texts[i]), 0, sim_now),
                      (ssize_t)strlen(texts[i]));
   while (sim_in_flight() > 0) {
     sim_packet p = sim_take();
@@ -151,12 +151,12 @@ START_TEST(data_overtaking_the_final_flight) {
 END_TEST
 
 START_TEST(spoofed_client_hello_creates_no_peer) {
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "x", 1, 1, sim_now), 1);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "x", 1, 1, sim_now), 1);
   sim_packet hello = sim_take();
   /* From many spoofed sources: each gets a cookie, none gets state. */
   for (uint16_t port = 1; port <= 50; port++) {
     dp_addr spoofed = sim_addr(port);
-    dp_endpoint_read_pkt(server.ep, &spoofed, hello.data, hello.len, sim_now);
+    dp_endpoint_read_pkt(server.ep, &spoofed, NULL, hello.data, hello.len, sim_now);
   }
   sim_clear();
   struct dtlsplex_stats st = stats_of(&server);
@@ -164,32 +164,32 @@ START_TEST(spoofed_client_hello_creates_no_peer) {
   ck_assert_uint_eq(st.cookies_sent, 50);
 
   /* A cookie-bearing ClientHello replayed from another address is refused. */
-  dp_endpoint_read_pkt(server.ep, &client.addr, hello.data, hello.len, sim_now);
+  dp_endpoint_read_pkt(server.ep, &client.addr, NULL, hello.data, hello.len, sim_now);
   sim_packet verify_request = sim_take();
-  dp_endpoint_read_pkt(client.ep, &verify_request.from, verify_request.data, verify_request.len, sim_now);
+  dp_endpoint_read_pkt(client.ep, &verify_request.from, NULL, verify_request.data, verify_request.len, sim_now);
   sim_packet hello_with_cookie = sim_take();
   dp_addr elsewhere = sim_addr(40001);
-  dp_endpoint_read_pkt(server.ep, &elsewhere, hello_with_cookie.data, hello_with_cookie.len, sim_now);
+  dp_endpoint_read_pkt(server.ep, &elsewhere, NULL, hello_with_cookie.data, hello_with_cookie.len, sim_now);
   ck_assert_uint_eq(stats_of(&server).peers, 0);
 
   /* Not a ClientHello at all: dropped without an answer. */
   sim_clear();
   uint8_t garbage[64];
   memset(garbage, 0x17, sizeof garbage);
-  dp_endpoint_read_pkt(server.ep, &elsewhere, garbage, sizeof garbage, sim_now);
+  dp_endpoint_read_pkt(server.ep, &elsewhere, NULL, garbage, sizeof garbage, sim_now);
   ck_assert_uint_eq(sim_in_flight(), 0);
   ck_assert_uint_ge(stats_of(&server).dropped_no_session, 1);
   ck_assert_uint_eq(stats_of(&server).peers, 0);
 
   /* The genuine cookie from the genuine address is accepted. */
-  dp_endpoint_read_pkt(server.ep, &client.addr, hello_with_cookie.data, hello_with_cookie.len, sim_now);
+  dp_endpoint_read_pkt(server.ep, &client.addr, NULL, hello_with_cookie.data, hello_with_cookie.len, sim_now);
   ck_assert_uint_eq(stats_of(&server).peers, 1);
 }
 END_TEST
 
 START_TEST(retransmission_after_dropped_flight) {
   uint64_t t0 = sim_now;
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "hello", 5, 1, sim_now), 5);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "hello", 5, 1, sim_now), 5);
   sim_take(); /* the ClientHello is lost */
   uint64_t expiry = dp_endpoint_get_expiry(client.ep);
   ck_assert_uint_ge(expiry, t0 + 900); /* libssl's first retransmission: 1 s */
@@ -205,7 +205,7 @@ START_TEST(retransmission_after_dropped_flight) {
    * Finished, and the server answers from its retransmission buffer. */
   static sim_node second;
   sim_add_node(&second, client_cfg, 40002);
-  ck_assert_int_eq(dp_endpoint_write_pkt(second.ep, &server.addr, "again", 5, 1, sim_now), 5);
+  ck_assert_int_eq(dp_endpoint_write_pkt(second.ep, &server.addr, NULL, "again", 5, 1, sim_now), 5);
   for (int step = 0; step < 20 && sim_in_flight() > 0; step++) {
     sim_packet p = sim_take();
     int last_server_flight = memcmp(&p.from.key, &server.addr.key, sizeof p.from.key) == 0 &&
@@ -226,7 +226,7 @@ START_TEST(retransmission_after_dropped_flight) {
 END_TEST
 
 START_TEST(handshake_timeout_frees_state) {
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "hello", 5, 1, sim_now), 5);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "hello", 5, 1, sim_now), 5);
   uint64_t t0 = sim_now;
   while (sim_now < t0 + 6000) {
     sim_clear(); /* total loss */
@@ -241,12 +241,12 @@ START_TEST(handshake_timeout_frees_state) {
   ck_assert_uint_eq(st.handshakes_failed, 1);
   ck_assert_uint_eq(st.handshakes_active, 0);
   /* Reported once to the next write, then forgotten. */
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "x", 1, 1, sim_now), -ETIMEDOUT);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "x", 1, 1, sim_now), -ETIMEDOUT);
   ck_assert_int_eq(dp_endpoint_peer_state(client.ep, &server.addr, &err), 0);
   ck_assert_uint_eq(dp_endpoint_get_expiry(client.ep), UINT64_MAX);
 
   /* A server half-open handshake (client vanished after the cookie) expires too. */
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "x", 1, 1, sim_now), 1);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "x", 1, 1, sim_now), 1);
   for (int i = 0; i < 3 && sim_in_flight() > 0; i++) {
     sim_packet p = sim_take();
     sim_deliver(&p);
@@ -267,7 +267,7 @@ END_TEST
 START_TEST(idle_expiry) {
   connect_client(&client);
   sim_advance(15000);
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "ping", 4, 0, sim_now), 4);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "ping", 4, 0, sim_now), 4);
   sim_deliver_due();
   expect_datagram(&server, &client, "ping");
   sim_advance(15000); /* 30 s since the handshake, 15 s since the ping */
@@ -289,7 +289,7 @@ START_TEST(reconnect_replaces_session) {
   connect_client(&client);
   ck_assert_int_eq(find_event(server.ep, DTLSPLEX_EVENT_REPLACED), 0);
   ck_assert_uint_eq(stats_of(&server).peers, 1);
-  ck_assert_int_eq(dp_endpoint_write_pkt(server.ep, &client.addr, "new", 3, 0, sim_now), 3);
+  ck_assert_int_eq(dp_endpoint_write_pkt(server.ep, &client.addr, NULL, "new", 3, 0, sim_now), 3);
   sim_deliver_due();
   expect_datagram(&client, &server, "new");
 }
@@ -297,7 +297,7 @@ END_TEST
 
 /* Runs a client's handshake by hand and returns its cookie-bearing ClientHello. */
 static sim_packet connect_capturing_hello(sim_node *c) {
-  ck_assert_int_eq(dp_endpoint_write_pkt(c->ep, &server.addr, "hello", 5, 1, sim_now), 5);
+  ck_assert_int_eq(dp_endpoint_write_pkt(c->ep, &server.addr, NULL, "hello", 5, 1, sim_now), 5);
   sim_packet hello = sim_take();
   sim_deliver(&hello);
   sim_packet verify_request = sim_take();
@@ -311,10 +311,10 @@ static sim_packet connect_capturing_hello(sim_node *c) {
 START_TEST(duplicate_client_hello_keeps_session) {
   sim_packet hello_with_cookie = connect_capturing_hello(&client);
   /* The network delivers the cookie-bearing ClientHello again, late. */
-  dp_endpoint_read_pkt(server.ep, &hello_with_cookie.from, hello_with_cookie.data, hello_with_cookie.len, sim_now);
+  dp_endpoint_read_pkt(server.ep, &hello_with_cookie.from, NULL, hello_with_cookie.data, hello_with_cookie.len, sim_now);
   ck_assert_uint_eq(sim_in_flight(), 0);
   ck_assert_int_eq(find_event(server.ep, DTLSPLEX_EVENT_REPLACED), -1);
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "still", 5, 0, sim_now), 5);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "still", 5, 0, sim_now), 5);
   sim_deliver_due();
   expect_datagram(&server, &client, "still");
 }
@@ -336,7 +336,7 @@ START_TEST(replayed_old_client_hello_keeps_session) {
   ck_assert_uint_eq(stats_of(&server).handshakes_active, 1);
   sim_clear(); /* (the real client ignores the server's answer) */
   /* ...but the session keeps working, during and after it. */
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "during", 6, 0, sim_now), 6);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "during", 6, 0, sim_now), 6);
   sim_deliver_due();
   expect_datagram(&server, &client, "during");
   for (int i = 0; i < 70; i++) {
@@ -347,7 +347,7 @@ START_TEST(replayed_old_client_hello_keeps_session) {
   ck_assert_uint_eq(st.handshakes_active, 0);
   ck_assert_uint_eq(st.peers, 1);
   ck_assert_int_eq(find_event(server.ep, DTLSPLEX_EVENT_REPLACED), -1);
-  ck_assert_int_eq(dp_endpoint_write_pkt(server.ep, &client.addr, "after", 5, 0, sim_now), 5);
+  ck_assert_int_eq(dp_endpoint_write_pkt(server.ep, &client.addr, NULL, "after", 5, 0, sim_now), 5);
   sim_deliver_due();
   expect_datagram(&client, &server, "after");
 
@@ -358,7 +358,7 @@ START_TEST(replayed_old_client_hello_keeps_session) {
   ck_assert_uint_eq(stats_of(&server).handshakes_active, 0);
   ck_assert_uint_eq(stats_of(&server).cookies_sent, cookies + 1); /* a fresh HelloVerifyRequest */
   sim_clear();
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "intact", 6, 0, sim_now), 6);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "intact", 6, 0, sim_now), 6);
   sim_deliver_due();
   expect_datagram(&server, &client, "intact");
 }
@@ -385,7 +385,7 @@ START_TEST(replayed_cookie_draws_one_flight) {
   ck_assert_uint_eq(st.replacements_unanswered, 1);
   ck_assert_uint_eq(st.handshakes_active, 0);
   ck_assert_int_eq(find_event(server.ep, DTLSPLEX_EVENT_REPLACED), -1);
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "intact", 6, 0, sim_now), 6);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "intact", 6, 0, sim_now), 6);
   sim_deliver_due();
   expect_datagram(&server, &client, "intact");
 }
@@ -410,10 +410,10 @@ START_TEST(idle_sessions_release_buffers) {
   (void)busy, (void)idle;
 #endif
   for (int i = 0; i < N; i++) {
-    ck_assert_int_eq(dp_endpoint_write_pkt(clients[i].ep, &server.addr, "again", 5, 0, sim_now), 5);
+    ck_assert_int_eq(dp_endpoint_write_pkt(clients[i].ep, &server.addr, NULL, "again", 5, 0, sim_now), 5);
     sim_deliver_due();
     expect_datagram(&server, &clients[i], "again");
-    ck_assert_int_eq(dp_endpoint_write_pkt(server.ep, &clients[i].addr, "back", 4, 0, sim_now), 4);
+    ck_assert_int_eq(dp_endpoint_write_pkt(server.ep, &clients[i].addr, NULL, "back", 4, 0, sim_now), 4);
     sim_deliver_due();
     expect_datagram(&clients[i], &server, "back");
   }
@@ -434,18 +434,18 @@ START_TEST(long_silence_keeps_session) {
   static sim_node quiet_server, quiet_client;
   sim_add_node(&quiet_server, patient, 5690);
   sim_add_node(&quiet_client, never_idle, 40100);
-  ck_assert_int_eq(dp_endpoint_write_pkt(quiet_client.ep, &quiet_server.addr, "a", 1, 1, sim_now), 1);
+  ck_assert_int_eq(dp_endpoint_write_pkt(quiet_client.ep, &quiet_server.addr, NULL, "a", 1, 1, sim_now), 1);
   sim_deliver_due();
   for (int minute = 0; minute < 10; minute++)
     sim_advance(60000);
-  ck_assert_int_eq(dp_endpoint_write_pkt(quiet_client.ep, &quiet_server.addr, "b", 1, 0, sim_now), 1);
+  ck_assert_int_eq(dp_endpoint_write_pkt(quiet_client.ep, &quiet_server.addr, NULL, "b", 1, 0, sim_now), 1);
   sim_deliver_due();
   char buf[4];
   dp_addr from;
   ck_assert_int_eq(dp_endpoint_recv(quiet_server.ep, buf, sizeof buf, 0, &from), 1); /* "a" */
   ck_assert_int_eq(dp_endpoint_recv(quiet_server.ep, buf, sizeof buf, 0, &from), 1);
   ck_assert_int_eq(buf[0], 'b');
-  ck_assert_int_eq(dp_endpoint_write_pkt(quiet_server.ep, &from, "c", 1, 0, sim_now), 1);
+  ck_assert_int_eq(dp_endpoint_write_pkt(quiet_server.ep, &from, NULL, "c", 1, 0, sim_now), 1);
   sim_deliver_due();
   ck_assert_int_eq(dp_endpoint_recv(quiet_client.ep, buf, sizeof buf, 0, NULL), 1);
   ck_assert_int_eq(buf[0], 'c');
@@ -462,12 +462,12 @@ END_TEST
 START_TEST(refused_buffer_release_does_not_spin) {
   connect_client(&client);
   static const uint8_t truncated[] = {23, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 0x32, 0xff, 0xff};
-  dp_endpoint_read_pkt(server.ep, &client.addr, truncated, sizeof truncated, sim_now);
+  dp_endpoint_read_pkt(server.ep, &client.addr, NULL, truncated, sizeof truncated, sim_now);
   for (int i = 0; i < 100; i++) {
     sim_advance(100);
     ck_assert_uint_gt(dp_endpoint_get_expiry(server.ep), sim_now); /* nothing due right away */
   }
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "ok", 2, 0, sim_now), 2);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "ok", 2, 0, sim_now), 2);
   sim_deliver_due();
   expect_datagram(&server, &client, "ok");
 }
@@ -478,12 +478,12 @@ END_TEST
 START_TEST(peer_name_survives_sessions) {
   ck_assert_int_eq(dp_endpoint_set_peer_name(client.ep, &server.addr, "wrong.example"), 0);
   for (int attempt = 0; attempt < 2; attempt++) {
-    ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "x", 1, 1, sim_now), 1);
+    ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "x", 1, 1, sim_now), 1);
     sim_deliver_due();
     int err;
     ck_assert_int_eq(dp_endpoint_peer_state(client.ep, &server.addr, &err), DTLSPLEX_STATE_FAILED);
     ck_assert_int_eq(err, EACCES);
-    ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "x", 1, 1, sim_now), -EACCES);
+    ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "x", 1, 1, sim_now), -EACCES);
   }
   ck_assert_int_eq(dp_endpoint_set_peer_name(client.ep, &server.addr, "localhost"), 0);
   connect_client(&client);
@@ -518,9 +518,9 @@ static dtlsplex_config *make_attacker_config(void) {
 /* The attacker, at the server's address, handshakes towards the victim; then
  * the victim's program sends its secret to the server's address. */
 static void attack(sim_node *victim, sim_node *attacker) {
-  ck_assert_int_eq(dp_endpoint_write_pkt(attacker->ep, &victim->addr, "hi", 2, 1, sim_now), 2);
+  ck_assert_int_eq(dp_endpoint_write_pkt(attacker->ep, &victim->addr, NULL, "hi", 2, 1, sim_now), 2);
   sim_run_until(3000, NULL, NULL);
-  ck_assert_int_eq(dp_endpoint_write_pkt(victim->ep, &attacker->addr, "secret", 6, 1, sim_now), 6);
+  ck_assert_int_eq(dp_endpoint_write_pkt(victim->ep, &attacker->addr, NULL, "secret", 6, 1, sim_now), 6);
   sim_run_until(6000, NULL, NULL);
   ck_assert_uint_eq(dp_endpoint_pending(attacker->ep), 0);
   /* The victim's own handshake found no server there. */
@@ -586,7 +586,7 @@ START_TEST(both_roles_reply_over_accepted_sessions) {
   sim_stop_node(&client);
   sim_add_node(&client, peer_cfg, 40000);
   connect_client(&client);
-  ck_assert_int_eq(dp_endpoint_write_pkt(server.ep, &client.addr, "reply", 5, 0, sim_now), 5);
+  ck_assert_int_eq(dp_endpoint_write_pkt(server.ep, &client.addr, NULL, "reply", 5, 0, sim_now), 5);
   sim_deliver_due();
   expect_datagram(&client, &server, "reply");
   struct dtlsplex_peer_info info;
@@ -605,7 +605,7 @@ START_TEST(address_checked_without_a_name) {
   struct sockaddr_in other = {.sin_family = AF_INET, .sin_port = htons(5684), .sin_addr.s_addr = htonl(0x7f000002)};
   ck_assert_int_eq(dp_addr_from_sockaddr(&server.addr, (struct sockaddr *)&other, sizeof other, AF_INET), 0);
   /* The certificate names 127.0.0.1, ::1 and localhost: not 127.0.0.2. */
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "x", 1, 1, sim_now), 1);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "x", 1, 1, sim_now), 1);
   sim_deliver_due();
   int err;
   ck_assert_int_eq(dp_endpoint_peer_state(client.ep, &server.addr, &err), DTLSPLEX_STATE_FAILED);
@@ -640,8 +640,8 @@ static void queue_bound(const char *client_ciphers, size_t bound) {
   sim_add_node(&client, cfg, 40000);
   static char big[1200];
   memset(big, 'q', sizeof big);
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, big, bound + 1, 1, sim_now), -EMSGSIZE);
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, big, bound, 1, sim_now), (ssize_t)bound);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, big, bound + 1, 1, sim_now), -EMSGSIZE);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, big, bound, 1, sim_now), (ssize_t)bound);
   sim_deliver_due();
   char buf[1200];
   ck_assert_int_eq(dp_endpoint_recv(server.ep, buf, sizeof buf, 0, NULL), (ssize_t)bound);
@@ -667,7 +667,7 @@ static struct dtlsplex_peer_info negotiate(dtlsplex_config *server_side, dtlsple
   sim_stop_all();
   sim_add_node(&server, server_side, 5684);
   sim_add_node(&client, client_side, 40000);
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "hi", 2, 1, sim_now), 2);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "hi", 2, 1, sim_now), 2);
   sim_deliver_due();
   struct dtlsplex_peer_info info;
   ck_assert_int_eq(dp_endpoint_peer_info(server.ep, &client.addr, &info), 0);
@@ -757,8 +757,8 @@ START_TEST(psk_from_a_key_store) {
   static sim_node device_node;
   sim_add_node(&client, stranger, 40000);
   sim_add_node(&device_node, device, 40001);
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "x", 1, 1, sim_now), 1);
-  ck_assert_int_eq(dp_endpoint_write_pkt(device_node.ep, &server.addr, "reading", 7, 1, sim_now), 7);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "x", 1, 1, sim_now), 1);
+  ck_assert_int_eq(dp_endpoint_write_pkt(device_node.ep, &server.addr, NULL, "reading", 7, 1, sim_now), 7);
   int hinted = 0; /* the hint travels in the clear, in ServerKeyExchange */
   for (int step = 0; step < 100 && sim_in_flight() > 0; step++) {
     sim_packet p = sim_take();
@@ -792,7 +792,7 @@ START_TEST(reconfigure_keeps_sessions_and_cookies) {
   connect_client(&client);
   static sim_node second;
   sim_add_node(&second, client_cfg, 40001);
-  ck_assert_int_eq(dp_endpoint_write_pkt(second.ep, &server.addr, "after", 5, 1, sim_now), 5);
+  ck_assert_int_eq(dp_endpoint_write_pkt(second.ep, &server.addr, NULL, "after", 5, 1, sim_now), 5);
   sim_packet hello = sim_take();
   sim_deliver(&hello); /* the server answers with a cookie */
   sim_packet verify_request = sim_take();
@@ -808,7 +808,7 @@ START_TEST(reconfigure_keeps_sessions_and_cookies) {
   ck_assert_ptr_nonnull(strstr(info.identity, "CN=test client")); /* the new certificate */
   ck_assert_int_eq(dp_endpoint_peer_info(client.ep, &server.addr, &info), 0);
   ck_assert_ptr_nonnull(strstr(info.identity, "CN=localhost"));
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "still", 5, 0, sim_now), 5);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "still", 5, 0, sim_now), 5);
   sim_deliver_due();
   expect_datagram(&server, &client, "still");
   ck_assert_uint_eq(stats_of(&server).handshakes_ok, 2);
@@ -820,7 +820,7 @@ START_TEST(reconfigure_keeps_sessions_and_cookies) {
   sim_stop_node(&client);
   sim_clear();
   sim_add_node(&client, client_cfg, 40000);
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "again", 5, 1, sim_now), 5);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "again", 5, 1, sim_now), 5);
   sim_deliver_due();
   ck_assert_uint_eq(stats_of(&server).handshakes_ok, 2);
   ck_assert_uint_eq(dp_endpoint_pending(server.ep), 0);
@@ -843,7 +843,7 @@ START_TEST(retransmission_timer_configurable) {
   ck_assert_int_eq(dtlsplex_config_set_retransmit(fast, 200, 500), 0);
   sim_stop_node(&client);
   sim_add_node(&client, fast, 40000);
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "x", 1, 1, sim_now), 1);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "x", 1, 1, sim_now), 1);
   sim_clear(); /* the ClientHello is lost, and so is every retransmission */
   /* Sent again after 200, 400, 500 and 500 ms: doubling, then capped. */
   uint64_t start = sim_now;
@@ -866,10 +866,10 @@ START_TEST(limits_refuse_new_handshakes_only) {
   static sim_node limited, other;
   sim_add_node(&limited, small, 5685);
   sim_add_node(&other, client_cfg, 40003);
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &limited.addr, "one", 3, 1, sim_now), 3);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &limited.addr, NULL, "one", 3, 1, sim_now), 3);
   sim_deliver_due();
   expect_datagram(&limited, &client, "one");
-  ck_assert_int_eq(dp_endpoint_write_pkt(other.ep, &limited.addr, "two", 3, 1, sim_now), 3);
+  ck_assert_int_eq(dp_endpoint_write_pkt(other.ep, &limited.addr, NULL, "two", 3, 1, sim_now), 3);
   sim_deliver_due();
   int err;
   ck_assert_int_eq(dp_endpoint_peer_state(other.ep, &limited.addr, &err), DTLSPLEX_STATE_HANDSHAKING);
@@ -877,7 +877,7 @@ START_TEST(limits_refuse_new_handshakes_only) {
   ck_assert_uint_eq(st.peers, 1);
   ck_assert_uint_ge(st.dropped_limit, 1);
   ck_assert_uint_eq(st.cookies_sent, 1); /* refused before any cookie work */
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &limited.addr, "three", 5, 0, sim_now), 5);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &limited.addr, NULL, "three", 5, 0, sim_now), 5);
   sim_deliver_due();
   expect_datagram(&limited, &client, "three");
   sim_stop_node(&limited);
@@ -890,10 +890,10 @@ START_TEST(close_notify_and_emsgsize) {
   struct dtlsplex_peer_info info;
   ck_assert_int_eq(dp_endpoint_peer_info(client.ep, &server.addr, &info), 0);
   static uint8_t big[4096];
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, big, info.data_mtu, 0, sim_now),
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, big, info.data_mtu, 0, sim_now),
                    (ssize_t)info.data_mtu);
   ck_assert_uint_eq(sim_peek(0)->len, 1200); /* exactly the configured MTU */
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, big, info.data_mtu + 1, 0, sim_now), -EMSGSIZE);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, big, info.data_mtu + 1, 0, sim_now), -EMSGSIZE);
   sim_deliver_due();
   ck_assert_int_eq(dp_endpoint_recv(server.ep, big, sizeof big, 0, NULL), (ssize_t)info.data_mtu);
   ck_assert_int_eq(dp_endpoint_close(client.ep, &server.addr), 0);

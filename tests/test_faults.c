@@ -91,7 +91,7 @@ static void handshake_under_faults(const sim_faults *faults, int n, dtlsplex_con
     sim_add_node(&clients[i], ccfg, (uint16_t)(40000 + i));
     char msg[16];
     int len = snprintf(msg, sizeof msg, "hello %d", i);
-    ck_assert_int_eq(dp_endpoint_write_pkt(clients[i].ep, &server.addr, msg, (size_t)len, 1, sim_now), len);
+    ck_assert_int_eq(dp_endpoint_write_pkt(clients[i].ep, &server.addr, NULL, msg, (size_t)len, 1, sim_now), len);
   }
   fleet f = {.server = &server, .clients = clients, .n = n};
   if (!sim_run_until(60000, fleet_ready, &f)) {
@@ -112,7 +112,7 @@ static void handshake_under_faults(const sim_faults *faults, int n, dtlsplex_con
     dp_addr from;
     ssize_t len = recv_one(&server, buf, sizeof buf, &from);
     ck_assert_int_gt(len, 0);
-    ck_assert_int_eq(dp_endpoint_write_pkt(server.ep, &from, buf, (size_t)len, 0, sim_now), len);
+    ck_assert_int_eq(dp_endpoint_write_pkt(server.ep, &from, NULL, buf, (size_t)len, 0, sim_now), len);
   }
   sim_deliver_due();
   for (int i = 0; i < n; i++) {
@@ -163,15 +163,15 @@ START_TEST(mtu_sweep) {
     sim_init(&f);
     sim_add_node(&server, scfg, 5684);
     sim_add_node(&client, ccfg, 40000);
-    ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "x", 1, 1, sim_now), 1);
+    ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "x", 1, 1, sim_now), 1);
     sim_deliver_due();
     struct dtlsplex_peer_info info;
     ck_assert_int_eq(dp_endpoint_peer_info(client.ep, &server.addr, &info), 0);
     ck_assert_int_eq(info.state, DTLSPLEX_STATE_ESTABLISHED);
     static char big[4096];
-    ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, big, info.data_mtu, 0, sim_now),
+    ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, big, info.data_mtu, 0, sim_now),
                      (ssize_t)info.data_mtu);
-    ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, big, info.data_mtu + 1, 0, sim_now),
+    ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, big, info.data_mtu + 1, 0, sim_now),
                      -EMSGSIZE);
     ck_assert_uint_eq(sim_peek(sim_in_flight() - 1)->len, mtus[i]); /* a full datagram, no more */
     sim_deliver_due();
@@ -192,7 +192,7 @@ static void connect_pair(const sim_faults *f) {
   sim_init(f);
   sim_add_node(&server, server_cfg, 5684);
   sim_add_node(&client, client_cfg, 40000);
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "first", 5, 1, sim_now), 5);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "first", 5, 1, sim_now), 5);
   sim_deliver_due();
   ck_assert(established(&client, &server));
   char buf[16];
@@ -212,7 +212,7 @@ START_TEST(duplicated_records_delivered_once) {
   for (int i = 0; i < 20; i++) {
     char msg[8];
     int len = snprintf(msg, sizeof msg, "m%d", i);
-    ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, msg, (size_t)len, 0, sim_now), len);
+    ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, msg, (size_t)len, 0, sim_now), len);
   }
   sim_run_until(1000, NULL, NULL);
   ck_assert_uint_ge(sim_counts.duplicated, 20);
@@ -236,7 +236,7 @@ START_TEST(data_reordered_before_finished) {
   sim_init(NULL);
   sim_add_node(&server, server_cfg, 5684);
   sim_add_node(&client, client_cfg, 40000);
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "hi", 2, 1, sim_now), 2);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "hi", 2, 1, sim_now), 2);
   /* Deliver until the server sends its final flight (it starts with CCS). */
   sim_packet final_flight = {0};
   for (int step = 0; step < 20; step++) {
@@ -248,7 +248,7 @@ START_TEST(data_reordered_before_finished) {
     sim_deliver(&p);
   }
   ck_assert_int_eq(final_flight.data[0], TYPE_CCS);
-  ck_assert_int_eq(dp_endpoint_write_pkt(server.ep, &client.addr, "early", 5, 0, sim_now), 5);
+  ck_assert_int_eq(dp_endpoint_write_pkt(server.ep, &client.addr, NULL, "early", 5, 0, sim_now), 5);
   sim_deliver_due(); /* the data first... */
   ck_assert(!established(&client, &server));
   sim_deliver(&final_flight); /* ...then the Finished */
@@ -271,14 +271,14 @@ START_TEST(half_open_handshakes_capped_and_expire) {
   sim_clear();
   ck_assert_int_eq(dp_endpoint_close(client.ep, &server.addr), 0);
   sim_clear();
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "established", 11, 1, sim_now), 11);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "established", 11, 1, sim_now), 11);
   sim_deliver_due();
   ck_assert(established(&client, &server));
 
   static sim_node silent[10];
   for (int i = 0; i < 10; i++) {
     sim_add_node(&silent[i], client_cfg, (uint16_t)(41000 + i));
-    ck_assert_int_eq(dp_endpoint_write_pkt(silent[i].ep, &server.addr, "x", 1, 1, sim_now), 1);
+    ck_assert_int_eq(dp_endpoint_write_pkt(silent[i].ep, &server.addr, NULL, "x", 1, 1, sim_now), 1);
     /* ClientHello, HelloVerifyRequest, ClientHello with cookie; then silence. */
     for (int step = 0; step < 3 && sim_in_flight() > 0; step++) {
       sim_packet p = sim_take();
@@ -291,7 +291,7 @@ START_TEST(half_open_handshakes_capped_and_expire) {
   ck_assert_uint_eq(st.handshakes_active, 4);
   ck_assert_uint_eq(st.peers, 5);
   ck_assert_uint_ge(st.dropped_limit, 6);
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "still", 5, 0, sim_now), 5);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "still", 5, 0, sim_now), 5);
   sim_deliver_due();
   char buf[16];
   ck_assert_int_eq(recv_one(&server, buf, sizeof buf, NULL), 11);
@@ -311,7 +311,7 @@ END_TEST
 /* Datagrams from an established peer's address that are not its records. */
 START_TEST(hostile_datagrams_from_peer_address) {
   connect_pair(NULL);
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "template", 8, 0, sim_now), 8);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "template", 8, 0, sim_now), 8);
   sim_packet record = sim_take();
   sim_deliver(&record);
   char buf[64];
@@ -366,12 +366,12 @@ START_TEST(hostile_datagrams_from_peer_address) {
 #undef ADD
   uint64_t dropped_before = stats_of(&server).dropped_bad_record + stats_of(&server).dropped_bad_cookie;
   for (size_t i = 0; i < n; i++) {
-    dp_endpoint_read_pkt(server.ep, &client.addr, samples[i], cases[i].len, sim_now);
+    dp_endpoint_read_pkt(server.ep, &client.addr, NULL, samples[i], cases[i].len, sim_now);
     sim_clear(); /* answers (if any) go nowhere */
     ck_assert_msg(dp_endpoint_pending(server.ep) == 0, "%s delivered data", cases[i].what);
     struct dtlsplex_stats st = stats_of(&server);
     ck_assert_msg(st.peers == 1, "%s removed the session", cases[i].what);
-    ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "alive", 5, 0, sim_now), 5);
+    ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "alive", 5, 0, sim_now), 5);
     sim_deliver_due();
     ck_assert_msg(recv_one(&server, buf, sizeof buf, NULL) == 5, "session broken after %s", cases[i].what);
   }
@@ -395,7 +395,7 @@ START_TEST(default_budget_survives_30_percent_loss) {
     sim_init(&f);
     sim_add_node(&server, scfg, 5684);
     sim_add_node(&client, ccfg, 40000);
-    ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "x", 1, 1, sim_now), 1);
+    ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "x", 1, 1, sim_now), 1);
     sim_run_until(50000, NULL, NULL); /* past the default budget of 45 s */
     completed += established(&client, &server);
     sim_stop_all();
@@ -417,8 +417,8 @@ static const char *const sweep_suites[] = {
 /* Both directions still carry data. */
 static void assert_pair_alive(const char *what, int type, int epoch, size_t len) {
   char buf[16];
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "ping", 4, 0, sim_now), 4);
-  ck_assert_int_eq(dp_endpoint_write_pkt(server.ep, &client.addr, "pong", 4, 0, sim_now), 4);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "ping", 4, 0, sim_now), 4);
+  ck_assert_int_eq(dp_endpoint_write_pkt(server.ep, &client.addr, NULL, "pong", 4, 0, sim_now), 4);
   sim_deliver_due();
   ck_assert_msg(recv_one(&server, buf, sizeof buf, NULL) == 4 && recv_one(&client, buf, sizeof buf, NULL) == 4,
                 "%s: a record of type %d, epoch %d, length %zu ended the session", what, type, epoch, len);
@@ -437,7 +437,7 @@ START_TEST(short_records_never_end_a_session) {
   sim_init(NULL);
   sim_add_node(&server, server_cfg, 5684);
   sim_add_node(&client, client_cfg, 40000);
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "first", 5, 1, sim_now), 5);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "first", 5, 1, sim_now), 5);
   sim_deliver_due();
   ck_assert(established(&client, &server));
   struct dtlsplex_peer_info info;
@@ -464,7 +464,7 @@ START_TEST(short_records_never_end_a_session) {
           memcpy(datagram, header, sizeof header);
           for (size_t i = 0; i < len; i++)
             datagram[13 + i] = (uint8_t)rand();
-          dp_endpoint_read_pkt(targets[side]->ep, &sources[side]->addr, datagram, 13 + len, sim_now);
+          dp_endpoint_read_pkt(targets[side]->ep, &sources[side]->addr, NULL, datagram, 13 + len, sim_now);
           ck_assert_msg(sim_in_flight() == 0, "%s answered a forged record (type %d, epoch %d, length %zu)",
                         side ? "client" : "server", types[t], epoch, len);
           ck_assert_uint_eq(dp_endpoint_pending(targets[side]->ep), 0);

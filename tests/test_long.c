@@ -60,12 +60,12 @@ static void teardown(void) {
 static void one_session(uint16_t port, int close_it) {
   static sim_node client;
   sim_add_node(&client, client_cfg, port);
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, "ping", 4, 1, sim_now), 4);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "ping", 4, 1, sim_now), 4);
   sim_deliver_due();
   char buf[8];
   dp_addr from;
   ck_assert_int_eq(dp_endpoint_recv(server.ep, buf, sizeof buf, 0, &from), 4);
-  ck_assert_int_eq(dp_endpoint_write_pkt(server.ep, &from, "pong", 4, 0, sim_now), 4);
+  ck_assert_int_eq(dp_endpoint_write_pkt(server.ep, &from, NULL, "pong", 4, 0, sim_now), 4);
   sim_deliver_due();
   ck_assert_int_eq(dp_endpoint_recv(client.ep, buf, sizeof buf, 0, NULL), 4);
   if (close_it) {
@@ -81,7 +81,7 @@ static void one_session(uint16_t port, int close_it) {
 START_TEST(spoofed_client_hello_flood) {
   static sim_node capture;
   sim_add_node(&capture, client_cfg, 40000);
-  ck_assert_int_eq(dp_endpoint_write_pkt(capture.ep, &server.addr, "x", 1, 1, sim_now), 1);
+  ck_assert_int_eq(dp_endpoint_write_pkt(capture.ep, &server.addr, NULL, "x", 1, 1, sim_now), 1);
   sim_packet hello = sim_take();
   sim_stop_node(&capture);
   sim_clear();
@@ -97,7 +97,7 @@ START_TEST(spoofed_client_hello_flood) {
                                   .sin_addr.s_addr = htonl(0x7f000000u | (uint32_t)(1 + i / 60000))};
     dp_addr from;
     ck_assert_int_eq(dp_addr_from_sockaddr(&from, (struct sockaddr *)&spoofed, sizeof spoofed, AF_INET), 0);
-    dp_endpoint_read_pkt(server.ep, &from, hello.data, hello.len, sim_now);
+    dp_endpoint_read_pkt(server.ep, &from, NULL, hello.data, hello.len, sim_now);
     ck_assert_uint_eq(sim_in_flight(), 1); /* one HelloVerifyRequest */
     if (sim_peek(0)->len > largest_answer)
       largest_answer = sim_peek(0)->len;
