@@ -508,6 +508,13 @@ void dp_endpoint_read_pkt(dp_endpoint *ep, const dp_addr *from, const dp_local *
   ep->delivering_from = NULL;
   if (flags != 0)
     p->last_activity = now;
+  /* A client session left its source to the kernel: the server's Finished,
+   * authenticated, shows which address that was (see source_conflicts).
+   * The choice stays the kernel's, which costs no control message. */
+  if ((flags & DP_IN_ESTABLISHED) && s->io.local.family == 0) {
+    s->io.local = *ep->arrived_at;
+    s->io.local.has_source = 0;
+  }
   if (flags == 0 && p->replacement != NULL) {
     /* Not the old session's: the reconnecting client's encrypted Finished. */
     apply_flags(ep, p, 0, now);
@@ -554,6 +561,15 @@ static ssize_t connect_peer(dp_endpoint *ep, dp_peer *p, const dp_addr *to, cons
   return 0;
 }
 
+/* A source the program asks for that is not the session's address: the
+ * peer knows the session by the address pair, and a record from elsewhere
+ * would reach it as a stranger's and be dropped. */
+static int source_conflicts(const dp_session *s, const dp_local *source) {
+  return source != NULL && source->has_source && s->io.local.family != 0 &&
+         !IN6_IS_ADDR_UNSPECIFIED(&source->source) &&
+         memcmp(&source->source, &s->io.local.source, sizeof source->source) != 0;
+}
+
 /* With both roles, a dtlssendto to an address whose session this side
  * accepted, before the program heard of that session, means the program
  * speaks first: it is that address's client, and the server there must
@@ -586,14 +602,16 @@ ssize_t dp_endpoint_write_pkt(dp_endpoint *ep, const dp_addr *to, const dp_local
     return -err;
   }
   dp_session *s = p->session;
+  if (source_conflicts(s, source))
+    return -EINVAL;
   if (s->state == DP_SESSION_HANDSHAKING) {
     if (!queue_if_handshaking)
       return -EINPROGRESS;
     int r = dp_session_queue_push(s, buf, len, ep->queue_mtu);
     return r != 0 ? r : (ssize_t)len;
   }
-  /* The program's choice of source holds for its datagram (as IP_PKTINFO
-   * does for one sendmsg); the session's own datagrams keep its address. */
+  /* The program's choice (an interface, say) holds for its datagram, as
+   * IP_PKTINFO does for one sendmsg; the session's own datagrams keep theirs. */
   dp_local session_local;
   if (source != NULL) {
     session_local = s->io.local;

@@ -46,7 +46,8 @@ void dp_endpoint_free(dp_endpoint *ep);
 void dp_endpoint_read_pkt(dp_endpoint *ep, const dp_addr *from, const dp_local *local, const uint8_t *data,
                           size_t len, uint64_t now);
 /* Application data to a peer, from source (NULL: the session's own address;
- * a handshake this starts takes source as its own).  Returns len when sent (or queued, if
+ * a handshake this starts takes source as its own; -EINVAL if the session
+ * runs from another address).  Returns len when sent (or queued, if
  * queue_if_handshaking and a handshake is under way or was started), or:
  * -EINPROGRESS: a handshake is under way (was started) and nothing was queued;
  * -EMSGSIZE, -EAGAIN (queue full or limits), -ENOTCONN (no session, server-only role),

@@ -15,21 +15,30 @@ long now_ms(void) {
   return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
-int bound_socket(int family, struct sockaddr_storage *addr, socklen_t *len) {
-  int fd = socket(family, SOCK_DGRAM, 0);
-  ck_assert_int_ge(fd, 0);
+socklen_t ip_address(int family, const char *ip, in_port_t port, struct sockaddr_storage *addr) {
   memset(addr, 0, sizeof *addr);
   if (family == AF_INET) {
     struct sockaddr_in *in = (struct sockaddr_in *)addr;
     in->sin_family = AF_INET;
-    in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    *len = sizeof *in;
-  } else {
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)addr;
-    in6->sin6_family = AF_INET6;
-    in6->sin6_addr = in6addr_loopback;
-    *len = sizeof *in6;
+    in->sin_port = port;
+    ck_assert_int_eq(inet_pton(AF_INET, ip, &in->sin_addr), 1);
+    return sizeof *in;
   }
+  struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)addr;
+  in6->sin6_family = AF_INET6;
+  in6->sin6_port = port;
+  ck_assert_int_eq(inet_pton(AF_INET6, ip, &in6->sin6_addr), 1);
+  return sizeof *in6;
+}
+
+int bound_socket(int family, struct sockaddr_storage *addr, socklen_t *len) {
+  return bound_socket_to(family, family == AF_INET ? "127.0.0.1" : "::1", addr, len);
+}
+
+int bound_socket_to(int family, const char *ip, struct sockaddr_storage *addr, socklen_t *len) {
+  int fd = socket(family, SOCK_DGRAM, 0);
+  ck_assert_int_ge(fd, 0);
+  *len = ip_address(family, ip, 0, addr);
   ck_assert_int_eq(bind(fd, (struct sockaddr *)addr, *len), 0);
   ck_assert_int_eq(getsockname(fd, (struct sockaddr *)addr, len), 0);
   return fd;
@@ -69,7 +78,11 @@ static void *echo_loop(void *arg) {
 }
 
 void echo_start(echo_server *srv, int family, dtlsplex_config *cfg) {
-  srv->fd = bound_socket(family, &srv->addr, &srv->addr_len);
+  echo_start_on(srv, family, family == AF_INET ? "127.0.0.1" : "::1", cfg);
+}
+
+void echo_start_on(echo_server *srv, int family, const char *ip, dtlsplex_config *cfg) {
+  srv->fd = bound_socket_to(family, ip, &srv->addr, &srv->addr_len);
   set_rcvtimeo(srv->fd, 50);
   ck_assert_int_eq(dtlsplex_attach(srv->fd, cfg), 0);
   atomic_store(&srv->stop, 0);
