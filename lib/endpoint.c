@@ -511,7 +511,7 @@ void dp_endpoint_read_pkt(dp_endpoint *ep, const dp_addr *from, const dp_local *
   /* A client session left its source to the kernel: the server's Finished,
    * authenticated, shows which address that was (see source_conflicts).
    * The choice stays the kernel's, which costs no control message. */
-  if ((flags & DP_IN_ESTABLISHED) && s->io.local.family == 0) {
+  if ((flags & DP_IN_ESTABLISHED) && !s->io.local.has_source && s->io.local.family == 0) {
     s->io.local = *ep->arrived_at;
     s->io.local.has_source = 0;
   }

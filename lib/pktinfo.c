@@ -197,6 +197,7 @@ int dp_pktinfo_from_program(const dp_socket *s, const struct msghdr *msg, const 
   } else {
     return 0;
   }
+  out->family = is_v4_mapped(&out->source) ? AF_INET : AF_INET6;
   out->has_source = 1;
   return 0;
 }
@@ -208,12 +209,12 @@ static void put_cmsg(struct msghdr *msg, size_t *used, int level, int type, cons
     msg->msg_flags |= MSG_CTRUNC;
     return;
   }
-  struct cmsghdr header = {.cmsg_len = CMSG_LEN(len), .cmsg_level = level, .cmsg_type = type};
   size_t whole = CMSG_LEN(len);
   if (room < whole) {
     msg->msg_flags |= MSG_CTRUNC;
     whole = room;
   }
+  struct cmsghdr header = {.cmsg_len = whole, .cmsg_level = level, .cmsg_type = type}; /* what was written */
   uint8_t *at = (uint8_t *)msg->msg_control + *used;
   memcpy(at, &header, sizeof header);
   memcpy(at + CMSG_LEN(0), data, whole - CMSG_LEN(0));

@@ -29,6 +29,8 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -1109,6 +1111,264 @@ static void scenario_sndtimeo_bounds_handshake(void) {
 }
 
 /* ------------------------------------------------------------------ */
+/* 9. sendmsg/recvmsg: iovecs, flags, IP_PKTINFO both ways             */
+/* ------------------------------------------------------------------ */
+
+static ssize_t x_sendmsg(int fd, const struct msghdr *m, int flags) {
+  return dtls_mode ? dtlssendmsg(fd, m, flags) : sendmsg(fd, m, flags);
+}
+
+static ssize_t x_recvmsg(int fd, struct msghdr *m, int flags) {
+  return dtls_mode ? dtlsrecvmsg(fd, m, flags) : recvmsg(fd, m, flags);
+}
+
+/* The address of family ip:port. */
+static socklen_t address(int family, const char *ip, in_port_t port, struct sockaddr_storage *out) {
+  socklen_t len = loopback(family, port, out);
+  if (family == AF_INET)
+    need(inet_pton(AF_INET, ip, &((struct sockaddr_in *)out)->sin_addr) == 1);
+  else
+    need(inet_pton(AF_INET6, ip, &((struct sockaddr_in6 *)out)->sin6_addr) == 1);
+  return len;
+}
+
+/* The program's view of an option. */
+static void record_option(int fd, int level, int name, const char *what) {
+  int on = -1;
+  socklen_t len = sizeof on;
+  int r = getsockopt(fd, level, name, &on, &len);
+  line("getsockopt %s: %d, value %d, len %u", what, r, on, (unsigned)len);
+}
+
+static void set_option(int fd, int level, int name, int on, const char *what) {
+  record(setsockopt(fd, level, name, &on, sizeof on), "setsockopt %s %d", what, on);
+}
+
+static void cmsg_lines(struct msghdr *m, const char *label) {
+  char a[INET6_ADDRSTRLEN], b[INET6_ADDRSTRLEN], ifname[IF_NAMESIZE];
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c != NULL; c = CMSG_NXTHDR(m, c)) {
+    if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO && c->cmsg_len >= CMSG_LEN(sizeof(struct in_pktinfo))) {
+      struct in_pktinfo pi;
+      memcpy(&pi, CMSG_DATA(c), sizeof pi);
+      line("%s: IP_PKTINFO len %zu, interface %s, spec_dst %s, addr %s", label, (size_t)c->cmsg_len,
+           if_indextoname((unsigned)pi.ipi_ifindex, ifname) ? ifname : "?",
+           inet_ntop(AF_INET, &pi.ipi_spec_dst, a, sizeof a), inet_ntop(AF_INET, &pi.ipi_addr, b, sizeof b));
+    } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO &&
+               c->cmsg_len >= CMSG_LEN(sizeof(struct in6_pktinfo))) {
+      struct in6_pktinfo pi;
+      memcpy(&pi, CMSG_DATA(c), sizeof pi);
+      line("%s: IPV6_PKTINFO len %zu, interface %s, addr %s", label, (size_t)c->cmsg_len,
+           if_indextoname(pi.ipi6_ifindex, ifname) ? ifname : "?", inet_ntop(AF_INET6, &pi.ipi6_addr, a, sizeof a));
+    } else {
+      line("%s: control message level %d type %d len %zu", label, c->cmsg_level, c->cmsg_type, (size_t)c->cmsg_len);
+    }
+  }
+}
+
+/* The server's receive, non-blocking and retried for up to ECHO_WAIT_MS:
+ * in the DTLS run the client's side of the handshake is driven from here
+ * (one thread, no echo peer).  Records the result, each iovec, msg_flags,
+ * the source, and the control messages. */
+static void server_recvmsg(int srv, int client, const size_t *iov_lens, size_t n_iov, size_t control_len,
+                           int flags, const char *label) {
+  char bufs[4][64];
+  union {
+    struct cmsghdr align;
+    char bytes[256];
+  } control;
+  struct iovec iov[4];
+  struct sockaddr_storage from;
+  struct msghdr m;
+  ssize_t r;
+  long deadline = now_ms() + ECHO_WAIT_MS;
+  for (;;) {
+    memset(bufs, '.', sizeof bufs);
+    for (size_t i = 0; i < n_iov; i++)
+      iov[i] = (struct iovec){.iov_base = bufs[i], .iov_len = iov_lens[i]};
+    m = (struct msghdr){.msg_name = &from, .msg_namelen = sizeof from, .msg_iov = iov, .msg_iovlen = n_iov,
+                        .msg_control = control_len > 0 ? &control : NULL, .msg_controllen = control_len,
+                        .msg_flags = 0x4000000};
+    r = x_recvmsg(srv, &m, flags | MSG_DONTWAIT);
+    if (r >= 0 || errno != EAGAIN || now_ms() >= deadline)
+      break;
+    if (dtls_mode)
+      dtlsplex_process(client);
+    struct pollfd p[2] = {{.fd = srv, .events = POLLIN}, {.fd = client, .events = POLLIN}};
+    poll(p, 2, 10);
+  }
+  char res[64], parts[320] = "", fromtext[192];
+  if (r < 0) {
+    line("%s: %s", label, result_text(res, sizeof res, r, errno));
+    return;
+  }
+  for (size_t i = 0, at = 0; i < n_iov; i++)
+    at += (size_t)snprintf(parts + at, sizeof parts - at, "%s[%.*s]", i ? " " : "", (int)iov_lens[i], bufs[i]);
+  addr_text(fromtext, sizeof fromtext, &from, m.msg_namelen);
+  line("%s: %zd, iovecs %s, msg_flags%s%s%s, from %s, controllen %zu", label, r, parts,
+       m.msg_flags & MSG_TRUNC ? " MSG_TRUNC" : "", m.msg_flags & MSG_CTRUNC ? " MSG_CTRUNC" : "",
+       m.msg_flags & ~(MSG_TRUNC | MSG_CTRUNC) ? " (others)" : "", fromtext, (size_t)m.msg_controllen);
+  cmsg_lines(&m, label);
+}
+
+/* A datagram from iovecs, with one IP_PKTINFO or IPV6_PKTINFO naming the
+ * source ip (NULL: none). */
+static ssize_t send_parts(int fd, const struct sockaddr_storage *to, socklen_t to_len, const char *const *parts,
+                          size_t n, int source_family, const char *ip, int flags) {
+  struct iovec iov[4];
+  for (size_t i = 0; i < n; i++)
+    iov[i] = (struct iovec){.iov_base = (void *)parts[i], .iov_len = strlen(parts[i])};
+  union {
+    struct cmsghdr align;
+    char bytes[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+  } control;
+  memset(&control, 0, sizeof control);
+  struct msghdr m = {.msg_name = (void *)to, .msg_namelen = to_len, .msg_iov = iov, .msg_iovlen = n};
+  if (ip != NULL) {
+    m.msg_control = &control;
+    struct cmsghdr *c = &control.align;
+    if (source_family == AF_INET) {
+      struct in_pktinfo pi = {0};
+      need(inet_pton(AF_INET, ip, &pi.ipi_spec_dst) == 1);
+      *c = (struct cmsghdr){.cmsg_len = CMSG_LEN(sizeof pi), .cmsg_level = IPPROTO_IP, .cmsg_type = IP_PKTINFO};
+      memcpy(CMSG_DATA(c), &pi, sizeof pi);
+      m.msg_controllen = CMSG_SPACE(sizeof pi);
+    } else {
+      struct in6_pktinfo pi = {0};
+      need(inet_pton(AF_INET6, ip, &pi.ipi6_addr) == 1);
+      *c = (struct cmsghdr){.cmsg_len = CMSG_LEN(sizeof pi), .cmsg_level = IPPROTO_IPV6, .cmsg_type = IPV6_PKTINFO};
+      memcpy(CMSG_DATA(c), &pi, sizeof pi);
+      m.msg_controllen = CMSG_SPACE(sizeof pi);
+    }
+  }
+  return x_sendmsg(fd, &m, flags);
+}
+
+/* The client's receive of a reply: blocking, bounded by SO_RCVTIMEO. */
+static void client_receive(int fd, const char *label) {
+  char buf[128];
+  struct sockaddr_storage from;
+  socklen_t from_len = sizeof from;
+  set_rcvtimeo(fd, ECHO_WAIT_MS);
+  ssize_t n = x_recvfrom(fd, buf, sizeof buf, 0, (struct sockaddr *)&from, &from_len);
+  record_recv(n, errno, buf, sizeof buf, &from, from_len, label);
+}
+
+/* Malformed calls both sides refuse alike. */
+static void msg_argument_checks(int fd, const struct sockaddr_storage *to, socklen_t to_len) {
+  static struct iovec many[IOV_MAX + 1];
+  char byte = 'x';
+  for (size_t i = 0; i < sizeof many / sizeof many[0]; i++)
+    many[i] = (struct iovec){.iov_base = &byte, .iov_len = 1};
+  struct msghdr m = {.msg_name = (void *)to, .msg_namelen = to_len, .msg_iov = many, .msg_iovlen = IOV_MAX + 1};
+  record(x_sendmsg(fd, &m, 0), "sendmsg with IOV_MAX + 1 iovecs");
+  record(x_recvmsg(fd, &m, MSG_DONTWAIT), "recvmsg with IOV_MAX + 1 iovecs");
+  m.msg_iov = NULL;
+  m.msg_iovlen = 1;
+  record(x_sendmsg(fd, &m, 0), "sendmsg with msg_iov NULL, msg_iovlen 1");
+  union {
+    struct cmsghdr align;
+    char bytes[CMSG_SPACE(sizeof(struct in_pktinfo))];
+  } control;
+  memset(&control, 0, sizeof control);
+  m.msg_iov = many;
+  m.msg_control = &control;
+  m.msg_controllen = sizeof control;
+  control.align = (struct cmsghdr){.cmsg_len = sizeof control + 8, .cmsg_level = IPPROTO_IP, .cmsg_type = IP_PKTINFO};
+  record(x_sendmsg(fd, &m, 0), "sendmsg with a control message longer than the buffer");
+  control.align.cmsg_len = CMSG_LEN(sizeof(struct in_pktinfo) - 4);
+  record(x_sendmsg(fd, &m, 0), "sendmsg with a short IP_PKTINFO");
+}
+
+/* A server on the wildcard address of family; the client (IPv4, on the
+ * wildcard address too) reaches it at 127.0.0.2 from 127.0.0.5, which it
+ * chooses with IP_PKTINFO on every send.  (Without it, UDP would pick the
+ * route's source per datagram; a session keeps the address it began with.) */
+static void msg_calls(int family) {
+  int srv = x_socket_ex(family, XS_WILDCARD | XS_SERVER), client = x_socket_ex(AF_INET, XS_WILDCARD);
+  struct sockaddr_storage self, server_addr, client_addr, to;
+  local_addr(srv, &self);
+  socklen_t len = address(AF_INET, "127.0.0.2", port_of(&self), &server_addr);
+  name_addr("server at 127.0.0.2", &server_addr);
+  local_addr(client, &self);
+  address(AF_INET, "127.0.0.5", port_of(&self), &client_addr);
+  name_addr("client at 127.0.0.5", &client_addr);
+  /* The server's view of the client: IPv4-mapped on the dual-stack socket. */
+  socklen_t to_len = family == AF_INET ? address(AF_INET, "127.0.0.5", port_of(&self), &to)
+                                       : address(AF_INET6, "::ffff:127.0.0.5", port_of(&self), &to);
+  name_addr("client at ::ffff:127.0.0.5", &to);
+  if (dtls_mode)
+    need(dtlsplex_set_peer_name(client, sa(&server_addr), len, "localhost") == 0);
+  int pkt_level = family == AF_INET ? IPPROTO_IP : IPPROTO_IPV6;
+  int pkt_name = family == AF_INET ? IP_PKTINFO : IPV6_RECVPKTINFO;
+  const char *pkt_text = family == AF_INET ? "IP_PKTINFO" : "IPV6_RECVPKTINFO";
+  record_option(srv, pkt_level, pkt_name, pkt_text);
+
+  /* The client's source, chosen; three iovecs, one record. */
+  static const char *const first[] = {"one-", "two-", "three"};
+  record(send_parts(client, &server_addr, len, first, 3, AF_INET, "127.0.0.5", MSG_DONTWAIT),
+         "client sendmsg, 3 iovecs, IP_PKTINFO source 127.0.0.5");
+  static const size_t scatter[] = {3, 0, 4, 64};
+  server_recvmsg(srv, client, scatter, 4, 256, 0, "server recvmsg, iovecs of 3, 0, 4, 64 (pktinfo off)");
+
+  set_option(srv, pkt_level, pkt_name, 1, pkt_text);
+  record_option(srv, pkt_level, pkt_name, pkt_text);
+  if (family == AF_INET6) {
+    set_option(srv, IPPROTO_IP, IP_PKTINFO, 1, "IP_PKTINFO");
+    record_option(srv, IPPROTO_IP, IP_PKTINFO, "IP_PKTINFO");
+  }
+  static const char *const second[] = {"abcdefghij", "klmnopqrst"};
+  record(send_parts(client, &server_addr, len, second, 2, AF_INET, "127.0.0.5", 0), "client sendmsg, 20 bytes");
+  static const size_t small[] = {5, 3};
+  server_recvmsg(srv, client, small, 2, 256, 0, "server recvmsg into 8 bytes");
+  record(send_parts(client, &server_addr, len, second, 2, AF_INET, "127.0.0.5", 0), "client sendmsg, 20 bytes again");
+  server_recvmsg(srv, client, small, 2, 256, MSG_TRUNC, "server recvmsg into 8 bytes, MSG_TRUNC");
+  record(send_parts(client, &server_addr, len, first, 1, AF_INET, "127.0.0.5", 0), "client sendmsg, 4 bytes");
+  static const size_t roomy[] = {64};
+  server_recvmsg(srv, client, roomy, 1, CMSG_LEN(0) + 4, MSG_PEEK, "server recvmsg, MSG_PEEK, control room for a header");
+  server_recvmsg(srv, client, roomy, 1, 0, 0, "server recvmsg, no control buffer");
+
+  /* The reply names the address the client reached, as a DNS server's does. */
+  static const char *const reply[] = {"re", "ply"};
+  record(send_parts(srv, &to, to_len, reply, 2, family, family == AF_INET ? "127.0.0.2" : "::ffff:127.0.0.2", 0),
+         "server sendmsg, 2 iovecs, PKTINFO source 127.0.0.2");
+  client_receive(client, "client receives the reply");
+
+  if (dtls_mode) {
+    /* No UDP counterpart: UDP would send these. */
+    ssize_t r = send_parts(srv, &to, to_len, reply, 2, family, family == AF_INET ? "127.0.0.3" : "::ffff:127.0.0.3", 0);
+    int err = errno;
+    spec(r < 0 && err == EINVAL, "a source other than the session's address is refused (EINVAL), not sent to be "
+                                 "dropped: %zd %s", r, ename(err));
+    union {
+      struct cmsghdr align;
+      char bytes[CMSG_SPACE(sizeof(int))];
+    } tos;
+    memset(&tos, 0, sizeof tos);
+    tos.align = (struct cmsghdr){.cmsg_len = CMSG_LEN(sizeof(int)), .cmsg_level = IPPROTO_IP, .cmsg_type = IP_TOS};
+    struct iovec iov = {.iov_base = "x", .iov_len = 1};
+    struct msghdr m = {.msg_name = &to, .msg_namelen = to_len, .msg_iov = &iov, .msg_iovlen = 1,
+                       .msg_control = &tos, .msg_controllen = sizeof tos};
+    r = dtlssendmsg(srv, &m, 0);
+    err = errno;
+    spec(r < 0 && err == EOPNOTSUPP, "IP_TOS, which a record cannot carry, is refused (EOPNOTSUPP): %zd %s", r,
+         ename(err));
+  }
+
+  set_option(srv, pkt_level, pkt_name, 0, pkt_text);
+  record_option(srv, pkt_level, pkt_name, pkt_text);
+  if (family == AF_INET6)
+    set_option(srv, IPPROTO_IP, IP_PKTINFO, 0, "IP_PKTINFO");
+  record(send_parts(client, &server_addr, len, first, 2, AF_INET, "127.0.0.5", 0), "client sendmsg, pktinfo off again");
+  server_recvmsg(srv, client, roomy, 1, 256, 0, "server recvmsg (pktinfo off)");
+  msg_argument_checks(client, &server_addr, len);
+  x_close(client);
+  x_close(srv);
+}
+
+static void scenario_msg_calls_ipv4(void) { msg_calls(AF_INET); }
+static void scenario_msg_calls_dual_stack(void) { msg_calls(AF_INET6); }
+
+/* ------------------------------------------------------------------ */
 /* The harness: two forked runs, compared                              */
 /* ------------------------------------------------------------------ */
 
@@ -1270,6 +1530,8 @@ DIFFERENTIAL_TEST(icmp_refused_connected)
 DIFFERENTIAL_TEST(shutdown_rd_wakes_receiver)
 DIFFERENTIAL_TEST(sa_restart_signal)
 DIFFERENTIAL_TEST(sndtimeo_bounds_handshake)
+DIFFERENTIAL_TEST(msg_calls_ipv4)
+DIFFERENTIAL_TEST(msg_calls_dual_stack)
 
 int main(void) {
   Suite *s = suite_create("differential");
@@ -1284,6 +1546,8 @@ int main(void) {
   tcase_add_test(tc, shutdown_rd_wakes_receiver);
   tcase_add_test(tc, sa_restart_signal);
   tcase_add_test(tc, sndtimeo_bounds_handshake);
+  tcase_add_test(tc, msg_calls_ipv4);
+  tcase_add_test(tc, msg_calls_dual_stack);
   suite_add_tcase(s, tc);
   return run_suite(s, CK_FORK_GETENV);
 }
