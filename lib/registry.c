@@ -451,25 +451,25 @@ static dp_socket *acquire_for_option(int fd, int level, int name) {
   return s;
 }
 
+/* Ends an option call with its result (0 or -errno). */
+static int finish_option(dp_socket *s, int r) {
+  dp_socket_finish(s);
+  return r == 0 ? 0 : dp_fail(-r);
+}
+
 /* IP_PKTINFO and IPV6_RECVPKTINFO read and set the program's own setting:
  * the library may have turned them on for itself (see pktinfo.c). */
 __attribute__((visibility("default"))) int setsockopt(int fd, int level, int name, const void *value,
                                                       socklen_t len) {
   dp_socket *s = acquire_for_option(fd, level, name);
-  if (s == NULL)
-    return dp_real_setsockopt(fd, level, name, value, len);
-  int r = dp_pktinfo_setsockopt(s, fd, level, name, value, len);
-  dp_socket_finish(s);
-  return r == 0 ? 0 : dp_fail(-r);
+  return s == NULL ? dp_real_setsockopt(fd, level, name, value, len)
+                   : finish_option(s, dp_pktinfo_setsockopt(s, fd, level, name, value, len));
 }
 
 __attribute__((visibility("default"))) int getsockopt(int fd, int level, int name, void *value, socklen_t *len) {
   dp_socket *s = acquire_for_option(fd, level, name);
-  if (s == NULL)
-    return dp_real_getsockopt(fd, level, name, value, len);
-  int r = dp_pktinfo_getsockopt(s, fd, level, name, value, len);
-  dp_socket_finish(s);
-  return r == 0 ? 0 : dp_fail(-r);
+  return s == NULL ? dp_real_getsockopt(fd, level, name, value, len)
+                   : finish_option(s, dp_pktinfo_getsockopt(s, fd, level, name, value, len));
 }
 
 /* Unlocks, then runs the event callback for what happened meanwhile: the
