@@ -48,10 +48,14 @@
 /* ---- Settings ----------------------------------------------------------- */
 
 #define CIPHER "ECDHE-ECDSA-AES128-GCM-SHA256"
-#define GROUP "P-256" /* ECDHE group, pinned so the key-exchange baseline matches */
-#define DTLS_MTU 1300 /* UDP payload bytes; gives a data MTU >= 1200 with AES-GCM */
-#define BIG 1200      /* payload sizes, identical for UDP and DTLS */
+#define GROUP "P-256"  /* ECDHE group, pinned so the key-exchange baseline matches */
+#define DTLS_MTU 1300  /* UDP payload bytes; gives a data MTU >= 1200 with AES-GCM */
+#define JUMBO_MTU 9100 /* the same for JUMBO: a data MTU >= 9000 */
+#define BIG 1200       /* payload sizes, identical for UDP and DTLS */
 #define SMALL 64
+#define JUMBO 9000
+/* The largest datagram sent: the size of every buffer that holds one. */
+#define DGRAM_MAX JUMBO
 #define WINDOW 32   /* one-way: datagrams in flight */
 #define ACK_EVERY 8 /* one-way: the receiver acks every N datagrams */
 #define CLIENT_RCVTIMEO_MS 500
@@ -108,9 +112,8 @@ typedef struct {
 
 static options opt = {.seconds = 2.5, .peers_cap = 10000, .only = M_ALL};
 static char tmpdir[64], ca_pem[128], chain_pem[128], key_pem[128];
-static dtlsplex_config *client_cfg; /* shared by every DTLS client socket */
+static dtlsplex_config *client_cfg; /* made by use_setup; shared by every DTLS client socket */
 static dtlsplex_config *server_cfg; /* in a server process only */
-static int devnull = -1;
 
 /* ---- Small helpers ------------------------------------------------------ */
 
@@ -195,8 +198,8 @@ static struct sockaddr_in loopback(uint32_t host_order_ip, uint16_t port) {
 }
 
 /* Every socket of the benchmark, UDP or DTLS, client or server, is made here:
- * AF_INET, bound to a loopback address, default buffers; blocking sockets get
- * SO_RCVTIMEO. */
+ * AF_INET, bound to a loopback address (or, for one measurement's servers, to
+ * 0.0.0.0), default buffers; blocking sockets get SO_RCVTIMEO. */
 static int open_udp(uint32_t ip, int rcvtimeo_ms, int nonblocking) {
   int fd = socket(AF_INET, SOCK_DGRAM | (nonblocking ? SOCK_NONBLOCK : 0), 0);
   if (fd < 0)
@@ -298,9 +301,33 @@ static void make_pems(void) {
 
 /* ---- dtlsplex configurations ------------------------------------------- */
 
-/* Key exchange groups of each side; NULL leaves the library's own (only
- * the P-521 measurement does). */
-static const char *server_groups = GROUP, *client_groups = GROUP;
+/* How servers and DTLS clients are made.  Most measurements run with the
+ * default setup; the few that need another switch to it with use_setup and
+ * back.  A server takes the setup in force when it is started (its socket in
+ * server_start, its configuration in make_config, in the forked process);
+ * DTLS clients take it through client_cfg, which use_setup makes anew. */
+typedef struct {
+  const char *server_groups, *client_groups; /* key exchange groups; NULL: the library's own */
+  unsigned int mtu;                          /* both DTLS sides */
+  uint32_t server_ip;                        /* what the server socket is bound to */
+} setup;
+
+static const setup default_setup = {
+    .server_groups = GROUP, .client_groups = GROUP, .mtu = DTLS_MTU, .server_ip = INADDR_LOOPBACK};
+/* A client that lists P-521 first, against a server with the library's
+ * default groups. */
+static const setup p521_setup = {
+    .server_groups = NULL, .client_groups = "P-521:P-256:X25519", .mtu = DTLS_MTU, .server_ip = INADDR_LOOPBACK};
+/* Datagrams of JUMBO bytes: one record each, so both sides need the MTU. */
+static const setup jumbo_setup = {
+    .server_groups = GROUP, .client_groups = GROUP, .mtu = JUMBO_MTU, .server_ip = INADDR_LOOPBACK};
+/* A server socket bound to the wildcard address: dtlsplex then reads
+ * IP_PKTINFO on every datagram and answers with it (from the address each
+ * peer reached).  Clients still send to 127.0.0.1. */
+static const setup wildcard_setup = {
+    .server_groups = GROUP, .client_groups = GROUP, .mtu = DTLS_MTU, .server_ip = INADDR_ANY};
+
+static setup setup_in_use;
 
 /* The same settings for both sides: cipher, group, MTU. */
 static dtlsplex_config *make_config(int server, unsigned int max_peers) {
@@ -308,8 +335,8 @@ static dtlsplex_config *make_config(int server, unsigned int max_peers) {
   if (cfg == NULL)
     return NULL;
   SSL_CTX *ctx = dtlsplex_config_get_ssl_ctx(cfg);
-  const char *groups = server ? server_groups : client_groups;
-  int ok = dtlsplex_config_set_ciphers(cfg, CIPHER) == 0 && dtlsplex_config_set_mtu(cfg, DTLS_MTU) == 0 &&
+  const char *groups = server ? setup_in_use.server_groups : setup_in_use.client_groups;
+  int ok = dtlsplex_config_set_ciphers(cfg, CIPHER) == 0 && dtlsplex_config_set_mtu(cfg, setup_in_use.mtu) == 0 &&
            (groups == NULL || SSL_CTX_set1_groups_list(ctx, groups) == 1);
   if (server)
     ok = ok && dtlsplex_config_set_role(cfg, DTLSPLEX_ROLE_SERVER) == 0 &&
@@ -324,6 +351,21 @@ static dtlsplex_config *make_config(int server, unsigned int max_peers) {
     return NULL;
   }
   return cfg;
+}
+
+/* Puts s in force for the servers and clients made from now on.  Sockets
+ * already attached keep their configuration (it is reference-counted). */
+static int use_setup(const setup *s) {
+  setup_in_use = *s;
+  dtlsplex_config_free(client_cfg);
+  client_cfg = make_config(0, 0);
+  return client_cfg != NULL ? 0 : -1;
+}
+
+/* Every measurement expects the default setup unless it asks for another. */
+static void use_default_setup(void) {
+  if (use_setup(&default_setup) < 0)
+    die("client configuration");
 }
 
 /* ---- Transports: plain UDP and DTLS, behind the same calls -------------- */
@@ -439,7 +481,7 @@ static int hold_ballast(uint64_t bytes) {
 }
 
 static void serve(int fd, const transport *t) {
-  uint8_t buf[2048];
+  uint8_t buf[DGRAM_MAX];
   uint64_t data_count = 0, echo_count = 0;
   double reporting_s = 0;
   for (int idle_ticks = 0; idle_ticks * SERVER_RCVTIMEO_MS < SERVER_IDLE_EXIT_S * 1000;) {
@@ -496,7 +538,7 @@ typedef struct {
 } server_proc;
 
 static int server_start(const transport *t, unsigned int max_peers, server_proc *out) {
-  int fd = open_udp(INADDR_LOOPBACK, SERVER_RCVTIMEO_MS, 0);
+  int fd = open_udp(setup_in_use.server_ip, SERVER_RCVTIMEO_MS, 0);
   socklen_t len = sizeof out->addr;
   if (fd < 0)
     return -1;
@@ -504,6 +546,9 @@ static int server_start(const transport *t, unsigned int max_peers, server_proc 
     close(fd);
     return -1;
   }
+  /* Clients send to 127.0.0.1 whatever the bind (a wildcard socket's name
+   * is 0.0.0.0); the certificate names 127.0.0.1 too. */
+  out->addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   pid_t parent = getpid();
   out->pid = fork();
   if (out->pid < 0) {
@@ -541,7 +586,7 @@ typedef struct {
   const transport *t;
   struct sockaddr_in server;
   uint64_t seq;
-  uint8_t out[2048]; /* the datagram being sent; zero beyond its header */
+  uint8_t out[DGRAM_MAX]; /* the datagram being sent; zero beyond its header */
 } conn;
 
 static int conn_open(conn *c, const transport *t, const server_proc *s) {
@@ -570,6 +615,16 @@ static ssize_t conn_send(conn *c, const void *buf, size_t len) {
 
 static ssize_t conn_recv(conn *c, void *buf, size_t len) {
   return c->t->recv(c->fd, buf, len, 0, NULL, NULL);
+}
+
+/* The largest payload of the connection's session, as the library reports
+ * it once established (0 for UDP). */
+static unsigned int conn_data_mtu(const conn *c) {
+  struct dtlsplex_peer_info info;
+  if (c->t != &dtls_transport ||
+      dtlsplex_peer_info(c->fd, (const struct sockaddr *)&c->server, sizeof c->server, &info) < 0)
+    return 0;
+  return info.data_mtu;
 }
 
 /* Sends a `size`-byte datagram of `type` and waits for the server's reply of
@@ -705,7 +760,7 @@ typedef struct {
 
 static long pingpong_step(void *arg) {
   pingpong *p = arg;
-  uint8_t reply[2048];
+  uint8_t reply[DGRAM_MAX];
   if (conn_call(p->c, MSG_ECHO, p->size, reply, sizeof reply, 1) >= 0)
     return 1;
   if (errno != EAGAIN)
@@ -717,10 +772,7 @@ static long pingpong_step(void *arg) {
 static int pingpong_init(conn *c, void *state) {
   pingpong *p = state;
   p->c = c;
-  struct dtlsplex_peer_info info;
-  if (c->t == &dtls_transport &&
-      dtlsplex_peer_info(c->fd, (struct sockaddr *)&c->server, sizeof c->server, &info) == 0)
-    p->data_mtu = info.data_mtu;
+  p->data_mtu = conn_data_mtu(c);
   return 0;
 }
 
@@ -826,9 +878,11 @@ static paired measure_local_round_trip(size_t size) {
 
 typedef struct {
   conn *c;
+  size_t size;
   uint64_t base; /* server's MSG_DATA count before we started */
   uint64_t sent, acked, lost;
   long timeouts;
+  unsigned int data_mtu; /* DTLS only */
 } window;
 
 static long window_step(void *arg) {
@@ -837,7 +891,7 @@ static long window_step(void *arg) {
     uint8_t *msg = w->c->out;
     msg[0] = MSG_DATA;
     put_u64(msg + 1, w->sent);
-    if (conn_send(w->c, msg, BIG) < 0)
+    if (conn_send(w->c, msg, w->size) < 0)
       return errno == EAGAIN || errno == ENOBUFS ? 0 : -1;
     w->sent++;
     return 0;
@@ -867,17 +921,20 @@ static int window_init(conn *c, void *state) {
     return -1;
   w->c = c;
   w->base = r.data_count;
+  w->data_mtu = conn_data_mtu(c);
   return 0;
 }
 
-static paired measure_oneway(void) {
-  window w[2];
-  memset(w, 0, sizeof w);
+static paired measure_oneway(size_t size, unsigned int *data_mtu) {
+  window w[2] = {{.size = size}, {.size = size}};
   void *states[2] = {&w[T_UDP], &w[T_DTLS]};
   char what[96];
-  snprintf(what, sizeof what, "one-way, %d bytes, %d in flight, UDP and DTLS", BIG, WINDOW);
+  snprintf(what, sizeof what, "one-way, %zu bytes, %d in flight, UDP and DTLS%s", size, WINDOW,
+           setup_in_use.server_ip == INADDR_ANY ? ", server on 0.0.0.0" : "");
   progress(what);
   paired result = measure_udp_vs_dtls(window_step, window_init, states);
+  if (w[T_DTLS].data_mtu != 0)
+    *data_mtu = w[T_DTLS].data_mtu;
   if (w[T_UDP].timeouts + w[T_DTLS].timeouts > 0)
     fprintf(stderr, "  (ack timeouts: UDP %ld, DTLS %ld)\n", w[T_UDP].timeouts, w[T_DTLS].timeouts);
   return result;
@@ -930,14 +987,17 @@ static int hs_begin(hs_driver *d, int i) {
 }
 
 /* Ends slot i's client.  An abandoned established session gets no
- * close_notify: detach sends it through fd, which now points at /dev/null, so
- * the server keeps the peer as an idle established session. */
+ * close_notify: the socket is shut down for writing first (a UDP socket
+ * then refuses every send, EPIPE), so the server keeps the peer as an idle
+ * established session.  (Closing or replacing the descriptor would not do:
+ * the library detaches then, sending close_notify as a closing program's
+ * socket should.) */
 static void hs_end(hs_driver *d, int i, int established) {
   int fd = d->fd[i];
   if (fd < 0)
     return;
   if (established && d->abandon)
-    dup2(devnull, fd);
+    shutdown(fd, SHUT_WR); /* ENOTCONN on an unconnected socket, but in force */
   dtlsplex_detach(fd);
   close(fd);
   d->fd[i] = -1;
@@ -1278,6 +1338,10 @@ static void measure_scaling(scaling *s) {
 /* ---- The table ----------------------------------------------------------- */
 
 #define LABEL_WIDTH 60
+/* What build_rows can add: handshakes 5, ping-pong 3 + 2 in one thread,
+ * one-way 3; then peer_rows: 2 per level, 4 at the largest, 1 when 100000
+ * is not measured, 4 of memory. */
+#define MAX_ROWS (13 + 2 * MAX_LEVELS + 9)
 
 typedef struct {
   char label[128]; /* cut to LABEL_WIDTH by add_row */
@@ -1347,7 +1411,10 @@ typedef struct {
   paired pp[2];    /* BIG, SMALL */
   paired local[2]; /* CPU per round trip in one thread, BIG, SMALL */
   unsigned int data_mtu;
-  paired oneway;
+  paired oneway;                 /* BIG */
+  paired oneway_wildcard;        /* the same, the servers bound to 0.0.0.0 */
+  paired jumbo_pp, jumbo_oneway; /* JUMBO, with JUMBO_MTU */
+  unsigned int jumbo_data_mtu;
   scaling sc;
 } results;
 
@@ -1362,26 +1429,30 @@ static void measure_all(results *r) {
   }
   r->p521 = (hs_result){.clients = 1, .rate = NAN, .cpu_us = NAN};
   if (opt.only & M_HANDSHAKE) {
-    dtlsplex_config *pinned = client_cfg;
-    server_groups = NULL;
-    client_groups = "P-521:P-256:X25519";
-    if ((client_cfg = make_config(0, 0)) != NULL) {
+    if (use_setup(&p521_setup) == 0)
       measure_handshakes(&r->p521);
-      dtlsplex_config_free(client_cfg);
-    }
-    client_cfg = pinned;
-    server_groups = client_groups = GROUP;
+    use_default_setup();
   }
   r->pk_us = opt.only & M_HANDSHAKE ? measure_pk_baseline() : NAN;
-  r->pp[0] = r->pp[1] = r->local[0] = r->local[1] = r->oneway = unpaired(NAN, NAN);
+  r->pp[0] = r->pp[1] = r->local[0] = r->local[1] = unpaired(NAN, NAN);
+  r->oneway = r->oneway_wildcard = r->jumbo_pp = r->jumbo_oneway = unpaired(NAN, NAN);
   if (opt.only & M_PINGPONG) {
     r->pp[0] = measure_pingpong(BIG, &r->data_mtu);
     r->pp[1] = measure_pingpong(SMALL, &r->data_mtu);
     r->local[0] = measure_local_round_trip(BIG);
     r->local[1] = measure_local_round_trip(SMALL);
+    if (use_setup(&jumbo_setup) == 0)
+      r->jumbo_pp = measure_pingpong(JUMBO, &r->jumbo_data_mtu);
+    use_default_setup();
   }
-  if (opt.only & M_ONEWAY)
-    r->oneway = measure_oneway();
+  if (opt.only & M_ONEWAY) {
+    r->oneway = measure_oneway(BIG, &r->data_mtu);
+    if (use_setup(&wildcard_setup) == 0)
+      r->oneway_wildcard = measure_oneway(BIG, &r->data_mtu);
+    if (use_setup(&jumbo_setup) == 0)
+      r->jumbo_oneway = measure_oneway(JUMBO, &r->jumbo_data_mtu);
+    use_default_setup();
+  }
   if (opt.only & M_PEERS)
     measure_scaling(&r->sc);
   else
@@ -1454,6 +1525,11 @@ static int build_rows(const results *r, row *rows) {
              r->data_mtu);
     add_row(rows, &n, r->pp[s], "round trips/s", 0, label);
   }
+  if (opt.only & M_PINGPONG) {
+    snprintf(label, sizeof label, "ping-pong %d B, 1 client (DTLS MTU %d, data MTU %u)", JUMBO, JUMBO_MTU,
+             r->jumbo_data_mtu);
+    add_row(rows, &n, r->jumbo_pp, "round trips/s", 0, label);
+  }
   for (int s = 0; s < 2 && (opt.only & M_PINGPONG); s++) {
     snprintf(label, sizeof label, "CPU per %d B round trip, both ends in one thread", sizes[s]);
     add_row(rows, &n, r->local[s], "us", 2, label);
@@ -1461,6 +1537,11 @@ static int build_rows(const results *r, row *rows) {
   if (opt.only & M_ONEWAY) {
     snprintf(label, sizeof label, "one-way %d B, %d in flight, ack every %d", BIG, WINDOW, ACK_EVERY);
     add_row(rows, &n, r->oneway, "datagrams/s", 0, label);
+    snprintf(label, sizeof label, "one-way %d B, %d in flight, server on 0.0.0.0", BIG, WINDOW);
+    add_row(rows, &n, r->oneway_wildcard, "datagrams/s", 0, label);
+    snprintf(label, sizeof label, "one-way %d B, %d in flight (DTLS MTU %d, data MTU %u)", JUMBO, WINDOW,
+             JUMBO_MTU, r->jumbo_data_mtu);
+    add_row(rows, &n, r->jumbo_oneway, "datagrams/s", 0, label);
   }
   if (opt.only & M_PEERS)
     n += peer_rows(&r->sc, rows + n);
@@ -1476,8 +1557,9 @@ static void print_notes(const results *r) {
   printf("- Loopback only (127.0.0.1).  The server is a forked process with one socket; clients run in\n"
          "  the main thread.  UDP and DTLS use the same socket setup, sizes and message protocol.\n"
          "- DTLS: dtlsplex, DTLS 1.2, %s, ECDHE group %s, ECDSA P-256 server\n"
-         "  certificate from an in-process CA; the client verifies chain and name; MTU %d both sides.\n",
-         CIPHER, GROUP, DTLS_MTU);
+         "  certificate from an in-process CA; the client verifies chain and name; MTU %d both sides\n"
+         "  (%d for the %d-byte rows, whose datagrams are one record each).\n",
+         CIPHER, GROUP, DTLS_MTU, JUMBO_MTU, JUMBO);
   if (opt.only & M_HANDSHAKE)
     printf("- handshakes/s: client handshakes completed per wall second (cookie exchange included), each\n"
          "  client a new non-blocking socket that detaches (close_notify) when done.  Done: %ld and %ld;\n"
@@ -1508,7 +1590,11 @@ static void print_notes(const results *r) {
          "  every receive finds its datagram waiting: the CPU cost of two sends and two receives with\n"
          "  their system calls, without the waiting and waking that dominates the ping-pong itself.\n");
   printf("- one-way: datagrams per second the receiver acknowledged; the sender keeps at most %d\n"
-         "  unacknowledged; the receiver acks every %d with its cumulative count.\n",
+         "  unacknowledged; the receiver acks every %d with its cumulative count.  \"server on 0.0.0.0\":\n"
+         "  the same with both servers (UDP and DTLS) bound to the wildcard address, the client still\n"
+         "  sending to 127.0.0.1; dtlsplex then reads IP_PKTINFO with every datagram and sends every\n"
+         "  reply with it (each peer hears back from the address it reached), which a socket bound to\n"
+         "  127.0.0.1, as in every other row, does not.\n",
          WINDOW, ACK_EVERY);
   printf("- memory: server RSS (/proc/self/statm) and heap (mallinfo2 uordblks + hblkhd) with all the\n"
          "  idle peers, minus the same with 1 peer, divided by the idle peers added; taken as the last\n"
@@ -1620,19 +1706,16 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
-  if ((devnull = open("/dev/null", O_WRONLY)) < 0)
-    die("/dev/null");
   make_pems();
   atexit(remove_pems);
-  if ((client_cfg = make_config(0, 0)) == NULL)
-    die("client configuration");
+  use_default_setup();
 
   results r;
   memset(&r, 0, sizeof r);
   double start = now_s();
   measure_all(&r);
 
-  row rows[20];
+  row rows[MAX_ROWS];
   int n = build_rows(&r, rows);
   printf("%s, %s, %ld CPUs online, run took %.0f s%s\n\n", dtlsplex_version(),
          OpenSSL_version(OPENSSL_VERSION), sysconf(_SC_NPROCESSORS_ONLN), now_s() - start,
