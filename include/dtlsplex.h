@@ -224,8 +224,9 @@ DTLSPLEX_API struct ssl_ctx_st *dtlsplex_config_get_ssl_ctx(dtlsplex_config *cfg
  * Binding a socket.  fd must be an AF_INET or AF_INET6 SOCK_DGRAM socket.
  * The attachment belongs to the socket: a dup() of it is the same socket,
  * close() of its last descriptor detaches it (the library's close(), dup2(),
- * dup3() and connect() come before the C library's), and a forked child has
- * no attachment at all.
+ * dup3() and connect() come before the C library's; so do its setsockopt()
+ * and getsockopt(), for IP_PKTINFO and IPV6_RECVPKTINFO only: see
+ * dtlsrecvmsg), and a forked child has no attachment at all.
  * attach: EBADF: not an open descriptor; ENOTSOCK; EPROTOTYPE: not a datagram
  * socket; EAFNOSUPPORT: neither AF_INET nor AF_INET6; EINVAL: cfg NULL, or
  * role DTLSPLEX_ROLE_SERVER without certificate or PSK (with ROLE_BOTH and

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/socket.h>
 
 /* The hash-table key.  IPv4 is stored IPv4-mapped so that 192.0.2.1 and
@@ -41,6 +42,13 @@ typedef struct dp_local {
   struct in6_addr source;  /* the local address (IPv4's ipi_spec_dst), IPv4-mapped for IPv4 */
   uint32_t source_ifindex; /* the answer's interface, or 0 for the route's */
 } dp_local;
+
+/* Whether l names this side's address: not unknown, not unspecified
+ * (:: or IPv4's 0.0.0.0, which leave the choice to the kernel). */
+static inline int dp_local_address_known(const dp_local *l) {
+  static const uint8_t v4_any[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0};
+  return l->family != 0 && !IN6_IS_ADDR_UNSPECIFIED(&l->source) && memcmp(&l->source, v4_any, 16) != 0;
+}
 
 /* Builds out from a caller's address for a socket of sock_family, converting
  * between IPv4 and IPv4-mapped IPv6 as that socket needs.  Returns 0, or

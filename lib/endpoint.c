@@ -508,12 +508,15 @@ void dp_endpoint_read_pkt(dp_endpoint *ep, const dp_addr *from, const dp_local *
   ep->delivering_from = NULL;
   if (flags != 0)
     p->last_activity = now;
-  /* A client session left its source to the kernel: the server's Finished,
-   * authenticated, shows which address that was (see source_conflicts).
-   * The choice stays the kernel's, which costs no control message. */
-  if ((flags & DP_IN_ESTABLISHED) && !s->io.local.has_source && s->io.local.family == 0) {
-    s->io.local = *ep->arrived_at;
-    s->io.local.has_source = 0;
+  /* A client session left its source address to the kernel: the server's
+   * Finished, authenticated, shows which address that was (see
+   * source_conflicts).  The choice stays the kernel's (and an interface the
+   * program chose stays chosen), which costs no control message. */
+  if ((flags & DP_IN_ESTABLISHED) && !dp_local_address_known(&s->io.local) && ep->arrived_at->family != 0) {
+    dp_local learnt = *ep->arrived_at;
+    learnt.has_source = s->io.local.has_source;
+    learnt.source_ifindex = s->io.local.source_ifindex;
+    s->io.local = learnt;
   }
   if (flags == 0 && p->replacement != NULL) {
     /* Not the old session's: the reconnecting client's encrypted Finished. */
@@ -565,8 +568,7 @@ static ssize_t connect_peer(dp_endpoint *ep, dp_peer *p, const dp_addr *to, cons
  * peer knows the session by the address pair, and a record from elsewhere
  * would reach it as a stranger's and be dropped. */
 static int source_conflicts(const dp_session *s, const dp_local *source) {
-  return source != NULL && source->has_source && s->io.local.family != 0 &&
-         !IN6_IS_ADDR_UNSPECIFIED(&source->source) &&
+  return source != NULL && dp_local_address_known(source) && dp_local_address_known(&s->io.local) &&
          memcmp(&source->source, &s->io.local.source, sizeof source->source) != 0;
 }
 
@@ -611,11 +613,16 @@ ssize_t dp_endpoint_write_pkt(dp_endpoint *ep, const dp_addr *to, const dp_local
     return r != 0 ? r : (ssize_t)len;
   }
   /* The program's choice (an interface, say) holds for its datagram, as
-   * IP_PKTINFO does for one sendmsg; the session's own datagrams keep theirs. */
+   * IP_PKTINFO does for one sendmsg; the session's own datagrams keep theirs.
+   * An unspecified address keeps the session's: only it reaches the peer. */
   dp_local session_local;
   if (source != NULL) {
     session_local = s->io.local;
     s->io.local = *source;
+    if (!dp_local_address_known(source) && dp_local_address_known(&session_local)) {
+      s->io.local.family = session_local.family;
+      s->io.local.source = session_local.source;
+    }
   }
   ssize_t n = dp_session_write(s, buf, len);
   if (source != NULL)

@@ -123,7 +123,8 @@ int dp_pktinfo_parse(const dp_socket *s, struct msghdr *m, dp_local *out) {
     out->family = is_v4_mapped(&v6.ipi6_addr) ? AF_INET : AF_INET6;
     out->ifindex = v6.ipi6_ifindex;
     out->dst = v6.ipi6_addr;
-    out->source = v6.ipi6_addr;
+    if (usable_source(&v6.ipi6_addr)) /* else unspecified: not this side's own address */
+      out->source = v6.ipi6_addr;
   } else {
     return 0;
   }
@@ -166,27 +167,30 @@ int dp_pktinfo_from_program(const dp_socket *s, const struct msghdr *msg, const 
     /* The kernel's checks (CMSG_OK): a header, and no more than is there. */
     if (c->cmsg_len < sizeof *c || c->cmsg_len > (size_t)(end - (const uint8_t *)c))
       return -EINVAL;
-    if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+    /* Which levels the kernel reads depends on the destination: IPv4 goes
+     * through IPv4's send (SOL_IP, and IPV6_PKTINFO alone of SOL_IPV6 on an
+     * IPv6 socket), IPv6 through IPv6's (SOL_IPV6 only).  What it reads it
+     * acts on; this honours PKTINFO and refuses the rest, which a record
+     * cannot carry and without which the datagram would not be what was
+     * asked.  What the kernel ignores is ignored. */
+    int ip = c->cmsg_level == IPPROTO_IP && to_v4;
+    int ip6 = c->cmsg_level == IPPROTO_IPV6 && s->family == AF_INET6;
+    if (ip && c->cmsg_type == IP_PKTINFO) {
       if (c->cmsg_len != CMSG_LEN(sizeof v4))
         return -EINVAL;
       memcpy(&v4, CMSG_DATA(c), sizeof v4);
       have_v4 = 1;
-    } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO && s->family == AF_INET6) {
+    } else if (ip6 && c->cmsg_type == IPV6_PKTINFO) {
       if (c->cmsg_len != CMSG_LEN(sizeof v6))
         return -EINVAL;
       memcpy(&v6, CMSG_DATA(c), sizeof v6);
       have_v6 = 1;
-    } else if (c->cmsg_level == SOL_SOCKET || c->cmsg_level == IPPROTO_IP || c->cmsg_level == IPPROTO_UDP ||
-               (c->cmsg_level == IPPROTO_IPV6 && s->family == AF_INET6)) {
-      /* The kernel would act on it (or refuse it); the record cannot carry
-       * it, and sending without it would not be what was asked. */
+    } else if (c->cmsg_level == SOL_SOCKET || c->cmsg_level == IPPROTO_UDP || ip || (ip6 && !to_v4)) {
       return -EOPNOTSUPP;
     }
-    /* Other levels the kernel ignores on this socket, and so does this. */
   }
-  /* As the kernel: IP_PKTINFO applies to IPv4 (on either family), and for
-   * IPv6 only IPV6_PKTINFO; for IPv4 IPV6_PKTINFO needs a mapped address. */
-  if (to_v4 && have_v4) {
+  /* IPv4 takes IP_PKTINFO first; IPV6_PKTINFO for IPv4 needs a mapped address. */
+  if (have_v4) {
     map_v4(&out->source, v4.ipi_spec_dst);
     out->source_ifindex = (uint32_t)v4.ipi_ifindex;
   } else if (have_v6) {

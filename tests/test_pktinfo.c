@@ -16,8 +16,10 @@
 #include <errno.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,6 +135,82 @@ START_TEST(dual_stack_wildcard_answers_ipv4_from_each_address) {
   serve_each_address(AF_INET6, "::", AF_INET, "127.0.0.1", ips, 2);
   static const char *const ip6[] = {"::1"};
   serve_each_address(AF_INET6, "::", AF_INET6, "::1", ip6, 1);
+}
+END_TEST
+
+/* A server that answers as a DNS server does on a wildcard socket: it
+ * enables PKTINFO, reads where each query arrived with dtlsrecvmsg, and
+ * answers with dtlssendmsg (two iovecs) naming a source: the address the
+ * query reached, or (interface_only) only the interface, the address left
+ * unspecified.  Either way the answer must leave from the session's address. */
+typedef struct pktinfo_server {
+  echo_server base;
+  int interface_only;
+} pktinfo_server;
+
+static void *pktinfo_echo(void *arg) {
+  pktinfo_server *srv = arg;
+  int fd = srv->base.fd, v6 = srv->base.addr.ss_family == AF_INET6;
+  while (!atomic_load(&srv->base.stop)) {
+    char buf[512];
+    union {
+      struct cmsghdr align;
+      char bytes[256];
+    } control;
+    struct sockaddr_storage peer;
+    struct iovec iov = {.iov_base = buf, .iov_len = sizeof buf};
+    struct msghdr m = {.msg_name = &peer, .msg_namelen = sizeof peer, .msg_iov = &iov, .msg_iovlen = 1,
+                       .msg_control = &control, .msg_controllen = sizeof control};
+    ssize_t n = dtlsrecvmsg(fd, &m, 0);
+    if (n < 0) {
+      ck_assert_int_eq(errno, EAGAIN); /* SO_RCVTIMEO, so that stop is seen */
+      continue;
+    }
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    ck_assert_ptr_nonnull(c); /* the program enabled it: delivered */
+    ck_assert_int_eq(c->cmsg_level, v6 ? IPPROTO_IPV6 : IPPROTO_IP);
+    if (v6) {
+      struct in6_pktinfo *pi = (struct in6_pktinfo *)CMSG_DATA(c);
+      if (srv->interface_only)
+        memset(&pi->ipi6_addr, 0, sizeof pi->ipi6_addr);
+    } else {
+      struct in_pktinfo *pi = (struct in_pktinfo *)CMSG_DATA(c);
+      pi->ipi_spec_dst = srv->interface_only ? (struct in_addr){0} : pi->ipi_addr;
+    }
+    struct iovec halves[2] = {{buf, (size_t)n / 2}, {buf + n / 2, (size_t)n - (size_t)n / 2}};
+    struct msghdr reply = {.msg_name = &peer, .msg_namelen = m.msg_namelen, .msg_iov = halves, .msg_iovlen = 2,
+                           .msg_control = &control, .msg_controllen = m.msg_controllen};
+    ck_assert_int_eq(dtlssendmsg(fd, &reply, 0), n);
+  }
+  return NULL;
+}
+
+static void serve_with_program_sources(int family, const char *wildcard, int interface_only) {
+  dtlsplex_config *scfg = server_config(), *ccfg = client_config();
+  pktinfo_server srv = {.interface_only = interface_only};
+  srv.base.fd = bound_socket_to(family, wildcard, &srv.base.addr, &srv.base.addr_len);
+  set_rcvtimeo(srv.base.fd, 50);
+  ck_assert_int_eq(dtlsplex_attach(srv.base.fd, scfg), 0);
+  int on = 1;
+  ck_assert_int_eq(setsockopt(srv.base.fd, family == AF_INET ? IPPROTO_IP : IPPROTO_IPV6,
+                              family == AF_INET ? IP_PKTINFO : IPV6_RECVPKTINFO, &on, sizeof on), 0);
+  atomic_store(&srv.base.stop, 0);
+  ck_assert_int_eq(pthread_create(&srv.base.thread, NULL, pktinfo_echo, &srv), 0);
+  static const char *const ips[] = {"127.0.0.2", "127.0.0.3"};
+  for (size_t i = 0; i < 2; i++) {
+    echo_through(ccfg, AF_INET, "127.0.0.1", ips[i], port_of(&srv.base.addr), 1);
+    echo_through(ccfg, AF_INET, "127.0.0.1", ips[i], port_of(&srv.base.addr), 0);
+  }
+  struct dtlsplex_stats st = echo_stop(&srv.base);
+  ck_assert_uint_eq(st.handshakes_ok, 4);
+  dtlsplex_config_free(scfg);
+  dtlsplex_config_free(ccfg);
+}
+
+START_TEST(program_chosen_sources_reach_the_peer) {
+  serve_with_program_sources(AF_INET, "0.0.0.0", 0);
+  serve_with_program_sources(AF_INET, "0.0.0.0", 1);
+  serve_with_program_sources(AF_INET6, "::", 0);
 }
 END_TEST
 
@@ -273,6 +351,7 @@ int main(void) {
   tcase_add_test(tc, ipv4_wildcard_answers_from_each_address);
   tcase_add_test(tc, dual_stack_wildcard_answers_ipv4_from_each_address);
   tcase_add_test(tc, ipv6_wildcard_answers_from_each_address);
+  tcase_add_test(tc, program_chosen_sources_reach_the_peer);
   tcase_add_test(tc, program_keeps_its_own_pktinfo_setting);
   tcase_add_test(tc, specific_or_connected_socket_needs_no_pktinfo);
   suite_add_tcase(s, tc);
