@@ -153,9 +153,9 @@ void dp_io_init_rx(dp_rx *rx) {
 }
 
 /* recvmmsg writes back only the address and control lengths (and lengths
- * and flags). */
-void dp_io_prepare_rx(dp_rx *rx) {
-  for (int i = 0; i < RX_BATCH; i++) {
+ * and flags): the first n slots are made ready for the next call. */
+void dp_io_prepare_rx(dp_rx *rx, unsigned int n) {
+  for (unsigned int i = 0; i < n; i++) {
     rx->msgs[i].msg_hdr.msg_namelen = sizeof rx->from[i];
     rx->msgs[i].msg_hdr.msg_controllen = sizeof rx->control[i];
   }
@@ -193,7 +193,7 @@ int dp_io_read_socket(dp_socket *s, int until_data) {
   /* Bounded even if errors keep coming. */
   unsigned int batch = until_data ? 1 : RX_BATCH;
   for (int calls = 0; count < READ_BURST && calls < READ_BURST; calls++) {
-    dp_io_prepare_rx(s->rx);
+    dp_io_prepare_rx(s->rx, batch);
     int n = recvmmsg(s->fd, s->rx->msgs, batch, MSG_DONTWAIT, NULL);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -214,10 +214,14 @@ int dp_io_read_socket(dp_socket *s, int until_data) {
   return count;
 }
 
-/* Runs the core's due timers, their retransmissions sent together. */
+/* Runs the core's due timers, their retransmissions sent together.  Most
+ * calls find none due: they cost a clock read. */
 void dp_io_run_timers(dp_socket *s) {
+  uint64_t now = dp_now_ms();
+  if (dp_endpoint_get_expiry(s->core) > now)
+    return;
   dp_io_defer_sends(s);
-  dp_endpoint_handle_expiry(s->core, dp_now_ms());
+  dp_endpoint_handle_expiry(s->core, now);
   dp_io_send_deferred(s);
 }
 

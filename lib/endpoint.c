@@ -254,8 +254,8 @@ static uint64_t release_due(const dp_peer *p) {
   return since + RELEASE_BUFFERS_AFTER_MS;
 }
 
-/* Puts the peer in the timer order at its earliest deadline. */
-static void schedule(dp_endpoint *ep, dp_peer *p) {
+/* The peer's earliest deadline. */
+static uint64_t next_deadline(const dp_endpoint *ep, const dp_peer *p) {
   uint64_t deadline = DP_NO_DEADLINE;
   const dp_session *s = p->session;
   if (s == NULL) {
@@ -276,7 +276,12 @@ static void schedule(dp_endpoint *ep, dp_peer *p) {
                                                                            : p->replacement->retransmit_at;
     deadline = r < deadline ? r : deadline;
   }
-  if (dp_table_set_deadline(&ep->peers, &p->entry, deadline) != 0) {
+  return deadline;
+}
+
+/* Puts the peer in the timer order at its earliest deadline. */
+static void schedule(dp_endpoint *ep, dp_peer *p) {
+  if (dp_table_set_deadline(&ep->peers, &p->entry, next_deadline(ep, p)) != 0) {
     /* Out of memory for the timer order: the peer keeps its old deadline
      * (callers go on using it, so it cannot be freed here). */
     log_peer(ep, DTLSPLEX_LOG_ERROR, &p->addr, "out of memory: peer timer not moved", ENOMEM);
@@ -343,6 +348,11 @@ static void apply_flags(dp_endpoint *ep, dp_peer *p, int flags, uint64_t now) {
     forget_peer(ep, p);
     return;
   }
+  /* Data only moves an established session's deadlines later: the timer
+   * already set fires early, and expire() sets the new one.  This spares
+   * the timer order an update per datagram. */
+  if (flags == DP_IN_DATA && p->entry.deadline <= next_deadline(ep, p))
+    return;
   schedule(ep, p);
 }
 

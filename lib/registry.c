@@ -286,10 +286,7 @@ void dp_socket_free(dp_socket *s) {
 }
 
 void dp_socket_release(dp_socket *s) {
-  pthread_mutex_lock(&registry_lock);
-  int last = --s->refs == 0;
-  pthread_mutex_unlock(&registry_lock);
-  if (last)
+  if (atomic_fetch_sub(&s->refs, 1) == 1)
     dp_socket_free(s);
 }
 
@@ -299,7 +296,7 @@ static dp_socket *lookup(int fd) {
   pthread_mutex_lock(&registry_lock);
   if (fd >= 0 && (size_t)fd < registry_cap && registry[fd] != NULL) {
     s = registry[fd];
-    s->refs++;
+    atomic_fetch_add(&s->refs, 1);
   }
   pthread_mutex_unlock(&registry_lock);
   if (s != NULL)
@@ -315,7 +312,7 @@ static dp_socket *lookup(int fd) {
   pthread_mutex_lock(&registry_lock);
   s = find_live(dev, ino);
   if (s != NULL) {
-    s->refs++;
+    atomic_fetch_add(&s->refs, 1);
     if (reserve_slot(fd) == 0 && registry[fd] == NULL)
       set_slot(fd, s);
   }
@@ -475,6 +472,10 @@ __attribute__((visibility("default"))) int getsockopt(int fd, int level, int nam
 /* Unlocks, then runs the event callback for what happened meanwhile: the
  * callback may call back into the library. */
 void dp_unlock_and_dispatch(dp_socket *s) {
+  if (s->core == NULL || !dp_endpoint_has_events(s->core)) { /* most calls */
+    pthread_mutex_unlock(&s->lock);
+    return;
+  }
   dp_event batch[16];
   for (;;) {
     size_t n = 0;

@@ -89,10 +89,27 @@ static dp_session *session_wrap(SSL *ssl, const dp_addr *peer, const dp_local *l
 }
 
 /* SSL_get_error needs an empty error queue; emptying one that is already
- * empty costs as much as encrypting a small record, so look first. */
+ * empty costs as much as encrypting a small record, so look first.  Even
+ * looking costs a few hundred instructions (the thread's error state, an
+ * init check): the per-record calls of an established session do without
+ * (see established_error). */
 static void clear_errors(void) {
   if (ERR_peek_error() != 0)
     ERR_clear_error();
+}
+
+/* SSL_get_error after an established session's SSL_read, made without
+ * emptying the error queue first.  An error already queued (the program's,
+ * say) would read as SSL_ERROR_SSL or SSL_ERROR_SYSCALL; libssl's own fatal
+ * errors take the session out of its finished state, so an error seen while
+ * it is still finished is not this call's: ask again with the queue empty. */
+static int established_error(SSL *ssl, int r) {
+  int e = SSL_get_error(ssl, r);
+  if ((e == SSL_ERROR_SSL || e == SSL_ERROR_SYSCALL) && SSL_is_init_finished(ssl)) {
+    ERR_clear_error();
+    e = SSL_get_error(ssl, r);
+  }
+  return e;
 }
 
 static int is_ip_literal(const char *name) {
@@ -337,7 +354,6 @@ static int read_records(dp_session *s, int just_established, uint8_t *scratch, s
   int flags = 0;
   /* One datagram may hold several records: read until libssl wants more. */
   for (;;) {
-    clear_errors();
     int n = SSL_read(s->ssl, scratch, (int)scratch_len);
     if (n > 0) {
       deliver(deliver_arg, scratch, (size_t)n);
@@ -347,7 +363,7 @@ static int read_records(dp_session *s, int just_established, uint8_t *scratch, s
         return flags;
       continue;
     }
-    int e = SSL_get_error(s->ssl, n);
+    int e = established_error(s->ssl, n);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
       return flags;
     if (e == SSL_ERROR_ZERO_RETURN) {
@@ -407,8 +423,9 @@ ssize_t dp_session_write(dp_session *s, const void *buf, size_t len) {
     return 0; /* libssl sends no empty records */
   if (!take_buffers(s))
     return -ENOMEM;
-  clear_errors();
   s->io.last_send_error = 0;
+  /* Any failure ends the session, whatever the error queue says: no need
+   * to empty it first (fail() empties it after). */
   int n = SSL_write(s->ssl, buf, (int)len);
   dp_bio_io_flush(&s->io);
   if (n <= 0) {

@@ -59,7 +59,7 @@ int dtlsplex_attach(int fd, dtlsplex_config *cfg) {
   s->dev = st.st_dev;
   s->ino = st.st_ino;
   s->family = family;
-  s->refs = 1;
+  atomic_init(&s->refs, 1);
   s->ev_epoll = -1;
   s->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   int setup_err = errno;

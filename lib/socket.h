@@ -98,7 +98,10 @@ typedef struct dp_socket {
   size_t cork_len;
   dp_addr cork_to;
   dp_local cork_source;
-  unsigned int refs; /* the registry's, plus one per call in progress; under registry_lock */
+  /* The registry's, plus one per call in progress.  Taken under
+   * registry_lock (while the registry still holds its own), dropped without
+   * it: only the last drop, after the registry let go, frees the socket. */
+  atomic_uint refs;
   int detached;
   int wake_fd;       /* wakes threads waiting in poll: detach, or an earlier timer */
   unsigned int waiters;      /* threads in poll */
@@ -173,7 +176,7 @@ void dp_unlock_and_dispatch(dp_socket *s);
 
 /* dgram_io.c */
 void dp_io_init_rx(dp_rx *rx);
-void dp_io_prepare_rx(dp_rx *rx);
+void dp_io_prepare_rx(dp_rx *rx, unsigned int n);
 /* The endpoint's send function (arg: the dp_socket). */
 int dp_io_send(void *arg, const dp_addr *to, const dp_local *source, const uint8_t *data, size_t len);
 int dp_io_send_stalled(dp_socket *s, int blocking);

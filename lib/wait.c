@@ -133,7 +133,7 @@ void dp_learn_self(dp_socket *s) {
   dp_rx *rx = s->rx;
   /* Bounded: a socket flooded past this keeps waiting in poll. */
   for (int calls = 0; calls < READ_BURST; calls++) {
-    dp_io_prepare_rx(rx);
+    dp_io_prepare_rx(rx, RX_BATCH);
     int n = recvmmsg(s->fd, rx->msgs, RX_BATCH, MSG_DONTWAIT, NULL);
     if (n < 0 && (dp_is_stale_icmp_error(errno) || errno == EINTR)) {
       dp_io_note_icmp(s, errno);
@@ -163,7 +163,7 @@ void dp_learn_self(dp_socket *s) {
  * (EBADF if detached meanwhile). */
 int dp_wait_in_kernel(dp_socket *s) {
   s->rx_in_kernel = 1;
-  dp_io_prepare_rx(s->rx);
+  dp_io_prepare_rx(s->rx, 1);
   pthread_mutex_unlock(&s->lock); /* events were dispatched before: see dtlsrecvfrom */
   int n = recvmmsg(s->fd, s->rx->msgs, 1, 0, NULL); /* one: the rest stays visible to poll */
   int err = errno;

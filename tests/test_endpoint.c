@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include "certs.h"
@@ -904,12 +905,48 @@ START_TEST(close_notify_and_emsgsize) {
 }
 END_TEST
 
+/* Errors the program left in the thread's OpenSSL error queue are not the
+ * session's: the per-record calls read the queue only on failure, and an
+ * error seen while the session is still established is asked again with
+ * the queue emptied (session.c, established_error).  A bad record, data
+ * and close_notify then do what they do with an empty queue. */
+START_TEST(errors_queued_by_the_program_end_nothing) {
+  connect_client(&client);
+  for (int kind = 0; kind < 2; kind++) {
+    ERR_raise(kind == 0 ? ERR_LIB_SSL : ERR_LIB_SYS, kind == 0 ? SSL_R_BAD_PACKET : EIO);
+    ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "before", 6, 0, sim_now), 6);
+    sim_deliver_due();
+    expect_datagram(&server, &client, "before");
+    ck_assert_uint_ne(ERR_peek_error(), 0); /* records that succeed leave the queue alone */
+    /* A record that fails authentication: dropped, the session lives. */
+    ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "forged", 6, 0, sim_now), 6);
+    sim_packet forged = sim_take();
+    forged.data[forged.len - 1] ^= 1;
+    dp_endpoint_read_pkt(server.ep, &client.addr, NULL, forged.data, forged.len, sim_now);
+    int err;
+    ck_assert_int_eq(dp_endpoint_peer_state(server.ep, &client.addr, &err), DTLSPLEX_STATE_ESTABLISHED);
+    ck_assert_int_eq(dp_endpoint_recv(server.ep, NULL, 0, 0, NULL), -EAGAIN);
+    ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "after", 5, 0, sim_now), 5);
+    sim_deliver_due();
+    expect_datagram(&server, &client, "after");
+    ERR_clear_error();
+  }
+  ERR_raise(ERR_LIB_SSL, SSL_R_BAD_PACKET);
+  ck_assert_int_eq(dp_endpoint_close(client.ep, &server.addr), 0);
+  sim_deliver_due();
+  ck_assert_int_eq(find_event(server.ep, DTLSPLEX_EVENT_CLOSED), 0);
+  ck_assert_uint_eq(stats_of(&server).peers, 0);
+  ERR_clear_error();
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("endpoint");
   TCase *tc = tcase_create("core");
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, full_handshake_and_data);
+  tcase_add_test(tc, errors_queued_by_the_program_end_nothing);
   tcase_add_test(tc, data_overtaking_the_final_flight);
   tcase_add_test(tc, spoofed_client_hello_creates_no_peer);
   tcase_add_test(tc, retransmission_after_dropped_flight);
