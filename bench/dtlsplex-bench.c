@@ -3,12 +3,17 @@
  * same run, on loopback, with the same sizes and the same socket setup.
  *
  *   dtlsplex-bench [--quick] [--seconds N] [--peers N] [--only LIST]
+ *   dtlsplex-bench --instructions [--quick] [--keep]
  *
  * The server side of every measurement is a forked process with its own
  * socket (so that its CPU time, RSS and heap are its own); the clients run in
  * the main thread.  Every socket that blocks has SO_RCVTIMEO and every loop
  * is bounded by time, so nothing can hang.  Progress goes to stderr; stdout
  * gets one table, notes on what each figure is, and the targets.
+ *
+ * --instructions counts instead of timing: the server runs under valgrind's
+ * callgrind (see "Instruction counts" below), so that its figures do not move
+ * with the machine's noise.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -17,8 +22,10 @@
 #endif
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <malloc.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -44,6 +51,16 @@
 #include <openssl/x509v3.h>
 
 #include <dtlsplex.h>
+
+#ifdef HAVE_VALGRIND_CALLGRIND_H
+#include <valgrind/callgrind.h>
+#define HAVE_CALLGRIND 1
+#else
+/* Without the header --instructions refuses to run (exit 2): never reached. */
+#define HAVE_CALLGRIND 0
+#define CALLGRIND_TOGGLE_COLLECT ((void)0)
+#define CALLGRIND_DUMP_STATS_AT(label) ((void)(label))
+#endif
 
 /* ---- Settings ----------------------------------------------------------- */
 
@@ -76,15 +93,21 @@
 
 /* First byte of every benchmark datagram (same protocol for UDP and DTLS). */
 enum {
-  MSG_ECHO = 'E',   /* echoed back whole */
-  MSG_DATA = 'D',   /* one-way data: counted; every ACK_EVERY-th is acked */
-  MSG_ACK = 'A',    /* server -> client: cumulative count of MSG_DATA */
-  MSG_REPORT = 'R', /* server replies with a struct server_report */
-  MSG_QUIT = 'Q',   /* server replies, then exits */
-  MSG_NOOP = 'N',   /* ignored (first datagram of a handshake-only client) */
-  MSG_BALLAST = 'B' /* server holds (allocated, touched) the 8-byte count of bytes that follows */
+  MSG_ECHO = 'E',    /* echoed back whole */
+  MSG_DATA = 'D',    /* one-way data: counted; every ACK_EVERY-th is acked */
+  MSG_ACK = 'A',     /* server -> client: cumulative count of MSG_DATA */
+  MSG_REPORT = 'R',  /* server replies with a struct server_report */
+  MSG_QUIT = 'Q',    /* server replies, then exits */
+  MSG_NOOP = 'N',    /* ignored (first datagram of a handshake-only client) */
+  MSG_BALLAST = 'B', /* server holds (allocated, touched) the 8-byte count of bytes that follows */
+  /* --instructions only: */
+  MSG_MARK = 'M', /* ends a phase: callgrind writes the server's count, labelled by the
+                     LABEL_MAX bytes that follow, to a file of its own */
+  MSG_PK = 'K'    /* server runs the public-key baseline: 8-byte count, then LABEL_MAX
+                     bytes naming the key-exchange group */
 };
-#define HDR 9 /* type byte + 8-byte sequence number */
+#define HDR 9        /* type byte + 8-byte sequence number */
+#define LABEL_MAX 48 /* NUL-terminated, padded: every mark is the same size */
 
 /* Groups of measurements, for --only. */
 enum { M_HANDSHAKE = 1, M_PINGPONG = 2, M_ONEWAY = 4, M_PEERS = 8, M_ALL = 15 };
@@ -93,7 +116,9 @@ typedef struct {
   double seconds; /* per measurement */
   long peers_cap; /* largest idle-peer count to build */
   int quick;
-  int only; /* M_* bits */
+  int only;         /* M_* bits */
+  int instructions; /* --instructions: count instead of timing */
+  int keep;         /* --keep: leave callgrind's files for callgrind_annotate */
 } options;
 
 /* What a server reports about itself (same host, same binary: sent raw). */
@@ -112,6 +137,7 @@ typedef struct {
 
 static options opt = {.seconds = 2.5, .peers_cap = 10000, .only = M_ALL};
 static char tmpdir[64], ca_pem[128], chain_pem[128], key_pem[128];
+static char cg_dir[64]; /* --instructions: callgrind's files */
 static dtlsplex_config *client_cfg; /* made by use_setup; shared by every DTLS client socket */
 static dtlsplex_config *server_cfg; /* in a server process only */
 
@@ -277,13 +303,20 @@ static void remove_pems(void) {
   rmdir(tmpdir);
 }
 
-static void make_pems(void) {
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/dtlsplex-bench.XXXXXX");
-  if (mkdtemp(tmpdir) == NULL)
-    die("mkdtemp");
+/* The files' names in dir (also in the counted server of --instructions,
+ * which is told the directory). */
+static void name_pems(const char *dir) {
+  snprintf(tmpdir, sizeof tmpdir, "%s", dir);
   snprintf(ca_pem, sizeof ca_pem, "%s/ca.pem", tmpdir);
   snprintf(chain_pem, sizeof chain_pem, "%s/server.pem", tmpdir);
   snprintf(key_pem, sizeof key_pem, "%s/server.key", tmpdir);
+}
+
+static void make_pems(void) {
+  char dir[] = "/tmp/dtlsplex-bench.XXXXXX";
+  if (mkdtemp(dir) == NULL)
+    die("mkdtemp");
+  name_pems(dir);
   EVP_PKEY *ca_key = EVP_EC_gen(GROUP), *key = EVP_EC_gen(GROUP);
   X509 *ca = ca_key != NULL ? make_cert(ca_key, "dtlsplex-bench CA", NULL, NULL) : NULL;
   X509 *leaf = ca != NULL && key != NULL ? make_cert(key, "localhost", ca, ca_key) : NULL;
@@ -318,6 +351,10 @@ static const setup default_setup = {
  * default groups. */
 static const setup p521_setup = {
     .server_groups = NULL, .client_groups = "P-521:P-256:X25519", .mtu = DTLS_MTU, .server_ip = INADDR_LOOPBACK};
+/* A client that offers X25519, then P-256, against a server with the
+ * library's default groups (X25519 first): an X25519 handshake. */
+static const setup x25519_setup = {
+    .server_groups = NULL, .client_groups = "X25519:P-256", .mtu = DTLS_MTU, .server_ip = INADDR_LOOPBACK};
 /* Datagrams of JUMBO bytes: one record each, so both sides need the MTU. */
 static const setup jumbo_setup = {
     .server_groups = GROUP, .client_groups = GROUP, .mtu = JUMBO_MTU, .server_ip = INADDR_LOOPBACK};
@@ -450,6 +487,78 @@ static const transport dtls_transport = {
 enum { T_UDP, T_DTLS };
 static const transport *const transports[2] = {&udp_transport, &dtls_transport};
 
+/* ---- Public-key operations alone --------------------------------------- */
+
+typedef struct {
+  const char *group; /* of the key exchange: an EC curve, or X25519 */
+  EVP_PKEY *sign_key, *peer_key;
+} pk_keys;
+
+/* A key in the key-exchange group (EVP_EC_gen makes EC curves only). */
+static EVP_PKEY *pk_gen(const char *group) {
+  return strcmp(group, "X25519") == 0 ? EVP_PKEY_Q_keygen(NULL, NULL, "X25519") : EVP_EC_gen(group);
+}
+
+/* The signing key is the certificate's kind whatever the group: ECDSA P-256. */
+static int pk_open(pk_keys *k, const char *group) {
+  *k = (pk_keys){group, EVP_EC_gen(GROUP), pk_gen(group)};
+  return k->sign_key != NULL && k->peer_key != NULL ? 0 : -1;
+}
+
+static void pk_close(pk_keys *k) {
+  EVP_PKEY_free(k->sign_key);
+  EVP_PKEY_free(k->peer_key);
+}
+
+/* One server handshake's public-key work: ECDSA P-256 sign (of a
+ * ServerKeyExchange-sized message, SHA-256), a key generation in the
+ * key-exchange group, and the shared-secret derivation (set_peer checks the
+ * peer's key, as it does in libssl's derivation). */
+static long pk_step(void *arg) {
+  pk_keys *k = arg;
+  unsigned char msg[130] = {1}, sig[128], secret[64];
+  size_t sig_len = sizeof sig, secret_len = sizeof secret;
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  int ok = md != NULL && EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, k->sign_key) == 1 &&
+           EVP_DigestSign(md, sig, &sig_len, msg, sizeof msg) == 1;
+  EVP_MD_CTX_free(md);
+  EVP_PKEY *eph = ok ? pk_gen(k->group) : NULL;
+  EVP_PKEY_CTX *dc = eph != NULL ? EVP_PKEY_CTX_new(eph, NULL) : NULL;
+  ok = dc != NULL && EVP_PKEY_derive_init(dc) == 1 && EVP_PKEY_derive_set_peer(dc, k->peer_key) == 1 &&
+       EVP_PKEY_derive(dc, secret, &secret_len) == 1;
+  EVP_PKEY_CTX_free(dc);
+  EVP_PKEY_free(eph);
+  return ok ? 1 : -1;
+}
+
+/* CPU microseconds per set of public-key operations, in this process. */
+static double measure_pk_baseline(void) {
+  progress("public-key baseline (P-256 sign + keygen + derive)");
+  pk_keys k;
+  double us = NAN;
+  if (pk_open(&k, GROUP) == 0) {
+    long ops = 0;
+    double cpu0 = cpu_s();
+    double rate = run_for(opt.seconds, 0, pk_step, &k, &ops);
+    if (!isnan(rate) && ops > 0)
+      us = (cpu_s() - cpu0) * 1e6 / (double)ops;
+  }
+  pk_close(&k);
+  return us;
+}
+
+/* MSG_PK: `count` sets in a row, for --instructions, which counts them in the
+ * server process as it counts that process's handshakes.  A plain loop: no
+ * clock reading per set to count with it. */
+static int pk_run(const char *group, uint64_t count) {
+  pk_keys k;
+  int ok = pk_open(&k, group) == 0;
+  for (uint64_t i = 0; ok && i < count; i++)
+    ok = pk_step(&k) == 1;
+  pk_close(&k);
+  return ok ? 0 : -1;
+}
+
 /* ---- The server process ------------------------------------------------- */
 
 static void server_reply(int fd, const transport *t, uint8_t *buf, size_t len, const struct sockaddr *to,
@@ -523,6 +632,20 @@ static void serve(int fd, const transport *t) {
       if (n >= HDR + 8 && hold_ballast(get_u64(buf + HDR)) == 0)
         server_reply(fd, t, buf, HDR, to, from_len);
       break;
+    case MSG_MARK: /* the counted server of --instructions: see count_per_op */
+      if (n == HDR + LABEL_MAX) {
+        buf[n - 1] = '\0';
+        CALLGRIND_DUMP_STATS_AT((const char *)buf + HDR);
+        server_reply(fd, t, buf, HDR, to, from_len);
+      }
+      break;
+    case MSG_PK: /* --instructions: the baseline, in the process that does the handshakes */
+      if (n == HDR + 8 + LABEL_MAX) {
+        buf[n - 1] = '\0';
+        if (pk_run((const char *)buf + HDR + 8, get_u64(buf + HDR)) == 0)
+          server_reply(fd, t, buf, HDR, to, from_len);
+      }
+      break;
     case MSG_QUIT:
       server_reply(fd, t, buf, (size_t)n, to, from_len);
       return;
@@ -537,7 +660,12 @@ typedef struct {
   struct sockaddr_in addr;
 } server_proc;
 
-static int server_start(const transport *t, unsigned int max_peers, server_proc *out) {
+/* What a forked server process runs on its socket; it does not return. */
+typedef void (*server_main_fn)(int fd, const void *arg);
+
+/* Forks a server process that runs `run` on a socket bound as the setup in
+ * use says. */
+static int server_spawn(server_main_fn run, const void *arg, server_proc *out) {
   int fd = open_udp(setup_in_use.server_ip, SERVER_RCVTIMEO_MS, 0);
   socklen_t len = sizeof out->addr;
   if (fd < 0)
@@ -558,14 +686,31 @@ static int server_start(const transport *t, unsigned int max_peers, server_proc 
   if (out->pid == 0) {
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
-    prctl(PR_SET_PDEATHSIG, SIGKILL); /* the server never outlives the benchmark */
-    if (getppid() != parent || t->attach_server(fd, max_peers) < 0)
-      _exit(1);
-    serve(fd, t);
-    _exit(0); /* no detach: close_notify to every idle peer is not part of any figure */
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* the server never outlives the benchmark (nor an exec) */
+    if (getppid() == parent)
+      run(fd, arg);
+    _exit(1);
   }
   close(fd);
   return 0;
+}
+
+typedef struct {
+  const transport *t;
+  unsigned int max_peers;
+} server_args;
+
+static void serve_forked(int fd, const void *arg) {
+  const server_args *a = arg;
+  if (a->t->attach_server(fd, a->max_peers) < 0)
+    _exit(1);
+  serve(fd, a->t);
+  _exit(0); /* no detach: close_notify to every idle peer is not part of any figure */
+}
+
+static int server_start(const transport *t, unsigned int max_peers, server_proc *out) {
+  const server_args a = {t, max_peers};
+  return server_spawn(serve_forked, &a, out);
 }
 
 /* Waits (bounded) for the server to exit, then makes sure it has. */
@@ -647,6 +792,16 @@ static ssize_t conn_call(conn *c, uint8_t type, size_t size, uint8_t *reply, siz
   return -1;
 }
 
+/* conn_call with `len` bytes of payload after the header; c->out is left
+ * zero beyond its header again. */
+static ssize_t conn_call_with(conn *c, uint8_t type, const void *payload, size_t len, uint8_t *reply, size_t cap,
+                              int tries) {
+  memcpy(c->out + HDR, payload, len);
+  ssize_t n = conn_call(c, type, HDR + len, reply, cap, tries);
+  memset(c->out + HDR, 0, len);
+  return n;
+}
+
 static int conn_report(conn *c, server_report *r) {
   uint8_t reply[HDR + sizeof *r];
   if (conn_call(c, MSG_REPORT, HDR, reply, sizeof reply, CALL_TRIES) != (ssize_t)sizeof reply)
@@ -671,9 +826,9 @@ typedef struct {
 
 static void session_close(session *x) { conn_quit(&x->c, &x->srv); }
 
-static int session_open(session *x, const transport *t, unsigned int max_peers) {
-  if (server_start(t, max_peers, &x->srv) < 0)
-    return -1;
+/* Connects a client to the server x->srv, which has been started; stops the
+ * server if that fails. */
+static int session_connect(session *x, const transport *t) {
   if (conn_open(&x->c, t, &x->srv) < 0) {
     kill(x->srv.pid, SIGKILL);
     server_reap(&x->srv);
@@ -685,6 +840,12 @@ static int session_open(session *x, const transport *t, unsigned int max_peers) 
     return -1;
   }
   return 0;
+}
+
+static int session_open(session *x, const transport *t, unsigned int max_peers) {
+  if (server_start(t, max_peers, &x->srv) < 0)
+    return -1;
+  return session_connect(x, t);
 }
 
 static double median(double *v, int n) {
@@ -1118,49 +1279,6 @@ static void measure_handshakes(hs_result *h) {
     fprintf(stderr, "  (%ld handshakes failed or timed out)\n", h->failed);
 }
 
-/* ---- Measurement: public-key operations alone --------------------------- */
-
-typedef struct {
-  EVP_PKEY *sign_key, *peer_key;
-} pk_keys;
-
-/* One server handshake's public-key work: ECDSA P-256 sign (of a
- * ServerKeyExchange-sized message, SHA-256), ECDH P-256 key generation, and
- * the shared-secret derivation. */
-static long pk_step(void *arg) {
-  pk_keys *k = arg;
-  unsigned char msg[130] = {1}, sig[128], secret[64];
-  size_t sig_len = sizeof sig, secret_len = sizeof secret;
-  EVP_MD_CTX *md = EVP_MD_CTX_new();
-  int ok = md != NULL && EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, k->sign_key) == 1 &&
-           EVP_DigestSign(md, sig, &sig_len, msg, sizeof msg) == 1;
-  EVP_MD_CTX_free(md);
-  EVP_PKEY *eph = ok ? EVP_EC_gen(GROUP) : NULL;
-  EVP_PKEY_CTX *dc = eph != NULL ? EVP_PKEY_CTX_new(eph, NULL) : NULL;
-  ok = dc != NULL && EVP_PKEY_derive_init(dc) == 1 && EVP_PKEY_derive_set_peer(dc, k->peer_key) == 1 &&
-       EVP_PKEY_derive(dc, secret, &secret_len) == 1;
-  EVP_PKEY_CTX_free(dc);
-  EVP_PKEY_free(eph);
-  return ok ? 1 : -1;
-}
-
-/* CPU microseconds per set of public-key operations, in this process. */
-static double measure_pk_baseline(void) {
-  progress("public-key baseline (P-256 sign + keygen + derive)");
-  pk_keys k = {EVP_EC_gen(GROUP), EVP_EC_gen(GROUP)};
-  double us = NAN;
-  if (k.sign_key != NULL && k.peer_key != NULL) {
-    long ops = 0;
-    double cpu0 = cpu_s();
-    double rate = run_for(opt.seconds, 0, pk_step, &k, &ops);
-    if (!isnan(rate) && ops > 0)
-      us = (cpu_s() - cpu0) * 1e6 / (double)ops;
-  }
-  EVP_PKEY_free(k.sign_key);
-  EVP_PKEY_free(k.peer_key);
-  return us;
-}
-
 /* ---- Measurement: many idle peers on one server socket ------------------ */
 
 #define MAX_LEVELS 4
@@ -1305,11 +1423,10 @@ static void measure_ballast(scaling *s) {
     snprintf(what, sizeof what, "UDP ping-pong, %d bytes, server holding %.0f MiB vs holding nothing", SMALL,
              s->grown_kib / 1024.0);
     progress(what);
-    uint8_t reply[HDR];
-    put_u64(held.c.out + HDR, (uint64_t)(s->grown_kib * 1024.0));
+    uint8_t bytes[8], reply[HDR];
+    put_u64(bytes, (uint64_t)(s->grown_kib * 1024.0));
     pingpong p_held = {.c = &held.c, .size = SMALL}, p_bare = {.c = &bare.c, .size = SMALL};
-    ssize_t done = conn_call(&held.c, MSG_BALLAST, HDR + 8, reply, sizeof reply, BALLAST_TRIES);
-    memset(held.c.out + HDR, 0, 8);
+    ssize_t done = conn_call_with(&held.c, MSG_BALLAST, bytes, sizeof bytes, reply, sizeof reply, BALLAST_TRIES);
     if (done == HDR)
       s->ballast = scaling_measure(&p_held, &p_bare);
     else
@@ -1365,8 +1482,8 @@ static void format_value(char *out, size_t cap, double v, int decimals) {
     snprintf(out, cap, "%.*f", decimals, v);
 }
 
-static void print_table(const row *rows, int n) {
-  printf("%-*s %10s %15s %6s %11s  %s\n", LABEL_WIDTH, "measurement", "DTLS", "UDP / reference", "ratio",
+static void print_table(const row *rows, int n, const char *ref_heading) {
+  printf("%-*s %10s %15s %6s %11s  %s\n", LABEL_WIDTH, "measurement", "DTLS", ref_heading, "ratio",
          "round range", "unit");
   for (int i = 0; i < LABEL_WIDTH + 64; i++)
     putchar('-');
@@ -1386,6 +1503,15 @@ static void print_table(const row *rows, int n) {
   }
 }
 
+/* The first line: what ran, on what, how long it took. */
+static void print_heading(double start) {
+  const char *mode = opt.instructions ? (opt.quick ? " (--instructions --quick)" : " (--instructions)")
+                     : opt.quick      ? " (--quick)"
+                                      : "";
+  printf("%s, %s, %ld CPUs online, run took %.0f s%s\n\n", dtlsplex_version(), OpenSSL_version(OPENSSL_VERSION),
+         sysconf(_SC_NPROCESSORS_ONLN), now_s() - start, mode);
+}
+
 /* ---- Targets ------------------------------------------------------------- */
 
 static void target(const char *what, double measured, double limit, int at_least, const char *shown) {
@@ -1400,6 +1526,350 @@ static void target_ratio(const char *what, paired fig, double limit_pct) {
   double pct = fig.ref > 0 ? 100.0 * fig.value / fig.ref : NAN;
   snprintf(shown, sizeof shown, "%.1f%% (rounds %.1f-%.1f%%)", pct, 100.0 * fig.lo, 100.0 * fig.hi);
   target(what, pct, limit_pct, 1, shown);
+}
+
+/* ---- Instruction counts (--instructions) -------------------------------- */
+
+/* The server of each count runs under valgrind's callgrind: its forked
+ * process execs valgrind on this program (counted_server_main), so that only
+ * the server is slowed and counted; the clients run natively here, as in the
+ * timed rows.  Callgrind counts the server's instructions in user space, not
+ * the kernel's work in its system calls.  Marks (MSG_MARK, on the control
+ * connection) cut the server's life into phases: at each mark callgrind
+ * writes what the server did since the previous one to a file of its own.  A
+ * figure is the count of a phase of N operations less that of a phase of
+ * none, divided by N: each phase also holds one mark's reply and the next
+ * mark's receipt, and those cancel (see count_per_op). */
+
+#define COUNTED_SERVER_ARG "--counted-server" /* argv[1] of the exec'd server */
+#define COUNTED_START_S 60 /* for valgrind to start the server */
+#define COUNTED_CALL_S 60  /* a control call: N sets of public-key work take seconds under callgrind */
+/* The clients' retransmission timer: a flight sent again would be counted as
+ * the server's work.  Below the clients' 5 s handshake timeout. */
+#define COUNTED_RTO_MS 4000
+#define COUNTED_HS_TARGET 1.25 /* handshake <= this x the public-key work of its group */
+static const size_t counted_sizes[2] = {SMALL, BIG}; /* of the echoed messages */
+/* Instructions per echoed message of counted_sizes for a design with one
+ * connected socket per peer on OpenSSL's own datagram BIO, as the issue
+ * (Performance II) measured them: references quoted, not measured here. */
+static const double issue_echo[2] = {7900, 13600};
+
+/* One counted server per handshake group; the P-256 one also counts the
+ * echoes, in the timed rows' setup. */
+enum { PLAN_P256, PLAN_X25519, PLANS };
+
+typedef struct {
+  const char *group; /* the group the handshakes negotiate, and the baseline's */
+  const setup *s;
+} counted_plan;
+
+static const counted_plan counted_plans[PLANS] = {{GROUP, &default_setup}, {"X25519", &x25519_setup}};
+
+typedef struct {
+  session x; /* the server process and the control connection */
+  int marks; /* sent so far: callgrind numbers its files by them */
+} counted_server;
+
+typedef struct {
+  double hs, pk;     /* instructions per handshake, per set of public-key operations */
+  double echo[2];    /* per echoed message of counted_sizes[i] (PLAN_P256 only) */
+  server_report end; /* the server's handshakes, and how many were resumed */
+} counted;
+
+/* The counted server: this program, exec'd by valgrind (counted_exec).
+ * argv: the bound socket, the ready pipe's write end, the PEM directory, the
+ * plan. */
+static int counted_server_main(char **argv) {
+  int fd = atoi(argv[0]), ready = atoi(argv[1]), plan = atoi(argv[3]);
+  if (plan < 0 || plan >= PLANS)
+    return 2;
+  name_pems(argv[2]);
+  setup_in_use = *counted_plans[plan].s;
+  if (dtls_attach_server(fd, 1024) < 0)
+    return 1;
+  CALLGRIND_TOGGLE_COLLECT; /* loading and configuring are no phase */
+  if (write(ready, "", 1) != 1)
+    return 1;
+  close(ready);
+  serve(fd, &dtls_transport);
+  _exit(0); /* as serve_forked */
+}
+
+typedef struct {
+  int plan;
+  int ready[2]; /* the server writes a byte to ready[1] once it serves */
+} counted_args;
+
+/* In the forked server process: becomes valgrind running this program as
+ * the counted server.  Exit status 127: no valgrind (as for a shell). */
+static void counted_exec(int fd, const void *arg) {
+  const counted_args *a = arg;
+  char exe[PATH_MAX], out_file[128], fd_arg[16], ready_arg[16], plan_arg[16];
+  /* Resolved here: under valgrind, /proc/self/exe names valgrind's tool. */
+  ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (len <= 0)
+    _exit(1);
+  exe[len] = '\0';
+  close(a->ready[0]);
+  snprintf(out_file, sizeof out_file, "--callgrind-out-file=%s/cg.%%p", cg_dir);
+  snprintf(fd_arg, sizeof fd_arg, "%d", fd);
+  snprintf(ready_arg, sizeof ready_arg, "%d", a->ready[1]);
+  snprintf(plan_arg, sizeof plan_arg, "%d", a->plan);
+  execlp("valgrind", "valgrind", "-q", "--tool=callgrind", "--collect-atstart=no", out_file, exe,
+         COUNTED_SERVER_ARG, fd_arg, ready_arg, tmpdir, plan_arg, (char *)NULL);
+  _exit(errno == ENOENT ? 127 : 126);
+}
+
+/* Starts plan's counted server and waits (bounded) until it serves.  Exits
+ * with status 2 if there is no valgrind. */
+static int counted_start(counted_server *cs, int plan) {
+  counted_args a = {.plan = plan};
+  if (pipe(a.ready) < 0)
+    return -1;
+  cs->marks = 0;
+  int started = server_spawn(counted_exec, &a, &cs->x.srv) == 0;
+  close(a.ready[1]);
+  struct pollfd pfd = {.fd = a.ready[0], .events = POLLIN};
+  char byte;
+  int ready = started && poll(&pfd, 1, COUNTED_START_S * 1000) == 1 && read(a.ready[0], &byte, 1) == 1;
+  close(a.ready[0]);
+  if (ready)
+    return 0;
+  if (!started)
+    return -1;
+  int status = 0;
+  kill(cs->x.srv.pid, SIGKILL);
+  waitpid(cs->x.srv.pid, &status, 0);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
+    fprintf(stderr, "dtlsplex-bench: --instructions runs the server under valgrind, which was not found: "
+                    "install valgrind (Debian: apt-get install valgrind)\n");
+    exit(2);
+  }
+  return -1;
+}
+
+/* The count in one of callgrind's files, which must be the dump at label. */
+static int read_count(const char *path, const char *label, uint64_t *ir) {
+  FILE *f = fopen(path, "r");
+  if (f == NULL)
+    return -1;
+  char line[256], trigger[LABEL_MAX + 64];
+  snprintf(trigger, sizeof trigger, "desc: Trigger: Client Request: %s\n", label);
+  unsigned long long n = 0;
+  int labelled = 0, totals = 0;
+  while (fgets(line, sizeof line, f) != NULL) {
+    labelled |= strcmp(line, trigger) == 0;
+    totals |= sscanf(line, "totals: %llu", &n) == 1;
+  }
+  fclose(f);
+  *ir = n;
+  return labelled && totals ? 0 : -1;
+}
+
+/* Ends the server's current phase; *ir gets what the server counted in it. */
+static int mark(counted_server *cs, const char *label, uint64_t *ir) {
+  char padded[LABEL_MAX] = {0}, path[128];
+  uint8_t reply[HDR];
+  snprintf(padded, sizeof padded, "%s", label);
+  if (conn_call_with(&cs->x.c, MSG_MARK, padded, sizeof padded, reply, sizeof reply, 1) != HDR)
+    return -1;
+  snprintf(path, sizeof path, "%s/cg.%ld.%d", cg_dir, (long)cs->x.srv.pid, ++cs->marks);
+  return read_count(path, padded, ir);
+}
+
+/* What a phase does: n operations of one kind (the client side, here). */
+typedef int (*counted_op_fn)(counted_server *cs, const void *arg, long n);
+
+/* One client at a time, each a new socket: cookie exchange, full handshake
+ * and close_notify, as in the timed rows. */
+static int count_handshakes(counted_server *cs, const void *arg, long n) {
+  (void)arg;
+  if (n == 0)
+    return 0; /* hs_run would take 0 for no limit */
+  hs_driver d = {.server = &cs->x.c.server, .slots = 1};
+  long done = 0;
+  hs_run(&d, COUNTED_CALL_S, n, &done);
+  return done == n && d.failed == 0 ? 0 : -1;
+}
+
+/* The timed ping-pong's step on the control connection. */
+static int count_echoes(counted_server *cs, const void *arg, long n) {
+  pingpong p = {.c = &cs->x.c, .size = *(const size_t *)arg};
+  for (long i = 0; i < n; i++)
+    if (pingpong_step(&p) != 1)
+      return -1;
+  return 0;
+}
+
+/* n sets of public-key work in the group arg, in the server (pk_run). */
+static int count_pk(counted_server *cs, const void *arg, long n) {
+  uint8_t payload[8 + LABEL_MAX] = {0}, reply[HDR];
+  put_u64(payload, (uint64_t)n);
+  snprintf((char *)payload + 8, LABEL_MAX, "%s", (const char *)arg);
+  return conn_call_with(&cs->x.c, MSG_PK, payload, sizeof payload, reply, sizeof reply, 1) == HDR ? 0 : -1;
+}
+
+/* Instructions per operation: a phase of n operations less a phase of none,
+ * divided by n.  The phase of none holds what the other holds besides the
+ * operations: the marks' handling, and the operation's own set-up (the keys
+ * of the public-key work).  It follows one operation that warms up what is
+ * done only once (OpenSSL fetches and caches an algorithm at its first use),
+ * which would count against n alone.  The n operations are one phase, so the
+ * figure is their average, whatever the library did differently among them
+ * (how it waits for a datagram depends on how soon a timer is due, in wall
+ * time); phases of n and 2n would not bound it so. */
+static double count_per_op(counted_server *cs, const char *what, counted_op_fn op, const void *arg, long n) {
+  const long ops[3] = {1, 0, n}; /* warm-up, none, n */
+  char label[LABEL_MAX], doing[128];
+  uint64_t ir[3];
+  snprintf(doing, sizeof doing, "counting %s: 1, 0 and %ld", what, n);
+  progress(doing);
+  for (int i = 0; i < 3; i++) {
+    snprintf(label, sizeof label, "%s x%ld%s", what, ops[i], i == 0 ? " (warm-up)" : "");
+    if (op(cs, arg, ops[i]) < 0 || mark(cs, label, &ir[i]) < 0)
+      return NAN;
+  }
+  return ((double)ir[2] - (double)ir[1]) / (double)n;
+}
+
+/* The server's handshakes: the control connection's, the warm-up, the n. */
+static uint64_t handshakes_expected(long n_hs) { return 2 + (uint64_t)n_hs; }
+
+/* The figures of one counted server.  0, or -1 if one could not be counted. */
+static int count_plan(int plan, long n_hs, long n_echo, counted *out) {
+  const counted_plan *p = &counted_plans[plan];
+  *out = (counted){.hs = NAN, .pk = NAN, .echo = {NAN, NAN}};
+  counted_server cs;
+  if (use_setup(p->s) < 0 || dtlsplex_config_set_retransmit(client_cfg, COUNTED_RTO_MS, COUNTED_RTO_MS) < 0 ||
+      counted_start(&cs, plan) < 0 || session_connect(&cs.x, &dtls_transport) < 0) {
+    use_default_setup();
+    return -1;
+  }
+  struct timeval tv = {.tv_sec = COUNTED_CALL_S};
+  char what[LABEL_MAX];
+  if (setsockopt(cs.x.c.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0) {
+    snprintf(what, sizeof what, "%s handshakes", p->group);
+    out->hs = count_per_op(&cs, what, count_handshakes, NULL, n_hs);
+    snprintf(what, sizeof what, "%s public-key work", p->group);
+    out->pk = count_per_op(&cs, what, count_pk, p->group, n_hs);
+    for (int i = 0; i < 2 && plan == PLAN_P256; i++) {
+      snprintf(what, sizeof what, "%zu-byte echoes", counted_sizes[i]);
+      out->echo[i] = count_per_op(&cs, what, count_echoes, &counted_sizes[i], n_echo);
+    }
+  }
+  /* Full handshakes only, each once: else the figure counts other work. */
+  if (conn_report(&cs.x.c, &out->end) < 0 || out->end.handshakes_ok != handshakes_expected(n_hs) ||
+      out->end.resumed != 0) {
+    fprintf(stderr, "dtlsplex-bench: the %s server completed %llu handshakes (%llu expected), %llu resumed\n",
+            p->group, (unsigned long long)out->end.handshakes_ok, (unsigned long long)handshakes_expected(n_hs),
+            (unsigned long long)out->end.resumed);
+    out->hs = NAN;
+  }
+  session_close(&cs.x);
+  use_default_setup();
+  int echoes_ok = plan != PLAN_P256 || (!isnan(out->echo[0]) && !isnan(out->echo[1]));
+  return !isnan(out->hs) && !isnan(out->pk) && echoes_ok ? 0 : -1;
+}
+
+static void print_counted_table(const counted c[PLANS]) {
+  static const char *const unit = "instructions";
+  row rows[2 * PLANS + 2];
+  int n = 0;
+  char label[128];
+  for (int i = 0; i < PLANS; i++) {
+    snprintf(label, sizeof label, "full handshake, %s (ref: %s public-key work)", counted_plans[i].group,
+             counted_plans[i].group);
+    add_row(rows, &n, unpaired(c[i].hs, c[i].pk), unit, 0, label);
+  }
+  for (int i = 0; i < PLANS; i++) {
+    snprintf(label, sizeof label, "public-key work, %s: sign, %s keygen, derive", counted_plans[i].group,
+             counted_plans[i].group);
+    add_row(rows, &n, unpaired(c[i].pk, NAN), unit, 0, label);
+  }
+  for (int i = 0; i < 2; i++) {
+    snprintf(label, sizeof label, "echoed %zu-byte message (ref: the issue's OpenSSL design)", counted_sizes[i]);
+    add_row(rows, &n, unpaired(c[PLAN_P256].echo[i], issue_echo[i]), unit, 0, label);
+  }
+  print_table(rows, n, "reference");
+}
+
+static void print_counted_notes(const counted c[PLANS], long n_hs, long n_echo) {
+  printf("\nWhat the figures are (instructions counted by valgrind's callgrind, not time):\n"
+         "- The server process's instructions in user space only (its system calls' kernel work is not\n"
+         "  counted); the clients run natively in this process.  The server is the timed rows' serve()\n"
+         "  loop on one socket, DTLS 1.2, %s, ECDSA P-256 certificate, MTU %d.\n"
+         "- Each figure is (count of a phase of N operations - count of a phase of none) / N, a phase\n"
+         "  being what the server did between two marks (control messages on an established\n"
+         "  session): the marks' handling and an operation's set-up cancel.  One operation before the\n"
+         "  phases warms up what is done once.  N = %ld handshakes, %ld sets of public-key work, %ld\n"
+         "  echoes.  The counts do not move with the machine's load, only where the library acts on\n"
+         "  wall time (how it waits for a datagram can depend on how soon a timer is due): a figure is\n"
+         "  the average over its phase.\n",
+         CIPHER, DTLS_MTU, n_hs, n_hs, n_echo);
+  printf("- full handshake: one client at a time, each a new socket: cookie exchange, full handshake,\n"
+         "  close_notify; the clients' retransmission timer at %d ms, so that no flight is counted\n"
+         "  twice.  P-256: both sides pinned to %s, as in the timed rows.  X25519: the client offers\n"
+         "  X25519 then P-256, the server has the library's default groups.  The servers completed\n"
+         "  %llu and %llu handshakes (their control connection's and a warm-up included), %llu resumed.\n",
+         COUNTED_RTO_MS, GROUP, (unsigned long long)c[PLAN_P256].end.handshakes_ok,
+         (unsigned long long)c[PLAN_X25519].end.handshakes_ok,
+         (unsigned long long)(c[PLAN_P256].end.resumed + c[PLAN_X25519].end.resumed));
+  printf("- public-key work: the timed rows' baseline code run N times in a row by the same server\n"
+         "  process, on one control message: one ECDSA P-256 signature (130 bytes, SHA-256), one key\n"
+         "  generation and one validated derive in the handshake's group.  ratio = handshake / this.\n"
+         "- echoed message: one client, ping-pong on one established session (serve(): one\n"
+         "  dtlsrecvfrom and one dtlssendto per message).  ref: %.0f and %.0f instructions per echoed\n"
+         "  64- and 1200-byte message for a design with one connected socket per peer on OpenSSL's\n"
+         "  datagram BIO, as measured in the issue (Performance II): quoted, not measured here.\n",
+         issue_echo[0], issue_echo[1]);
+}
+
+static void print_counted_targets(const counted c[PLANS]) {
+  char what[64], shown[64];
+  printf("\nTargets:\n");
+  for (int i = 0; i < PLANS; i++) {
+    double ratio = c[i].hs / c[i].pk;
+    snprintf(what, sizeof what, "handshake, %s <= %.2fx its public-key work", counted_plans[i].group,
+             COUNTED_HS_TARGET);
+    snprintf(shown, sizeof shown, "%.2fx", ratio);
+    target(what, ratio, COUNTED_HS_TARGET, 0, shown);
+  }
+  for (int i = 0; i < 2; i++) {
+    snprintf(what, sizeof what, "echo %zu B <= %.0f (the issue's OpenSSL design)", counted_sizes[i], issue_echo[i]);
+    snprintf(shown, sizeof shown, "%.0f instructions", c[PLAN_P256].echo[i]);
+    target(what, c[PLAN_P256].echo[i], issue_echo[i], 0, shown);
+  }
+}
+
+/* callgrind's files go when the benchmark does, unless --keep. */
+static void remove_dumps(void) {
+  DIR *d = cg_dir[0] != '\0' && !opt.keep ? opendir(cg_dir) : NULL;
+  if (d == NULL)
+    return;
+  for (struct dirent *e; (e = readdir(d)) != NULL;)
+    unlinkat(dirfd(d), e->d_name, 0); /* "." and ".." fail, harmlessly */
+  closedir(d);
+  rmdir(cg_dir);
+}
+
+/* --instructions.  Returns 0, or 1 if a figure could not be counted. */
+static int run_instructions(double start) {
+  long n_hs = opt.quick ? 5 : 20, n_echo = opt.quick ? 500 : 2000;
+  snprintf(cg_dir, sizeof cg_dir, "/tmp/dtlsplex-bench-cg.XXXXXX");
+  if (mkdtemp(cg_dir) == NULL)
+    die("mkdtemp");
+  atexit(remove_dumps);
+  counted c[PLANS];
+  int failed = 0;
+  for (int i = 0; i < PLANS; i++)
+    failed |= count_plan(i, n_hs, n_echo, &c[i]) < 0;
+  print_heading(start);
+  print_counted_table(c);
+  print_counted_notes(c, n_hs, n_echo);
+  print_counted_targets(c);
+  if (opt.keep)
+    printf("\ncallgrind's files, one per phase (cg.PID.MARK), kept for callgrind_annotate: %s\n", cg_dir);
+  return failed;
 }
 
 /* ---- Main ---------------------------------------------------------------- */
@@ -1633,6 +2103,7 @@ static void print_targets(const results *r) {
 /* Servers die with us (PR_SET_PDEATHSIG); the PEM files need removing. */
 static void on_signal(int sig) {
   remove_pems();
+  remove_dumps();
   signal(sig, SIG_DFL);
   raise(sig);
 }
@@ -1640,11 +2111,16 @@ static void on_signal(int sig) {
 static void usage(const char *argv0) {
   fprintf(stderr,
           "usage: %s [--quick] [--seconds N] [--peers N] [--only LIST]\n"
-          "  --quick      0.5 s per measurement, at most 1,000 peers (about 10 s in all)\n"
+          "       %s --instructions [--quick] [--keep]\n"
+          "  --quick      0.5 s per measurement, at most 1,000 peers (about 10 s in all);\n"
+          "               with --instructions, a quarter of the operations\n"
           "  --seconds N  seconds per measurement (and per side of a paired one; default 2.5)\n"
           "  --peers N    largest number of established peers to build, 1..100000 (default 10000)\n"
-          "  --only LIST  comma-separated: handshake, pingpong, oneway, peers (default all)\n",
-          argv0);
+          "  --only LIST  comma-separated: handshake, pingpong, oneway, peers (default all)\n"
+          "  --instructions  the server's instructions (valgrind's callgrind) per handshake, per\n"
+          "               echoed message and per set of public-key operations, instead of timing\n"
+          "  --keep       with --instructions: keep callgrind's files, for callgrind_annotate\n",
+          argv0, argv0);
   exit(2);
 }
 
@@ -1676,6 +2152,10 @@ static void parse_options(int argc, char **argv) {
     char *end = NULL;
     if (strcmp(argv[i], "--quick") == 0) {
       opt.quick = 1;
+    } else if (strcmp(argv[i], "--instructions") == 0) {
+      opt.instructions = 1;
+    } else if (strcmp(argv[i], "--keep") == 0) {
+      opt.keep = 1;
     } else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
       seconds = strtod(argv[++i], &end);
       if (*end != '\0' || !(seconds > 0 && seconds <= 600))
@@ -1691,6 +2171,14 @@ static void parse_options(int argc, char **argv) {
       usage(argv[0]);
     }
   }
+  /* --keep goes with --instructions, which takes no timing option. */
+  if ((opt.keep && !opt.instructions) || (opt.instructions && (seconds > 0 || peers > 0 || opt.only != M_ALL)))
+    usage(argv[0]);
+  if (opt.instructions && !HAVE_CALLGRIND) {
+    fprintf(stderr, "dtlsplex-bench: --instructions: built without <valgrind/callgrind.h>; install valgrind "
+                    "(Debian: apt-get install valgrind), then run configure and make again\n");
+    exit(2);
+  }
   if (opt.quick) {
     opt.seconds = 0.5;
     opt.peers_cap = 1000;
@@ -1702,6 +2190,8 @@ static void parse_options(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+  if (argc == 6 && strcmp(argv[1], COUNTED_SERVER_ARG) == 0)
+    return counted_server_main(argv + 2);
   parse_options(argc, argv);
   signal(SIGPIPE, SIG_IGN);
   signal(SIGINT, on_signal);
@@ -1709,18 +2199,21 @@ int main(int argc, char **argv) {
   make_pems();
   atexit(remove_pems);
   use_default_setup();
+  double start = now_s();
+  if (opt.instructions) {
+    int failed = run_instructions(start);
+    dtlsplex_config_free(client_cfg);
+    return failed;
+  }
 
   results r;
   memset(&r, 0, sizeof r);
-  double start = now_s();
   measure_all(&r);
 
   row rows[MAX_ROWS];
   int n = build_rows(&r, rows);
-  printf("%s, %s, %ld CPUs online, run took %.0f s%s\n\n", dtlsplex_version(),
-         OpenSSL_version(OPENSSL_VERSION), sysconf(_SC_NPROCESSORS_ONLN), now_s() - start,
-         opt.quick ? " (--quick)" : "");
-  print_table(rows, n);
+  print_heading(start);
+  print_table(rows, n, "UDP / reference");
   print_notes(&r);
   print_targets(&r);
   dtlsplex_config_free(client_cfg);

@@ -648,6 +648,17 @@ ssize_t dp_endpoint_write_pkt(dp_endpoint *ep, const dp_addr *to, const dp_local
 
 uint64_t dp_endpoint_get_expiry(const dp_endpoint *ep) { return dp_table_earliest_deadline(&ep->peers); }
 
+uint64_t dp_endpoint_settle_expiry(dp_endpoint *ep) {
+  /* Bounded: each pass moves one entry to its real, later deadline. */
+  for (int pass = 0; pass < 8; pass++) {
+    dp_table_entry *e = dp_table_earliest(&ep->peers);
+    if (e == NULL || next_deadline(ep, peer_of(e)) <= e->deadline)
+      break;
+    schedule(ep, peer_of(e));
+  }
+  return dp_table_earliest_deadline(&ep->peers);
+}
+
 /* A handshake under way fails with err. */
 static void end_handshake(dp_endpoint *ep, dp_peer *p, int err, uint64_t now) {
   p->session->state = DP_SESSION_FAILED;

@@ -55,8 +55,13 @@ void dp_endpoint_read_pkt(dp_endpoint *ep, const dp_addr *from, const dp_local *
  * peer failed; reported once), or a send error. */
 ssize_t dp_endpoint_write_pkt(dp_endpoint *ep, const dp_addr *to, const dp_local *source, const void *buf,
                               size_t len, int queue_if_handshaking, uint64_t now);
-/* The earliest time handle_expiry has work, or UINT64_MAX. */
+/* The earliest time handle_expiry may have work, or UINT64_MAX.  It may be
+ * early: data moves an established session's deadlines later without
+ * updating the timer order (handle_expiry then finds nothing to do). */
 uint64_t dp_endpoint_get_expiry(const dp_endpoint *ep);
+/* The same, brought up to date first: for a caller that would pay for an
+ * early timer (a wait that must leave the kernel for it). */
+uint64_t dp_endpoint_settle_expiry(dp_endpoint *ep);
 /* Whether a handshake is under way: its retransmissions and deadline need
  * handle_expiry on time.  Without one, the timers left (idle expiry, buffer
  * release, forgetting failures) are housekeeping that may run late. */

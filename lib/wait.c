@@ -114,9 +114,10 @@ int dp_may_wait_in_kernel(dp_socket *s) {
   /* A timer due soon runs on time, between datagrams, rather than in front
    * of the next one: after many peers went idle together, releasing their
    * buffers would otherwise lengthen the next round trips. */
-  uint64_t expiry = dp_endpoint_get_expiry(s->core);
-  return !s->rx_in_kernel && !dp_endpoint_handshaking(s->core) && s->self_known > 0 &&
-         (expiry == UINT64_MAX || expiry >= dp_now_ms() + KERNEL_WAIT_TIMER_MARGIN_MS);
+  if (s->rx_in_kernel || dp_endpoint_handshaking(s->core) || s->self_known <= 0)
+    return 0;
+  uint64_t expiry = dp_endpoint_settle_expiry(s->core);
+  return expiry == UINT64_MAX || expiry >= dp_now_ms() + KERNEL_WAIT_TIMER_MARGIN_MS;
 }
 
 /* Learns, once, whether a datagram to itself reaches the socket: the address
