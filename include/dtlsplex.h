@@ -104,6 +104,7 @@ struct dtlsplex_peer_info {
   char group[32];         /* key exchange group ("x25519", "secp256r1", ...); empty for plain PSK */
   char identity[256];     /* peer certificate subject (one line) or PSK identity */
   unsigned int data_mtu;  /* largest dtlssendto payload, once established */
+  int resumed;            /* 1 if the session was resumed (an abbreviated handshake) */
 };
 
 struct dtlsplex_stats {
@@ -128,6 +129,7 @@ struct dtlsplex_stats {
                                     refused, or accepted ones dropped when the program sent first */
   uint64_t replacements_unanswered; /* reconnection handshakes dropped after one unanswered flight */
   uint64_t psk_unknown;          /* handshakes failed: the client's PSK identity has no key */
+  uint64_t handshakes_resumed;   /* of handshakes_ok, those that resumed a session (the rest were full) */
 };
 
 /*
@@ -210,6 +212,24 @@ DTLSPLEX_API int dtlsplex_config_set_limits(dtlsplex_config *cfg, unsigned int m
  * EINVAL; EBUSY. */
 DTLSPLEX_API int dtlsplex_config_set_cookie_secret(dtlsplex_config *cfg, const unsigned char *secret,
                                                    size_t len);
+/* One secret for a fleet of servers (16..64 bytes): cookies and session
+ * tickets are derived from it (separate derivations), so that any server
+ * of the fleet accepts a client's cookie and resumes its session.  It
+ * replaces the cookie secret.  EINVAL; EBUSY. */
+DTLSPLEX_API int dtlsplex_config_set_fleet_secret(dtlsplex_config *cfg, const unsigned char *secret,
+                                                  size_t len);
+/* Session resumption, on (1, the default) or off (0).  A server seals
+ * sessions into tickets (RFC 5077) with keys that rotate every
+ * ticket_period_s seconds (0 keeps the current period, default 3600;
+ * 60..86400); a ticket is accepted in its period and the next.  A client
+ * keeps its last session with each server (address and name) and offers it
+ * on the next handshake with that server.  EINVAL; EBUSY. */
+DTLSPLEX_API int dtlsplex_config_set_resumption(dtlsplex_config *cfg, int enabled, unsigned int ticket_period_s);
+/* Client: before sending to a server not heard from for silence_ms, start
+ * an abbreviated handshake (resuming) instead of sending over a session the
+ * server may have lost (restart, failover, a NAT binding gone).  0 (the
+ * default): never.  EINVAL: cfg NULL; EBUSY. */
+DTLSPLEX_API int dtlsplex_config_set_resume_after(dtlsplex_config *cfg, unsigned int silence_ms);
 /* fn may be NULL to remove.  EINVAL: cfg NULL; EBUSY. */
 DTLSPLEX_API int dtlsplex_config_set_event_callback(dtlsplex_config *cfg, dtlsplex_event_fn fn,
                                                     void *arg);

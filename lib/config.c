@@ -42,6 +42,8 @@ static const dtlsplex_config *config_of(SSL *ssl) {
   return SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_index);
 }
 
+dtlsplex_config *dp_config_of(SSL *ssl) { return SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_index); }
+
 static unsigned int psk_client_cb(SSL *ssl, const char *hint, char *identity, unsigned int max_identity,
                                   unsigned char *psk, unsigned int max_psk) {
   (void)hint;
@@ -148,26 +150,40 @@ dtlsplex_config *dtlsplex_config_new(void) {
   cfg->max_handshakes = 256;
   cfg->log_level = DTLSPLEX_LOG_WARNING;
   cfg->cookie_secret_len = 32;
+  cfg->resumption = 1;
   ERR_clear_error();
+  unsigned char ticket_master[32];
   cfg->ctx = SSL_CTX_new(DTLS_method());
   if (ctx_index < 0 || psk_unknown_index < 0 || cfg->ctx == NULL || RAND_bytes(cfg->cookie_secret, 32) != 1 ||
+      RAND_bytes(ticket_master, sizeof ticket_master) != 1 ||
       !SSL_CTX_set_min_proto_version(cfg->ctx, DTLS1_2_VERSION) ||
       !SSL_CTX_set_cipher_list(cfg->ctx, DEFAULT_CIPHERS) || !SSL_CTX_set1_groups_list(cfg->ctx, DEFAULT_GROUPS) ||
-      !SSL_CTX_set_ex_data(cfg->ctx, ctx_index, cfg)) {
+      !SSL_CTX_set_ex_data(cfg->ctx, ctx_index, cfg) ||
+      dp_ticket_keys_init(&cfg->tickets, ticket_master, sizeof ticket_master, DP_TICKET_PERIOD_S) != 0 ||
+      (cfg->resume_cache = dp_resume_cache_new(DP_RESUME_CACHE_MAX)) == NULL ||
+      dp_ticket_install(cfg->ctx, &cfg->tickets) != 0) {
+    OPENSSL_cleanse(ticket_master, sizeof ticket_master);
+    dp_resume_cache_free(cfg->resume_cache);
     SSL_CTX_free(cfg->ctx);
     pthread_mutex_destroy(&cfg->attach_lock);
     free(cfg);
     errno = EPROTO;
     return NULL;
   }
+  OPENSSL_cleanse(ticket_master, sizeof ticket_master);
+  /* A ticket is accepted in the period it was sealed in and the next. */
+  SSL_CTX_set_timeout(cfg->ctx, 2 * DP_TICKET_PERIOD_S);
   /* No encrypt-then-MAC: libssl 3.0's DTLS ends the session on a record whose
    * MAC fails under it, where it drops it under MAC-then-encrypt (as DTLS
    * must, RFC 6347 section 4.1.2.7), so with it anyone who knows a CBC peer's
    * address could end the session with one forged datagram. */
   /* The server's preference chooses suite and group: the client's order
    * would let it pick CBC over AEAD, or P-521 over X25519. */
-  SSL_CTX_set_options(cfg->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_QUERY_MTU | SSL_OP_NO_TICKET |
-                                    SSL_OP_NO_ENCRYPT_THEN_MAC | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_options(cfg->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_QUERY_MTU | SSL_OP_NO_ENCRYPT_THEN_MAC |
+                                    SSL_OP_CIPHER_SERVER_PREFERENCE);
+  /* Resumption without server state: session tickets (ticket.c) on the
+   * server, and the client's own cache (resume_cache.c), which offers each
+   * server its last session. */
   SSL_CTX_set_session_cache_mode(cfg->ctx, SSL_SESS_CACHE_OFF);
   cfg->initial_store = SSL_CTX_get_cert_store(cfg->ctx);
   dp_session_install_ctx_callbacks(cfg->ctx);
@@ -224,6 +240,8 @@ void dtlsplex_config_free(dtlsplex_config *cfg) {
     free(p);
   }
   OPENSSL_cleanse(cfg->cookie_secret, sizeof cfg->cookie_secret);
+  dp_ticket_keys_cleanup(&cfg->tickets);
+  dp_resume_cache_free(cfg->resume_cache);
   if (cfg->keylog != NULL)
     fclose(cfg->keylog);
   pthread_mutex_destroy(&cfg->attach_lock);
@@ -464,6 +482,38 @@ int dtlsplex_config_set_limits(dtlsplex_config *cfg, unsigned int max_peers, uns
     return fail(EINVAL);
   cfg->max_peers = max_peers;
   cfg->max_handshakes = max_handshakes;
+  return 0;
+}
+
+int dtlsplex_config_set_fleet_secret(dtlsplex_config *cfg, const unsigned char *secret, size_t len) {
+  if (dtlsplex_config_set_cookie_secret(cfg, secret, len) != 0)
+    return -1;
+  dp_ticket_keys_set(&cfg->tickets, secret, len);
+  return 0;
+}
+
+int dtlsplex_config_set_resumption(dtlsplex_config *cfg, int enabled, unsigned int ticket_period_s) {
+  if (check_settable(cfg) != 0)
+    return -1;
+  if ((enabled != 0 && enabled != 1) ||
+      (ticket_period_s != 0 && (ticket_period_s < DP_TICKET_PERIOD_MIN_S || ticket_period_s > DP_TICKET_PERIOD_MAX_S)))
+    return fail(EINVAL);
+  cfg->resumption = enabled;
+  if (enabled)
+    SSL_CTX_clear_options(cfg->ctx, SSL_OP_NO_TICKET);
+  else
+    SSL_CTX_set_options(cfg->ctx, SSL_OP_NO_TICKET);
+  if (ticket_period_s != 0) {
+    dp_ticket_keys_set_period(&cfg->tickets, ticket_period_s);
+    SSL_CTX_set_timeout(cfg->ctx, 2 * (long)ticket_period_s);
+  }
+  return 0;
+}
+
+int dtlsplex_config_set_resume_after(dtlsplex_config *cfg, unsigned int silence_ms) {
+  if (check_settable(cfg) != 0)
+    return -1;
+  cfg->resume_after_ms = silence_ms;
   return 0;
 }
 

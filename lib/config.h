@@ -10,6 +10,8 @@
 #include <openssl/ssl.h>
 
 #include "dtlsplex.h"
+#include "resume_cache.h"
+#include "ticket.h"
 
 #define DP_PSK_IDENTITY_MAX 128
 #define DP_PSK_KEY_MAX 64
@@ -39,6 +41,10 @@ struct dtlsplex_config {
   unsigned int max_peers, max_handshakes;
   unsigned char cookie_secret[64];
   size_t cookie_secret_len;
+  int resumption;              /* server: session tickets; client: the session cache */
+  unsigned int resume_after_ms; /* client: resume before sending after this much silence (0: never) */
+  dp_ticket_keys tickets;
+  dp_resume_cache *resume_cache;
   dp_psk *psks;         /* first added first */
   dtlsplex_psk_lookup_fn psk_lookup;
   void *psk_lookup_arg;
@@ -53,6 +59,9 @@ struct dtlsplex_config {
 /* Whether the client of this server-side SSL named a PSK identity that no
  * key was found for. */
 int dp_config_psk_unknown(SSL *ssl);
+
+/* The configuration ssl's context belongs to. */
+dtlsplex_config *dp_config_of(SSL *ssl);
 
 /* Whether a server side can complete handshakes: a certificate or a PSK. */
 int dp_config_can_serve(const dtlsplex_config *cfg);

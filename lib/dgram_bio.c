@@ -21,21 +21,52 @@ void dp_bio_io_flush(dp_bio_io *io) {
   io->out->len = 0;
 }
 
+/* The length of the whole DTLS records at the start of data that fit in
+ * room (at least the first record, whatever its size), or 0 if data does
+ * not start with a whole record. */
+static size_t records_fitting(const uint8_t *data, size_t len, size_t room) {
+  size_t at = 0;
+  while (at + 13 <= len) {
+    size_t record = 13 + ((size_t)data[at + 11] << 8 | data[at + 12]);
+    if (at + record > len || (at > 0 && at + record > room))
+      break;
+    at += record;
+  }
+  return at;
+}
+
+/* Appends to the datagram being assembled, sending it first if n bytes
+ * would take it over the MTU; n above the MTU goes as a datagram alone. */
+static void assemble(dp_bio_io *io, const uint8_t *data, size_t n) {
+  if (io->out == NULL || n > io->mtu || n > sizeof io->out->data) {
+    dp_bio_io_flush(io); /* keep the order */
+    send_datagram(io, data, n);
+    return;
+  }
+  if (io->out->len + n > io->mtu)
+    dp_bio_io_flush(io);
+  memcpy(io->out->data + io->out->len, data, n);
+  io->out->len += n;
+}
+
 static int dgram_write(BIO *b, const char *data, int len) {
   dp_bio_io *io = BIO_get_data(b);
   BIO_clear_retry_flags(b);
   if (len < 0)
     return -1;
-  size_t n = (size_t)len;
-  if (io->out == NULL || n > io->mtu || n > sizeof io->out->data) {
-    dp_bio_io_flush(io); /* keep the order */
-    send_datagram(io, (const uint8_t *)data, n);
-  } else {
-    if (io->out->len + n > io->mtu)
-      dp_bio_io_flush(io);
-    memcpy(io->out->data + io->out->len, data, n);
-    io->out->len += n;
+  /* libssl 3.0 buffers a handshake flight and sizes its messages to the
+   * MTU without an AEAD's nonce and tag: a flight ending in a ticket,
+   * ChangeCipherSpec and an encrypted Finished comes in one write larger
+   * than the MTU.  Records may travel in separate datagrams, so such a
+   * write is cut between records. */
+  const uint8_t *d = (const uint8_t *)data;
+  size_t n = (size_t)len, cut;
+  while (n > io->mtu && (cut = records_fitting(d, n, io->mtu)) > 0 && cut < n) {
+    assemble(io, d, cut);
+    d += cut;
+    n -= cut;
   }
+  assemble(io, d, n);
   /* A datagram the kernel would not take is lost, as any UDP datagram may be:
    * DTLS retransmits handshake flights, and the caller of dtlssendto learns of
    * it from last_send_error.  Failing the write would make libssl treat the

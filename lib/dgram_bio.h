@@ -34,6 +34,7 @@ typedef struct dp_bio_io {
   size_t in_len;
   unsigned int mtu;
   unsigned int rto_initial_ms, rto_max_ms; /* handshake retransmission timer (see session.c) */
+  uint64_t now;           /* the core's time of the call into libssl, for its callbacks (tickets) */
   int mtu_exceeded;       /* the last write failed with EMSGSIZE */
   int last_send_error;    /* -errno of the last write, or 0 */
   dp_send_fn send;

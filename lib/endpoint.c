@@ -9,6 +9,7 @@
 
 #include <openssl/crypto.h>
 
+#include "config.h"
 #include "cookie.h"
 #include "peer_table.h"
 #include "recv_queue.h"
@@ -45,6 +46,7 @@ typedef struct dp_peer {
   int failed_error;
   uint64_t handshake_deadline; /* while handshaking */
   uint64_t last_activity;      /* idle expiry counts from here */
+  uint64_t last_heard;         /* the last datagram a session read something from */
   uint64_t forget_at;          /* for a failed handshake awaiting report */
   uint64_t release_tried;      /* last attempt to release idle buffers */
 } dp_peer;
@@ -293,7 +295,7 @@ static void attach_session(dp_endpoint *ep, dp_peer *p, dp_session *s, uint64_t 
   p->session = s;
   p->failed_error = 0;
   p->handshake_deadline = now + ep->cfg->handshake_ms;
-  p->last_activity = now;
+  p->last_activity = p->last_heard = now;
   ep->sessions++;
   ep->handshakes++;
 }
@@ -310,6 +312,8 @@ static void session_failed(dp_endpoint *ep, dp_peer *p, uint64_t now) {
   }
   log_peer(ep, DTLSPLEX_LOG_WARNING, &p->addr, "session failed", err);
   emit(ep, DTLSPLEX_EVENT_FAILED, &p->addr, err);
+  if (p->session->is_client) /* the next handshake starts afresh */
+    dp_resume_cache_remove(dp_config_of(p->session->ssl)->resume_cache, &p->addr.key, p->server_name);
   if (!p->session->is_client) {
     forget_peer(ep, p);
     return;
@@ -322,12 +326,26 @@ static void session_failed(dp_endpoint *ep, dp_peer *p, uint64_t now) {
   schedule(ep, p);
 }
 
+/* A handshake completed: counted, and a client keeps the session to offer
+ * that server next time, in the cache of the configuration it was checked
+ * with. */
+static void handshake_done(dp_endpoint *ep, const dp_peer *p, dp_session *s) {
+  ep->handshakes--;
+  ep->stats.handshakes_ok++;
+  ep->stats.handshakes_resumed += SSL_session_reused(s->ssl) == 1;
+  const dtlsplex_config *made_with = dp_config_of(s->ssl);
+  if (s->is_client && made_with->resumption) {
+    SSL_SESSION *kept = SSL_get1_session(s->ssl);
+    dp_resume_cache_put(made_with->resume_cache, &p->addr.key, p->server_name, kept);
+    SSL_SESSION_free(kept);
+  }
+}
+
 /* Applies what a datagram or timer did to a session. */
 static void apply_flags(dp_endpoint *ep, dp_peer *p, int flags, uint64_t now) {
   dp_session *s = p->session;
   if (flags & DP_IN_ESTABLISHED) {
-    ep->handshakes--;
-    ep->stats.handshakes_ok++;
+    handshake_done(ep, p, s);
     p->handshake_deadline = 0;
     log_peer(ep, DTLSPLEX_LOG_INFO, &p->addr, "connected", 0);
     emit(ep, DTLSPLEX_EVENT_CONNECTED, &p->addr, 0);
@@ -385,8 +403,7 @@ static void apply_replacement_flags(dp_endpoint *ep, dp_peer *p, int flags, uint
     log_peer(ep, DTLSPLEX_LOG_INFO, &p->addr, "reconnected, old session replaced", 0);
     emit(ep, DTLSPLEX_EVENT_REPLACED, &p->addr, 0);
     emit(ep, DTLSPLEX_EVENT_CONNECTED, &p->addr, 0);
-    ep->handshakes--;
-    ep->stats.handshakes_ok++;
+    handshake_done(ep, p, p->replacement);
     dp_session_free(p->session); /* no close_notify: that client is gone */
     p->session = p->replacement;
     p->replacement = NULL;
@@ -517,7 +534,7 @@ void dp_endpoint_read_pkt(dp_endpoint *ep, const dp_addr *from, const dp_local *
   int flags = dp_session_input(s, data, len, now, ep->scratch, sizeof ep->scratch, deliver, ep);
   ep->delivering_from = NULL;
   if (flags != 0)
-    p->last_activity = now;
+    p->last_activity = p->last_heard = now;
   /* A client session left its source address to the kernel: the server's
    * Finished, authenticated, shows which address that was (see
    * source_conflicts).  The choice stays the kernel's (and an interface the
@@ -557,6 +574,12 @@ static ssize_t connect_peer(dp_endpoint *ep, dp_peer *p, const dp_addr *to, cons
     return -ENOMEM;
   }
   p->client_only = 1;
+  if (ep->cfg->resumption) { /* the last session with this server, if any */
+    SSL_SESSION *last = dp_resume_cache_get(ep->cfg->resume_cache, &p->addr.key, p->server_name);
+    if (last != NULL)
+      SSL_set_session(s->ssl, last);
+    SSL_SESSION_free(last);
+  }
   attach_session(ep, p, s, now);
   int flags = dp_session_start(s, now);
   /* The ClientHello could not leave at all (no route, a destination the
@@ -582,6 +605,15 @@ static int source_conflicts(const dp_session *s, const dp_local *source) {
          memcmp(&source->source, &s->io.local.source, sizeof source->source) != 0;
 }
 
+/* A client session whose server has been silent for resume_after: the
+ * server may have lost it (a restart, a failover, a NAT binding gone), and
+ * records over it would be dropped unseen.  An abbreviated handshake costs
+ * a round trip and proves the server still there. */
+static int resume_first(const dp_endpoint *ep, const dp_peer *p, uint64_t now) {
+  return p != NULL && p->session != NULL && p->session->is_client && p->session->state == DP_SESSION_ESTABLISHED &&
+         ep->cfg->resume_after_ms != 0 && now - p->last_heard >= ep->cfg->resume_after_ms;
+}
+
 /* With both roles, a dtlssendto to an address whose session this side
  * accepted, before the program heard of that session, means the program
  * speaks first: it is that address's client, and the server there must
@@ -598,6 +630,11 @@ ssize_t dp_endpoint_write_pkt(dp_endpoint *ep, const dp_addr *to, const dp_local
   if (speaks_first_to_inbound(ep, p)) {
     log_peer(ep, DTLSPLEX_LOG_INFO, &p->addr, "the program sends first: session it accepted dropped, connecting as client", 0);
     ep->stats.refused_inbound++;
+    dp_session_shutdown(p->session);
+    end_sessions(ep, p);
+  }
+  if (resume_first(ep, p, now)) {
+    log_peer(ep, DTLSPLEX_LOG_INFO, &p->addr, "silent too long: resuming before sending", 0);
     dp_session_shutdown(p->session);
     end_sessions(ep, p);
   }

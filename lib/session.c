@@ -31,7 +31,7 @@ static const dp_addr_key *cookie_peer(SSL *ssl) {
 
 static int cookie_generate_cb(SSL *ssl, unsigned char *cookie, unsigned int *len) {
   dp_listener *l = SSL_get_ex_data(ssl, listener_index);
-  if (l == NULL || dp_cookie_make(l->keys, cookie_peer(ssl), l->now, cookie) != 0)
+  if (l == NULL || dp_cookie_make(l->keys, cookie_peer(ssl), l->io.now, cookie) != 0)
     return 0;
   *len = DP_COOKIE_LEN;
   l->cookie_sent = 1;
@@ -40,7 +40,7 @@ static int cookie_generate_cb(SSL *ssl, unsigned char *cookie, unsigned int *len
 
 static int cookie_verify_cb(SSL *ssl, const unsigned char *cookie, unsigned int len) {
   dp_listener *l = SSL_get_ex_data(ssl, listener_index);
-  return l != NULL && dp_cookie_verify(l->keys, cookie_peer(ssl), l->now, cookie, len);
+  return l != NULL && dp_cookie_verify(l->keys, cookie_peer(ssl), l->io.now, cookie, len);
 }
 
 void dp_session_install_ctx_callbacks(SSL_CTX *ctx) {
@@ -339,6 +339,7 @@ static int drive_handshake(dp_session *s) {
 }
 
 int dp_session_start(dp_session *s, uint64_t now) {
+  s->io.now = now;
   int flags = drive_handshake(s);
   dp_bio_io_flush(&s->io);
   update_timer(s, now);
@@ -382,6 +383,7 @@ int dp_session_input(dp_session *s, const uint8_t *data, size_t len, uint64_t no
   if (!take_buffers(s))
     return 0; /* out of memory: as if the datagram were lost */
   dp_bio_io_feed(&s->io, data, len);
+  s->io.now = now;
   int handshaking = s->state == DP_SESSION_HANDSHAKING;
   if (handshaking)
     flags = drive_handshake(s);
@@ -398,6 +400,7 @@ int dp_session_on_timer(dp_session *s, uint64_t now) {
   if (s->state != DP_SESSION_HANDSHAKING)
     return 0;
   clear_errors();
+  s->io.now = now;
   int r = DTLSv1_handle_timeout(s->ssl);
   dp_bio_io_flush(&s->io);
   if (r < 0)
@@ -481,6 +484,7 @@ void dp_session_info(dp_session *s, struct dtlsplex_peer_info *out) {
 #endif
   snprintf(out->group, sizeof out->group, "%s", group_name != NULL ? group_name : "");
   out->data_mtu = dp_session_data_mtu(s);
+  out->resumed = SSL_session_reused(s->ssl);
   const char *psk_identity = SSL_get_psk_identity(s->ssl);
   if (psk_identity != NULL) {
     snprintf(out->identity, sizeof out->identity, "%s", psk_identity);
@@ -549,7 +553,7 @@ SSL *dp_listener_input(dp_listener *l, const dp_addr *from, const dp_local *loca
     return NULL;
   l->io.peer = *from;
   l->io.local = *local;
-  l->now = now;
+  l->io.now = now;
   l->cookie_sent = 0;
   dp_bio_io_feed(&l->io, data, len);
   clear_errors();

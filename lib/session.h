@@ -118,7 +118,6 @@ typedef struct dp_listener {
   BIO_ADDR *client; /* DTLSv1_listen's out-parameter, kept to avoid an allocation per call */
   dp_bio_io io;
   dp_cookie_keys *keys;
-  uint64_t now;
   int cookie_sent;
 } dp_listener;
 

@@ -81,6 +81,13 @@ static void enqueue(const sim_node *from, const dp_addr *to, const uint8_t *data
   memcpy(p->data, data, len);
 }
 
+int sim_holds_record(const sim_packet *p, uint8_t type) {
+  for (size_t at = 0; at + 13 <= p->len; at += 13 + ((size_t)p->data[at + 11] << 8 | p->data[at + 12]))
+    if (p->data[at] == type)
+      return 1;
+  return 0;
+}
+
 int sim_send(void *arg, const dp_addr *to, const dp_local *source, const uint8_t *data, size_t len) {
   const sim_node *from = arg;
   (void)source; /* one address per node */

@@ -54,6 +54,10 @@ dp_addr sim_addr(uint16_t port);
 /* The endpoints' send function (arg: the sending sim_node). */
 int sim_send(void *arg, const dp_addr *to, const dp_local *source, const uint8_t *data, size_t len);
 
+/* Whether a datagram holds a record of type (20: ChangeCipherSpec, which
+ * opens a side's final flight, after a NewSessionTicket with tickets on). */
+int sim_holds_record(const sim_packet *p, uint8_t type);
+
 size_t sim_in_flight(void);
 sim_packet *sim_peek(size_t i);
 /* Removes and returns the oldest datagram in flight. */

@@ -112,6 +112,34 @@ END_TEST
 /* With an assembly buffer, writes coalesce into one datagram until the MTU
  * would be exceeded or the owner flushes (a retransmitted flight leaves as
  * few datagrams as fit). */
+/* A write of several records over the MTU (libssl's buffered flight) is
+ * cut between records into datagrams within the MTU, in order. */
+START_TEST(test_write_over_mtu_cut_between_records) {
+  fixture fx;
+  fixture_init_v4(&fx, 256);
+  uint8_t flight[191 + 14 + 61];
+  size_t lens[3] = {191, 14, 61}, at = 0;
+  for (int r = 0; r < 3; r++) {
+    memset(flight + at, 'a' + r, lens[r]);
+    flight[at + 11] = (uint8_t)((lens[r] - 13) >> 8);
+    flight[at + 12] = (uint8_t)(lens[r] - 13);
+    at += lens[r];
+  }
+  ck_assert_int_eq(BIO_write(fx.bio, flight, (int)sizeof flight), (int)sizeof flight);
+  dp_bio_io_flush(&fx.io);
+  ck_assert_int_eq(fx.fs.calls, 2);
+  ck_assert_uint_eq(fx.fs.last_len, 61); /* the last record alone: 205 + 61 > 256 */
+  ck_assert_mem_eq(fx.fs.last, flight + 205, 61);
+  /* Not whole records: sent as written, the MTU notwithstanding. */
+  fx.fs.calls = 0;
+  uint8_t junk[300] = {0};
+  junk[11] = 0xff;
+  ck_assert_int_eq(BIO_write(fx.bio, junk, (int)sizeof junk), (int)sizeof junk);
+  ck_assert_int_eq(fx.fs.calls, 1);
+  ck_assert_uint_eq(fx.fs.last_len, sizeof junk);
+}
+END_TEST
+
 START_TEST(test_writes_coalesce_up_to_mtu) {
   fixture fx;
   fixture_init_v4(&fx, 500);
@@ -400,6 +428,7 @@ static Suite *dgram_bio_suite(void) {
   TCase *tc = tcase_create("write");
   tcase_add_test(tc, test_write_is_one_send);
   tcase_add_test(tc, test_writes_coalesce_up_to_mtu);
+  tcase_add_test(tc, test_write_over_mtu_cut_between_records);
   tcase_add_test(tc, test_write_to_v6_peer);
   tcase_add_test(tc, test_write_send_failure_still_returns_len);
   suite_add_tcase(s, tc);

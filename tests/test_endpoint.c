@@ -121,7 +121,7 @@ START_TEST(data_overtaking_the_final_flight) {
   int held = 0, err;
   for (int step = 0; step < 20 && sim_in_flight() > 0; step++) {
     sim_packet p = sim_take();
-    if (memcmp(&p.from.key, &server.addr.key, sizeof p.from.key) == 0 && p.data[0] == 20) {
+    if (memcmp(&p.from.key, &server.addr.key, sizeof p.from.key) == 0 && sim_holds_record(&p, 20)) {
       final_flight = p; /* ChangeCipherSpec + Finished: held back */
       held = 1;
     } else {
@@ -205,12 +205,13 @@ START_TEST(retransmission_after_dropped_flight) {
   /* Lose the server's final flight instead: the client retransmits its
    * Finished, and the server answers from its retransmission buffer. */
   static sim_node second;
-  sim_add_node(&second, client_cfg, 40002);
+  dtlsplex_config *fresh = make_config(0); /* no session to resume: a full handshake */
+  sim_add_node(&second, fresh, 40002);
   ck_assert_int_eq(dp_endpoint_write_pkt(second.ep, &server.addr, NULL, "again", 5, 1, sim_now), 5);
   for (int step = 0; step < 20 && sim_in_flight() > 0; step++) {
     sim_packet p = sim_take();
     int last_server_flight = memcmp(&p.from.key, &server.addr.key, sizeof p.from.key) == 0 &&
-                             p.data[0] == 20; /* ChangeCipherSpec: the server's final flight */
+                             sim_holds_record(&p, 20); /* the server's final flight */
     if (!last_server_flight)
       sim_deliver(&p);
   }
@@ -223,6 +224,8 @@ START_TEST(retransmission_after_dropped_flight) {
   }
   ck_assert_int_eq(dp_endpoint_peer_state(second.ep, &server.addr, &err), DTLSPLEX_STATE_ESTABLISHED);
   expect_datagram(&server, &second, "again");
+  sim_stop_node(&second);
+  dtlsplex_config_free(fresh);
 }
 END_TEST
 
@@ -940,6 +943,139 @@ START_TEST(errors_queued_by_the_program_end_nothing) {
 }
 END_TEST
 
+static struct dtlsplex_peer_info info_of(sim_node *n, const sim_node *peer) {
+  struct dtlsplex_peer_info info;
+  ck_assert_int_eq(dp_endpoint_peer_info(n->ep, &peer->addr, &info), 0);
+  return info;
+}
+
+/* After a close, the client offers its last session: an abbreviated
+ * handshake (no certificate, no key exchange), which both sides count. */
+START_TEST(resumes_after_close) {
+  connect_client(&client);
+  ck_assert_int_eq(info_of(&client, &server).resumed, 0);
+  ck_assert_int_eq(dp_endpoint_close(client.ep, &server.addr), 0);
+  sim_deliver_due();
+  connect_client(&client);
+  ck_assert_int_eq(info_of(&client, &server).resumed, 1);
+  ck_assert_int_eq(info_of(&server, &client).resumed, 1);
+  ck_assert_ptr_nonnull(strstr(info_of(&client, &server).identity, "localhost")); /* the identity checked the first time */
+  ck_assert_uint_eq(stats_of(&server).handshakes_ok, 2);
+  ck_assert_uint_eq(stats_of(&server).handshakes_resumed, 1);
+  ck_assert_uint_eq(stats_of(&client).handshakes_resumed, 1);
+}
+END_TEST
+
+/* A session checked for one name is never offered for another: the next
+ * handshake is a full one, and its check fails for a name the certificate
+ * does not hold. */
+START_TEST(no_resumption_across_names) {
+  ck_assert_int_eq(dp_endpoint_set_peer_name(client.ep, &server.addr, "localhost"), 0);
+  connect_client(&client);
+  ck_assert_int_eq(dp_endpoint_close(client.ep, &server.addr), 0);
+  sim_deliver_due();
+  ck_assert_int_eq(dp_endpoint_set_peer_name(client.ep, &server.addr, "elsewhere.example"), 0);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "hello", 5, 1, sim_now), 5);
+  sim_deliver_due();
+  int err;
+  ck_assert_int_eq(dp_endpoint_peer_state(client.ep, &server.addr, &err), DTLSPLEX_STATE_FAILED);
+  ck_assert_int_eq(err, EACCES);
+  ck_assert_uint_eq(stats_of(&server).handshakes_resumed, 0);
+}
+END_TEST
+
+/* Servers sharing a fleet secret open each other's tickets: a client whose
+ * server died resumes on the one now at its address.  Another secret: a
+ * full handshake. */
+static void fleet_failover(int same_secret) {
+  static const unsigned char fleet[32] = "a fleet secret of 32 bytes long";
+  static const unsigned char other[32] = "another secret of 32 bytes long";
+  dtlsplex_config *a = make_config(1), *b = make_config(1);
+  ck_assert_int_eq(dtlsplex_config_set_fleet_secret(a, fleet, sizeof fleet), 0);
+  ck_assert_int_eq(dtlsplex_config_set_fleet_secret(b, same_secret ? fleet : other, 32), 0);
+  sim_stop_node(&server);
+  sim_add_node(&server, a, 5684);
+  connect_client(&client);
+  sim_stop_node(&server); /* killed: no close_notify */
+  sim_clear();
+  sim_add_node(&server, b, 5684);
+  ck_assert_int_eq(dp_endpoint_close(client.ep, &server.addr), 0); /* the documented recovery */
+  sim_clear();
+  connect_client(&client);
+  ck_assert_uint_eq(stats_of(&server).handshakes_ok, 1);
+  ck_assert_uint_eq(stats_of(&server).handshakes_resumed, same_secret ? 1 : 0);
+  ck_assert_int_eq(info_of(&client, &server).resumed, same_secret);
+  sim_stop_node(&server);
+  sim_add_node(&server, server_cfg, 5684);
+  dtlsplex_config_free(a);
+  dtlsplex_config_free(b);
+}
+
+START_TEST(fleet_resumes_across_servers) {
+  fleet_failover(1);
+}
+END_TEST
+
+START_TEST(other_fleet_does_not_resume) {
+  fleet_failover(0);
+}
+END_TEST
+
+/* resume_after: a client whose server has been silent that long resumes
+ * before sending, so that a server that lost the session (here: it
+ * restarted with the same secret) gets the datagram. */
+START_TEST(resumes_after_silence) {
+  static const unsigned char fleet[32] = "a fleet secret of 32 bytes long";
+  dtlsplex_config *a = make_config(1), *b = make_config(1), *c = make_config(0);
+  ck_assert_int_eq(dtlsplex_config_set_fleet_secret(a, fleet, sizeof fleet), 0);
+  ck_assert_int_eq(dtlsplex_config_set_fleet_secret(b, fleet, sizeof fleet), 0);
+  ck_assert_int_eq(dtlsplex_config_set_resume_after(c, 3000), 0);
+  sim_stop_node(&server);
+  sim_stop_node(&client);
+  sim_add_node(&server, a, 5684);
+  sim_add_node(&client, c, 40000);
+  connect_client(&client);
+  sim_advance(1000);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "soon", 4, 0, sim_now), 4); /* no resumption yet */
+  sim_deliver_due();
+  expect_datagram(&server, &client, "soon");
+  sim_stop_node(&server);
+  sim_add_node(&server, b, 5684);
+  sim_advance(3000);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "later", 5, 1, sim_now), 5);
+  sim_deliver_due();
+  expect_datagram(&server, &client, "later");
+  ck_assert_uint_eq(stats_of(&server).handshakes_resumed, 1);
+  sim_stop_node(&server);
+  sim_stop_node(&client);
+  sim_add_node(&server, server_cfg, 5684);
+  sim_add_node(&client, client_cfg, 40000);
+  dtlsplex_config_free(a);
+  dtlsplex_config_free(b);
+  dtlsplex_config_free(c);
+}
+END_TEST
+
+/* Off: every handshake is a full one. */
+START_TEST(resumption_can_be_turned_off) {
+  dtlsplex_config *c = make_config(0);
+  ck_assert_int_eq(dtlsplex_config_set_resumption(c, 0, 0), 0);
+  ck_assert_int_eq(dtlsplex_config_set_resumption(c, 2, 0), -1);
+  ck_assert_int_eq(dtlsplex_config_set_resumption(c, 1, 30), -1);
+  ck_assert_int_eq(dtlsplex_config_set_resumption(c, 0, 0), 0);
+  sim_stop_node(&client);
+  sim_add_node(&client, c, 40000);
+  connect_client(&client);
+  ck_assert_int_eq(dp_endpoint_close(client.ep, &server.addr), 0);
+  sim_deliver_due();
+  connect_client(&client);
+  ck_assert_uint_eq(stats_of(&server).handshakes_resumed, 0);
+  sim_stop_node(&client);
+  sim_add_node(&client, client_cfg, 40000);
+  dtlsplex_config_free(c);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("endpoint");
   TCase *tc = tcase_create("core");
@@ -947,6 +1083,12 @@ int main(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, full_handshake_and_data);
   tcase_add_test(tc, errors_queued_by_the_program_end_nothing);
+  tcase_add_test(tc, resumes_after_close);
+  tcase_add_test(tc, no_resumption_across_names);
+  tcase_add_test(tc, fleet_resumes_across_servers);
+  tcase_add_test(tc, other_fleet_does_not_resume);
+  tcase_add_test(tc, resumes_after_silence);
+  tcase_add_test(tc, resumption_can_be_turned_off);
   tcase_add_test(tc, data_overtaking_the_final_flight);
   tcase_add_test(tc, spoofed_client_hello_creates_no_peer);
   tcase_add_test(tc, retransmission_after_dropped_flight);
