@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include "session.h"
@@ -82,6 +83,20 @@ static unsigned int psk_server_cb(SSL *ssl, const char *identity, unsigned char 
 
 int dp_config_psk_unknown(SSL *ssl) { return SSL_get_ex_data(ssl, psk_unknown_index) != NULL; }
 
+/* The session ID context: a session resumes only where it was made under
+ * the same secret and the same verification (libssl compares it), so a
+ * ticket from a server that did not ask for client certificates never
+ * resumes on one that requires them.  Servers of a fleet agree on it. */
+static void set_session_context(dtlsplex_config *cfg) {
+  uint8_t label[] = {'d', 't', 'l', 's', 'p', 'l', 'e', 'x', ' ', 's', 'i', 'd', (uint8_t)cfg->verify,
+                     (uint8_t)cfg->chain_only};
+  uint8_t sid[32];
+  unsigned int len = 0;
+  if (HMAC(EVP_sha256(), cfg->tickets.master, (int)cfg->tickets.master_len, label, sizeof label, sid, &len) != NULL)
+    SSL_CTX_set_session_id_context(cfg->ctx, sid, len);
+  ERR_clear_error();
+}
+
 /* Key log lines (NSS's SSLKEYLOGFILE format), one process-wide lock for
  * whole lines. */
 static pthread_mutex_t keylog_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -103,6 +118,7 @@ static void apply_verify(dtlsplex_config *cfg) {
   if (cfg->verify == DTLSPLEX_VERIFY_REQUIRE)
     mode = SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
   SSL_CTX_set_verify(cfg->ctx, mode, NULL);
+  set_session_context(cfg);
 }
 
 /* Verifies a peer's chain, loading the system's trust store first if the
@@ -249,7 +265,7 @@ void dtlsplex_config_free(dtlsplex_config *cfg) {
 }
 
 /* Common guard of every setter: 0 if cfg may change, else -1 with errno. */
-static int check_settable(const dtlsplex_config *cfg) {
+static int check_settable(dtlsplex_config *cfg) {
   if (cfg == NULL) {
     errno = EINVAL;
     return -1;
@@ -258,6 +274,9 @@ static int check_settable(const dtlsplex_config *cfg) {
     errno = EBUSY;
     return -1;
   }
+  /* A configuration changed after its sockets detached: the sessions its
+   * clients kept were checked with what it was (CA, verify mode, ...). */
+  dp_resume_cache_clear(cfg->resume_cache);
   return 0;
 }
 
@@ -489,6 +508,7 @@ int dtlsplex_config_set_fleet_secret(dtlsplex_config *cfg, const unsigned char *
   if (dtlsplex_config_set_cookie_secret(cfg, secret, len) != 0)
     return -1;
   dp_ticket_keys_set(&cfg->tickets, secret, len);
+  set_session_context(cfg);
   return 0;
 }
 

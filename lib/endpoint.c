@@ -136,7 +136,7 @@ dp_endpoint *dp_endpoint_new(dtlsplex_config *cfg, dp_send_fn send, void *send_a
   ep->both_roles = ep->serves && (cfg->role & DTLSPLEX_ROLE_CLIENT);
   if (ep->serves &&
       dp_listener_init(&ep->listener, cfg->ctx, &ep->cookies, &ep->io) != 0) {
-    OPENSSL_cleanse(&ep->cookies, sizeof ep->cookies);
+    dp_cookie_cleanup(&ep->cookies);
     free(ep);
     errno = ENOMEM;
     return NULL;
@@ -230,7 +230,7 @@ void dp_endpoint_free(dp_endpoint *ep) {
   dp_table_clear(&ep->peers);
   dp_recv_queue_clear(&ep->received);
   dp_listener_cleanup(&ep->listener);
-  OPENSSL_cleanse(&ep->cookies, sizeof ep->cookies);
+  dp_cookie_cleanup(&ep->cookies);
   OPENSSL_cleanse(ep->scratch, sizeof ep->scratch);
   free(ep->events);
   free(ep);

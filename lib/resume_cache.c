@@ -48,15 +48,25 @@ static void drop(dp_resume_cache *c, entry *e) {
   free(e);
 }
 
-void dp_resume_cache_free(dp_resume_cache *c) {
-  if (c == NULL)
-    return;
+static void drop_all(dp_resume_cache *c) {
   entry *e, *tmp;
   HASH_ITER(hh, c->by_key, e, tmp) {
     drop(c, e);
   }
+}
+
+void dp_resume_cache_free(dp_resume_cache *c) {
+  if (c == NULL)
+    return;
+  drop_all(c);
   pthread_mutex_destroy(&c->lock);
   free(c);
+}
+
+void dp_resume_cache_clear(dp_resume_cache *c) {
+  pthread_mutex_lock(&c->lock);
+  drop_all(c);
+  pthread_mutex_unlock(&c->lock);
 }
 
 static entry *find(dp_resume_cache *c, const dp_addr_key *server, const char *name) {

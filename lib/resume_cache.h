@@ -29,6 +29,8 @@ SSL_SESSION *dp_resume_cache_get(dp_resume_cache *c, const dp_addr_key *server, 
  * reference); out of memory, it is not kept. */
 void dp_resume_cache_put(dp_resume_cache *c, const dp_addr_key *server, const char *name, SSL_SESSION *sess);
 void dp_resume_cache_remove(dp_resume_cache *c, const dp_addr_key *server, const char *name);
+/* Forgets every session (the configuration they were checked with changed). */
+void dp_resume_cache_clear(dp_resume_cache *c);
 size_t dp_resume_cache_count(dp_resume_cache *c);
 
 #endif

@@ -40,7 +40,20 @@ static int cookie_generate_cb(SSL *ssl, unsigned char *cookie, unsigned int *len
 
 static int cookie_verify_cb(SSL *ssl, const unsigned char *cookie, unsigned int len) {
   dp_listener *l = SSL_get_ex_data(ssl, listener_index);
-  return l != NULL && dp_cookie_verify(l->keys, cookie_peer(ssl), l->io.now, cookie, len);
+  if (l == NULL)
+    return 0;
+  const dp_addr_key *peer = cookie_peer(ssl);
+  if (l->verified && len == DP_COOKIE_LEN && memcmp(&l->verified_peer, peer, sizeof *peer) == 0 &&
+      CRYPTO_memcmp(l->verified_cookie, cookie, len) == 0) {
+    l->verified = 0; /* the adopted session's check of the same ClientHello */
+    return 1;
+  }
+  if (!dp_cookie_verify(l->keys, peer, l->io.now, cookie, len))
+    return 0;
+  l->verified = 1;
+  l->verified_peer = *peer;
+  memcpy(l->verified_cookie, cookie, DP_COOKIE_LEN);
+  return 1;
 }
 
 void dp_session_install_ctx_callbacks(SSL_CTX *ctx) {
@@ -551,6 +564,7 @@ SSL *dp_listener_input(dp_listener *l, const dp_addr *from, const dp_local *loca
     return NULL;
   if (l->ssl == NULL && listener_renew(l) != 0)
     return NULL;
+  l->verified = 0; /* a memo lasts one datagram */
   l->io.peer = *from;
   l->io.local = *local;
   l->io.now = now;

@@ -118,6 +118,12 @@ typedef struct dp_listener {
   BIO_ADDR *client; /* DTLSv1_listen's out-parameter, kept to avoid an allocation per call */
   dp_bio_io io;
   dp_cookie_keys *keys;
+  /* The cookie the last datagram's ClientHello carried, once verified:
+   * libssl checks it again when the adopted session processes the same
+   * ClientHello, and the answer is the same. */
+  int verified;
+  dp_addr_key verified_peer;
+  uint8_t verified_cookie[DP_COOKIE_LEN];
   int cookie_sent;
 } dp_listener;
 

@@ -59,25 +59,24 @@ static int derive(const dp_ticket_keys *k, const char *label, uint64_t period, u
 static int key_of_period(dp_ticket_keys *k, uint64_t period, dp_ticket_key *out) {
   int r = 0;
   pthread_mutex_lock(&k->lock);
-  dp_ticket_key *slot = NULL;
-  for (int i = 0; i < 2 && slot == NULL; i++)
-    if (k->recent[i].valid && k->recent[i].period == period)
-      slot = &k->recent[i];
-  if (slot == NULL) {
-    slot = k->recent[0].period < k->recent[1].period || !k->recent[0].valid ? &k->recent[0] : &k->recent[1];
+  int i = 0;
+  while (i < 2 && !(k->recent[i].valid && k->recent[i].period == period))
+    i++;
+  if (i == 2) {
     uint8_t name[32];
-    slot->valid = 0;
-    slot->period = period;
-    if (derive(k, "dtlsplex ticket name ", period, name) != 0 || derive(k, "dtlsplex ticket aes ", period, slot->aes) != 0 ||
-        derive(k, "dtlsplex ticket mac ", period, slot->mac) != 0) {
-      r = -EPROTO;
+    dp_ticket_key fresh = {.period = period, .valid = 1};
+    i = !k->recent[0].valid || k->recent[0].period < k->recent[1].period ? 0 : 1;
+    if (derive(k, "dtlsplex ticket name ", period, name) == 0 && derive(k, "dtlsplex ticket aes ", period, fresh.aes) == 0 &&
+        derive(k, "dtlsplex ticket mac ", period, fresh.mac) == 0) {
+      memcpy(fresh.name, name, sizeof fresh.name);
+      k->recent[i] = fresh;
     } else {
-      memcpy(slot->name, name, sizeof slot->name);
-      slot->valid = 1;
+      r = -EPROTO;
     }
+    OPENSSL_cleanse(&fresh, sizeof fresh);
   }
   if (r == 0)
-    *out = *slot;
+    *out = k->recent[i];
   pthread_mutex_unlock(&k->lock);
   return r;
 }

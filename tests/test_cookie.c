@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include <check.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "cookie.h"
 
@@ -62,6 +64,7 @@ START_TEST(test_same_address_same_time_verifies) {
   dp_addr_key c6 = v6_key("2001:db8::7", 5684, 0);
   ck_assert_int_eq(dp_cookie_make(&k, &c6, T0, cookie), 0);
   ck_assert_int_eq(dp_cookie_verify(&k, &c6, T0, cookie, sizeof cookie), 1);
+  dp_cookie_cleanup(&k);
 }
 END_TEST
 
@@ -92,6 +95,7 @@ START_TEST(test_other_ip_or_port_rejected) {
   ck_assert_int_eq(dp_cookie_make(&k, &ll3, T0, cookie), 0);
   ck_assert_int_eq(dp_cookie_verify(&k, &ll3, T0, cookie, sizeof cookie), 1);
   ck_assert_int_eq(dp_cookie_verify(&k, &ll4, T0, cookie, sizeof cookie), 0);
+  dp_cookie_cleanup(&k);
 }
 END_TEST
 
@@ -108,6 +112,7 @@ START_TEST(test_wrong_length_rejected) {
   ck_assert_int_eq(dp_cookie_verify(&k, &c, T0, buf, 16), 0);
   ck_assert_int_eq(dp_cookie_verify(&k, &c, T0, buf, 1), 0);
   ck_assert_int_eq(dp_cookie_verify(&k, &c, T0, buf, 0), 0);
+  dp_cookie_cleanup(&k);
 }
 END_TEST
 
@@ -126,6 +131,7 @@ START_TEST(test_flipped_bit_rejected) {
                   bit);
   }
   ck_assert_int_eq(dp_cookie_verify(&k, &c, T0, cookie, sizeof cookie), 1);
+  dp_cookie_cleanup(&k);
 }
 END_TEST
 
@@ -184,6 +190,9 @@ START_TEST(test_previous_period_accepted_older_rejected) {
   /* A cookie from the future (next period) is not accepted now. */
   dp_cookie_init(&v, master_a, sizeof master_a);
   ck_assert_int_eq(dp_cookie_verify(&v, &c, made, next, DP_COOKIE_LEN), 0);
+  dp_cookie_cleanup(&maker);
+  dp_cookie_cleanup(&v);
+  dp_cookie_cleanup(&k);
 }
 END_TEST
 
@@ -206,6 +215,9 @@ START_TEST(test_different_master_rejected) {
   dp_cookie_keys shorter;
   dp_cookie_init(&shorter, master_a, 16);
   ck_assert_int_eq(dp_cookie_verify(&shorter, &c, T0, cookie, sizeof cookie), 0);
+  dp_cookie_cleanup(&a);
+  dp_cookie_cleanup(&b);
+  dp_cookie_cleanup(&shorter);
 }
 END_TEST
 
@@ -231,6 +243,9 @@ START_TEST(test_fleet_shares_cookies) {
   /* And still bound to the address. */
   dp_addr_key other = v6_key("2001:db8::99", 40001, 0);
   ck_assert_int_eq(dp_cookie_verify(&s2, &other, T0, c1, sizeof c1), 0);
+  dp_cookie_cleanup(&s1);
+  dp_cookie_cleanup(&s2);
+  dp_cookie_cleanup(&s3);
 }
 END_TEST
 
@@ -249,6 +264,22 @@ _Static_assert(DTLS_RECORD_HEADER + DTLS_HANDSHAKE_HEADER + HVR_FIXED + DP_COOKI
                "HelloVerifyRequest size");
 _Static_assert(DTLS_RECORD_HEADER + DTLS_HANDSHAKE_HEADER + CH_BODY_MIN == 67,
                "minimal ClientHello size");
+
+/* The cookie is HMAC-SHA256 of the address key under the period's key,
+ * whatever way it is computed: servers of a fleet running other builds
+ * agree. */
+START_TEST(test_cookie_is_hmac_sha256) {
+  dp_cookie_keys k;
+  dp_cookie_init(&k, master_a, sizeof master_a);
+  dp_addr_key client = v4_key("192.0.2.7", 5683);
+  uint8_t cookie[DP_COOKIE_LEN], expect[32];
+  ck_assert_int_eq(dp_cookie_make(&k, &client, T0, cookie), 0);
+  unsigned int len = 0;
+  ck_assert_ptr_nonnull(HMAC(EVP_sha256(), k.cur, 32, (const uint8_t *)&client, sizeof client, expect, &len));
+  ck_assert_mem_eq(cookie, expect, sizeof expect);
+  dp_cookie_cleanup(&k);
+}
+END_TEST
 
 START_TEST(test_no_amplification) {
   ck_assert_int_eq(DP_COOKIE_LEN, 32);
@@ -281,6 +312,7 @@ static Suite *cookie_suite(void) {
 
   tc = tcase_create("size");
   tcase_add_test(tc, test_no_amplification);
+  tcase_add_test(tc, test_cookie_is_hmac_sha256);
   suite_add_tcase(s, tc);
   return s;
 }

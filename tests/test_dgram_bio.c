@@ -137,6 +137,7 @@ START_TEST(test_write_over_mtu_cut_between_records) {
   ck_assert_int_eq(BIO_write(fx.bio, junk, (int)sizeof junk), (int)sizeof junk);
   ck_assert_int_eq(fx.fs.calls, 1);
   ck_assert_uint_eq(fx.fs.last_len, sizeof junk);
+  fixture_free(&fx);
 }
 END_TEST
 

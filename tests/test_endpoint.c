@@ -1056,6 +1056,78 @@ START_TEST(resumes_after_silence) {
 }
 END_TEST
 
+/* With client certificates required: the session resumes (libssl would
+ * refuse without a session context), and keeps the client identity the
+ * full handshake checked.  A ticket from a fleet server that did not ask
+ * for certificates never resumes on one that requires them: the session
+ * context differs, and the client proves itself in a full handshake. */
+static void mutual_pair(int first_requires) {
+  static const unsigned char fleet[32] = "a fleet secret of 32 bytes long";
+  dtlsplex_config *a = make_config(1), *b = make_config(1), *c = make_config(0);
+  ck_assert_int_eq(dtlsplex_config_set_fleet_secret(a, fleet, sizeof fleet), 0);
+  ck_assert_int_eq(dtlsplex_config_set_fleet_secret(b, fleet, sizeof fleet), 0);
+  if (first_requires) {
+    ck_assert_int_eq(dtlsplex_config_set_verify(a, DTLSPLEX_VERIFY_REQUIRE), 0);
+    ck_assert_int_eq(dtlsplex_config_set_ca(a, pki.ca, NULL), 0);
+  }
+  ck_assert_int_eq(dtlsplex_config_set_verify(b, DTLSPLEX_VERIFY_REQUIRE), 0);
+  ck_assert_int_eq(dtlsplex_config_set_ca(b, pki.ca, NULL), 0);
+  ck_assert_int_eq(dtlsplex_config_set_certificate(c, pki.client_cert, pki.client_key), 0);
+  sim_stop_node(&server);
+  sim_stop_node(&client);
+  sim_add_node(&server, a, 5684);
+  sim_add_node(&client, c, 40000);
+  connect_client(&client);
+  sim_stop_node(&server);
+  sim_clear();
+  sim_add_node(&server, first_requires ? a : b, 5684);
+  ck_assert_int_eq(dp_endpoint_close(client.ep, &server.addr), 0);
+  sim_clear();
+  connect_client(&client);
+  ck_assert_uint_eq(stats_of(&server).handshakes_resumed, first_requires ? 1 : 0);
+  ck_assert_ptr_nonnull(strstr(info_of(&server, &client).identity, "client"));
+  sim_stop_node(&server);
+  sim_stop_node(&client);
+  sim_add_node(&server, server_cfg, 5684);
+  sim_add_node(&client, client_cfg, 40000);
+  dtlsplex_config_free(a);
+  dtlsplex_config_free(b);
+  dtlsplex_config_free(c);
+}
+
+START_TEST(mutual_authentication_resumes) {
+  mutual_pair(1);
+}
+END_TEST
+
+START_TEST(no_resumption_into_stricter_verification) {
+  mutual_pair(0);
+}
+END_TEST
+
+/* A configuration changed after use (its sockets detached) forgets the
+ * sessions it kept: here a CA that trusts nothing of this server's must
+ * not be bypassed by resuming a session checked with the old one. */
+START_TEST(changed_configuration_forgets_sessions) {
+  dtlsplex_config *c = make_config(0);
+  sim_stop_node(&client);
+  sim_add_node(&client, c, 40000);
+  connect_client(&client);
+  ck_assert_int_eq(dp_endpoint_close(client.ep, &server.addr), 0);
+  sim_deliver_due();
+  ck_assert_int_eq(dtlsplex_config_set_ca(c, pki.other_ca, NULL), 0);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "hello", 5, 1, sim_now), 5);
+  sim_deliver_due();
+  int err;
+  ck_assert_int_eq(dp_endpoint_peer_state(client.ep, &server.addr, &err), DTLSPLEX_STATE_FAILED);
+  ck_assert_int_eq(err, EACCES);
+  ck_assert_uint_eq(stats_of(&server).handshakes_resumed, 0);
+  sim_stop_node(&client);
+  sim_add_node(&client, client_cfg, 40000);
+  dtlsplex_config_free(c);
+}
+END_TEST
+
 /* Off: every handshake is a full one. */
 START_TEST(resumption_can_be_turned_off) {
   dtlsplex_config *c = make_config(0);
@@ -1089,6 +1161,9 @@ int main(void) {
   tcase_add_test(tc, other_fleet_does_not_resume);
   tcase_add_test(tc, resumes_after_silence);
   tcase_add_test(tc, resumption_can_be_turned_off);
+  tcase_add_test(tc, mutual_authentication_resumes);
+  tcase_add_test(tc, changed_configuration_forgets_sessions);
+  tcase_add_test(tc, no_resumption_into_stricter_verification);
   tcase_add_test(tc, data_overtaking_the_final_flight);
   tcase_add_test(tc, spoofed_client_hello_creates_no_peer);
   tcase_add_test(tc, retransmission_after_dropped_flight);
