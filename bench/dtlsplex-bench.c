@@ -90,6 +90,9 @@
  * once the newest idle peer is this old (and, at the largest count, also at
  * once, while the youngest peers are still being released). */
 #define SETTLED_S 2.5
+/* Server work per resumed handshake, at most this share of a full one's
+ * (CPU in the timed rows, instructions in --instructions). */
+#define RESUMED_TARGET_PCT 15
 
 /* First byte of every benchmark datagram (same protocol for UDP and DTLS). */
 enum {
@@ -132,14 +135,18 @@ typedef struct {
   uint64_t peers;       /* dtlsplex_stats: sessions (0 for UDP) */
   uint64_t handshaking; /* of those, still handshaking */
   uint64_t handshakes_ok;
-  uint64_t resumed; /* SSL_CTX_sess_hits of the server context */
+  uint64_t resumed;     /* dtlsplex_stats: of handshakes_ok, those that resumed a session */
 } server_report;
 
 static options opt = {.seconds = 2.5, .peers_cap = 10000, .only = M_ALL};
 static char tmpdir[64], ca_pem[128], chain_pem[128], key_pem[128];
 static char cg_dir[64]; /* --instructions: callgrind's files */
-static dtlsplex_config *client_cfg; /* made by use_setup; shared by every DTLS client socket */
-static dtlsplex_config *server_cfg; /* in a server process only */
+/* The clients' configurations, made by use_setup.  The library keeps a
+ * client's last session with each server in its configuration and offers it
+ * on the next handshake with that server, from any socket: the clients of
+ * full handshakes therefore have one with resumption off. */
+static dtlsplex_config *client_cfg; /* shared by every other DTLS client socket: it resumes */
+static dtlsplex_config *full_cfg;   /* resumption off: every handshake it starts is full */
 
 /* ---- Small helpers ------------------------------------------------------ */
 
@@ -338,7 +345,8 @@ static void make_pems(void) {
  * default setup; the few that need another switch to it with use_setup and
  * back.  A server takes the setup in force when it is started (its socket in
  * server_start, its configuration in make_config, in the forked process);
- * DTLS clients take it through client_cfg, which use_setup makes anew. */
+ * DTLS clients take it through client_cfg and full_cfg, which use_setup
+ * makes anew. */
 typedef struct {
   const char *server_groups, *client_groups; /* key exchange groups; NULL: the library's own */
   unsigned int mtu;                          /* both DTLS sides */
@@ -390,13 +398,20 @@ static dtlsplex_config *make_config(int server, unsigned int max_peers) {
   return cfg;
 }
 
+static void free_client_configs(void) {
+  dtlsplex_config_free(client_cfg);
+  dtlsplex_config_free(full_cfg);
+  client_cfg = full_cfg = NULL;
+}
+
 /* Puts s in force for the servers and clients made from now on.  Sockets
  * already attached keep their configuration (it is reference-counted). */
 static int use_setup(const setup *s) {
   setup_in_use = *s;
-  dtlsplex_config_free(client_cfg);
+  free_client_configs();
   client_cfg = make_config(0, 0);
-  return client_cfg != NULL ? 0 : -1;
+  full_cfg = make_config(0, 0);
+  return client_cfg != NULL && full_cfg != NULL && dtlsplex_config_set_resumption(full_cfg, 0, 0) == 0 ? 0 : -1;
 }
 
 /* Every measurement expects the default setup unless it asks for another. */
@@ -442,15 +457,22 @@ static ssize_t udp_recv(int fd, void *buf, size_t len, int flags, struct sockadd
   return recvfrom(fd, buf, len, flags, from, from_len);
 }
 
+/* The socket keeps its own reference to the configuration. */
 static int dtls_attach_server(int fd, unsigned int max_peers) {
-  server_cfg = make_config(1, max_peers);
-  return server_cfg != NULL ? dtlsplex_attach(fd, server_cfg) : -1;
+  dtlsplex_config *cfg = make_config(1, max_peers);
+  int r = cfg != NULL ? dtlsplex_attach(fd, cfg) : -1;
+  dtlsplex_config_free(cfg);
+  return r;
+}
+
+static int attach_client_with(int fd, dtlsplex_config *cfg, const struct sockaddr_in *server) {
+  if (dtlsplex_attach(fd, cfg) < 0)
+    return -1;
+  return dtlsplex_set_peer_name(fd, (const struct sockaddr *)server, sizeof *server, "localhost");
 }
 
 static int dtls_attach_client(int fd, const struct sockaddr_in *server) {
-  if (dtlsplex_attach(fd, client_cfg) < 0)
-    return -1;
-  return dtlsplex_set_peer_name(fd, (const struct sockaddr *)server, sizeof *server, "localhost");
+  return attach_client_with(fd, client_cfg, server);
 }
 
 static void dtls_detach(int fd) { dtlsplex_detach(fd); }
@@ -461,9 +483,8 @@ static void dtls_stats(int fd, server_report *out) {
     out->peers = st.peers;
     out->handshaking = st.handshakes_active;
     out->handshakes_ok = st.handshakes_ok;
+    out->resumed = st.handshakes_resumed;
   }
-  if (server_cfg != NULL)
-    out->resumed = (uint64_t)SSL_CTX_sess_hits(dtlsplex_config_get_ssl_ctx(server_cfg));
 }
 
 static const transport udp_transport = {
@@ -1107,6 +1128,9 @@ static paired measure_oneway(size_t size, unsigned int *data_mtu) {
 typedef struct {
   const struct sockaddr_in *server;
   int slots;
+  int resume;        /* 1: the clients have client_cfg, which offers the server the session it
+                        keeps for it (the control connection's): resumed handshakes; 0: full_cfg,
+                        full ones, as from distinct clients (idle peers are) */
   int abandon;       /* leave each established session on the server (idle peer) */
   uint32_t next_src; /* 0: every client at 127.0.0.1; else distinct source addresses from here */
   long remaining;    /* handshakes still to start (-1: no limit) */
@@ -1132,7 +1156,7 @@ static int hs_begin(hs_driver *d, int i) {
   if (fd < 0)
     return -1;
   uint8_t noop[HDR] = {MSG_NOOP};
-  if (dtls_attach_client(fd, d->server) < 0 ||
+  if (attach_client_with(fd, d->resume ? client_cfg : full_cfg, d->server) < 0 ||
       dtlssendto(fd, noop, sizeof noop, 0, (const struct sockaddr *)d->server, sizeof *d->server) < 0) {
     int err = errno;
     dtlsplex_detach(fd);
@@ -1236,12 +1260,17 @@ static double hs_run(hs_driver *d, double seconds, long count, long *done) {
   return rate;
 }
 
+/* The two kinds of handshake, as hs_driver.resume says. */
+enum { HS_FULL, HS_RESUMED, HS_KINDS };
+static const char *const hs_kind_names[HS_KINDS] = {"full", "resumed"};
+
 typedef struct {
   int clients;
+  int resume;  /* HS_FULL or HS_RESUMED (hs_driver.resume) */
   double rate; /* client-side completed handshakes per second */
   long done, failed;
   uint64_t server_done; /* handshakes the server completed meanwhile */
-  uint64_t resumed;
+  uint64_t resumed;     /* of those, the ones that resumed a session */
   double cpu_us;        /* server CPU per server-completed handshake */
   double client_cpu_us; /* this process's CPU per client-completed handshake */
 } hs_result;
@@ -1250,7 +1279,7 @@ static int handshake_run(conn *c, hs_result *h) {
   server_report before, after;
   if (conn_report(c, &before) < 0)
     return -1;
-  hs_driver d = {.server = &c->server, .slots = h->clients};
+  hs_driver d = {.server = &c->server, .slots = h->clients, .resume = h->resume};
   double cpu0 = cpu_s();
   h->rate = hs_run(&d, opt.seconds, 0, &h->done);
   h->client_cpu_us = h->done > 0 ? (cpu_s() - cpu0) * 1e6 / (double)h->done : NAN;
@@ -1258,25 +1287,45 @@ static int handshake_run(conn *c, hs_result *h) {
   if (conn_report(c, &after) < 0)
     return -1;
   h->server_done = after.handshakes_ok - before.handshakes_ok;
-  h->resumed = after.resumed;
+  h->resumed = after.resumed - before.resumed;
   h->cpu_us = h->server_done > 0 ? (after.cpu_s - before.cpu_s) * 1e6 / (double)h->server_done : NAN;
   return 0;
 }
 
-static void measure_handshakes(hs_result *h) {
-  char what[96];
-  snprintf(what, sizeof what, "DTLS full handshakes, %d concurrent client%s", h->clients,
-           h->clients > 1 ? "s" : "");
-  progress(what);
-  h->rate = h->cpu_us = h->client_cpu_us = NAN;
+/* A run's figures are of the kind it names only if the server says so:
+ * none resumed, or all (a resumed client that fails starts afresh). */
+static int hs_kind_checked(const hs_result *h) {
+  return h->resumed == (h->resume == HS_RESUMED ? h->server_done : 0);
+}
+
+/* Runs h[0..n) one after the other against one server: the resumed runs
+ * resume the session of the server's control connection, which client_cfg
+ * keeps.  A run that fails, or whose handshakes were not all of its kind,
+ * shows as n/a. */
+static void measure_handshakes(hs_result *h, int n) {
+  for (int i = 0; i < n; i++)
+    h[i].rate = h[i].cpu_us = h[i].client_cpu_us = NAN;
   session x;
   if (session_open(&x, &dtls_transport, 1024) < 0)
     return;
-  if (handshake_run(&x.c, h) < 0)
-    h->rate = h->cpu_us = NAN;
+  for (int i = 0; i < n; i++) {
+    char what[96];
+    snprintf(what, sizeof what, "DTLS %s handshakes, %d concurrent client%s", hs_kind_names[h[i].resume],
+             h[i].clients, h[i].clients > 1 ? "s" : "");
+    progress(what);
+    if (handshake_run(&x.c, &h[i]) < 0)
+      h[i].rate = h[i].cpu_us = NAN;
+    if (h[i].failed > 0)
+      fprintf(stderr, "  (%ld handshakes failed or timed out)\n", h[i].failed);
+    if (!isnan(h[i].rate) && !hs_kind_checked(&h[i])) {
+      fprintf(stderr, "dtlsplex-bench: warning: of the server's %llu handshakes %llu resumed; %s expected: "
+                      "the row shows n/a\n",
+              (unsigned long long)h[i].server_done, (unsigned long long)h[i].resumed,
+              h[i].resume == HS_RESUMED ? "all" : "none");
+      h[i].rate = h[i].cpu_us = NAN;
+    }
+  }
   session_close(&x);
-  if (h->failed > 0)
-    fprintf(stderr, "  (%ld handshakes failed or timed out)\n", h->failed);
 }
 
 /* ---- Measurement: many idle peers on one server socket ------------------ */
@@ -1455,10 +1504,10 @@ static void measure_scaling(scaling *s) {
 /* ---- The table ----------------------------------------------------------- */
 
 #define LABEL_WIDTH 60
-/* What build_rows can add: handshakes 5, ping-pong 3 + 2 in one thread,
- * one-way 3; then peer_rows: 2 per level, 4 at the largest, 1 when 100000
- * is not measured, 4 of memory. */
-#define MAX_ROWS (13 + 2 * MAX_LEVELS + 9)
+/* What build_rows can add: handshakes 9 (rates 4, CPU 5), ping-pong 3 + 2
+ * in one thread, one-way 3; then peer_rows: 2 per level, 4 at the largest,
+ * 1 when 100000 is not measured, 4 of memory. */
+#define MAX_ROWS (17 + 2 * MAX_LEVELS + 9)
 
 typedef struct {
   char label[128]; /* cut to LABEL_WIDTH by add_row */
@@ -1554,8 +1603,8 @@ static const size_t counted_sizes[2] = {SMALL, BIG}; /* of the echoed messages *
  * (Performance II) measured them: references quoted, not measured here. */
 static const double issue_echo[2] = {7900, 13600};
 
-/* One counted server per handshake group; the P-256 one also counts the
- * echoes, in the timed rows' setup. */
+/* One counted server per handshake group; the P-256 one also counts
+ * resumed handshakes and the echoes, in the timed rows' setup. */
 enum { PLAN_P256, PLAN_X25519, PLANS };
 
 typedef struct {
@@ -1571,9 +1620,10 @@ typedef struct {
 } counted_server;
 
 typedef struct {
-  double hs, pk;     /* instructions per handshake, per set of public-key operations */
-  double echo[2];    /* per echoed message of counted_sizes[i] (PLAN_P256 only) */
-  server_report end; /* the server's handshakes, and how many were resumed */
+  double hs[HS_KINDS]; /* instructions per full handshake, per resumed one (PLAN_P256 only) */
+  double pk;           /* per set of public-key operations */
+  double echo[2];      /* per echoed message of counted_sizes[i] (PLAN_P256 only) */
+  server_report end;   /* the server's handshakes, and how many were resumed */
 } counted;
 
 /* The counted server: this program, exec'd by valgrind (counted_exec).
@@ -1680,13 +1730,13 @@ static int mark(counted_server *cs, const char *label, uint64_t *ir) {
 /* What a phase does: n operations of one kind (the client side, here). */
 typedef int (*counted_op_fn)(counted_server *cs, const void *arg, long n);
 
-/* One client at a time, each a new socket: cookie exchange, full handshake
- * and close_notify, as in the timed rows. */
+/* One client at a time, each a new socket: cookie exchange, handshake of
+ * the kind arg points to (HS_FULL, HS_RESUMED) and close_notify, as in the
+ * timed rows. */
 static int count_handshakes(counted_server *cs, const void *arg, long n) {
-  (void)arg;
   if (n == 0)
     return 0; /* hs_run would take 0 for no limit */
-  hs_driver d = {.server = &cs->x.c.server, .slots = 1};
+  hs_driver d = {.server = &cs->x.c.server, .slots = 1, .resume = *(const int *)arg};
   long done = 0;
   hs_run(&d, COUNTED_CALL_S, n, &done);
   return done == n && d.failed == 0 ? 0 : -1;
@@ -1732,24 +1782,35 @@ static double count_per_op(counted_server *cs, const char *what, counted_op_fn o
   return ((double)ir[2] - (double)ir[1]) / (double)n;
 }
 
-/* The server's handshakes: the control connection's, the warm-up, the n. */
-static uint64_t handshakes_expected(long n_hs) { return 2 + (uint64_t)n_hs; }
+/* The kinds of handshake a plan counts: full, and for P-256 resumed too. */
+static int plan_kinds(int plan) { return plan == PLAN_P256 ? HS_KINDS : 1; }
+
+/* The server's resumed handshakes: each counted kind's warm-up and n. */
+static uint64_t resumed_expected(int plan, long n_hs) {
+  return plan_kinds(plan) == HS_KINDS ? 1 + (uint64_t)n_hs : 0;
+}
+
+/* And all of them: the control connection's (full), then the full ones'. */
+static uint64_t handshakes_expected(int plan, long n_hs) { return 2 + (uint64_t)n_hs + resumed_expected(plan, n_hs); }
 
 /* The figures of one counted server.  0, or -1 if one could not be counted. */
 static int count_plan(int plan, long n_hs, long n_echo, counted *out) {
   const counted_plan *p = &counted_plans[plan];
-  *out = (counted){.hs = NAN, .pk = NAN, .echo = {NAN, NAN}};
+  *out = (counted){.hs = {NAN, NAN}, .pk = NAN, .echo = {NAN, NAN}};
   counted_server cs;
   if (use_setup(p->s) < 0 || dtlsplex_config_set_retransmit(client_cfg, COUNTED_RTO_MS, COUNTED_RTO_MS) < 0 ||
-      counted_start(&cs, plan) < 0 || session_connect(&cs.x, &dtls_transport) < 0) {
+      dtlsplex_config_set_retransmit(full_cfg, COUNTED_RTO_MS, COUNTED_RTO_MS) < 0 || counted_start(&cs, plan) < 0 ||
+      session_connect(&cs.x, &dtls_transport) < 0) {
     use_default_setup();
     return -1;
   }
   struct timeval tv = {.tv_sec = COUNTED_CALL_S};
   char what[LABEL_MAX];
   if (setsockopt(cs.x.c.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0) {
-    snprintf(what, sizeof what, "%s handshakes", p->group);
-    out->hs = count_per_op(&cs, what, count_handshakes, NULL, n_hs);
+    for (int k = 0; k < plan_kinds(plan); k++) {
+      snprintf(what, sizeof what, "%s %s handshakes", p->group, hs_kind_names[k]);
+      out->hs[k] = count_per_op(&cs, what, count_handshakes, &k, n_hs);
+    }
     snprintf(what, sizeof what, "%s public-key work", p->group);
     out->pk = count_per_op(&cs, what, count_pk, p->group, n_hs);
     for (int i = 0; i < 2 && plan == PLAN_P256; i++) {
@@ -1757,30 +1818,33 @@ static int count_plan(int plan, long n_hs, long n_echo, counted *out) {
       out->echo[i] = count_per_op(&cs, what, count_echoes, &counted_sizes[i], n_echo);
     }
   }
-  /* Full handshakes only, each once: else the figure counts other work. */
-  if (conn_report(&cs.x.c, &out->end) < 0 || out->end.handshakes_ok != handshakes_expected(n_hs) ||
-      out->end.resumed != 0) {
-    fprintf(stderr, "dtlsplex-bench: the %s server completed %llu handshakes (%llu expected), %llu resumed\n",
-            p->group, (unsigned long long)out->end.handshakes_ok, (unsigned long long)handshakes_expected(n_hs),
-            (unsigned long long)out->end.resumed);
-    out->hs = NAN;
+  /* Each handshake once and of its phase's kind (the full ones' clients
+   * cannot resume): else a figure counts other work. */
+  uint64_t all = handshakes_expected(plan, n_hs), resumed = resumed_expected(plan, n_hs);
+  if (conn_report(&cs.x.c, &out->end) < 0 || out->end.handshakes_ok != all || out->end.resumed != resumed) {
+    fprintf(stderr, "dtlsplex-bench: the %s server completed %llu handshakes, %llu resumed (%llu, %llu expected)\n",
+            p->group, (unsigned long long)out->end.handshakes_ok, (unsigned long long)out->end.resumed,
+            (unsigned long long)all, (unsigned long long)resumed);
+    out->hs[HS_FULL] = out->hs[HS_RESUMED] = NAN;
   }
   session_close(&cs.x);
   use_default_setup();
-  int echoes_ok = plan != PLAN_P256 || (!isnan(out->echo[0]) && !isnan(out->echo[1]));
-  return !isnan(out->hs) && !isnan(out->pk) && echoes_ok ? 0 : -1;
+  int p256_ok = plan != PLAN_P256 || (!isnan(out->hs[HS_RESUMED]) && !isnan(out->echo[0]) && !isnan(out->echo[1]));
+  return !isnan(out->hs[HS_FULL]) && !isnan(out->pk) && p256_ok ? 0 : -1;
 }
 
 static void print_counted_table(const counted c[PLANS]) {
   static const char *const unit = "instructions";
-  row rows[2 * PLANS + 2];
+  row rows[2 * PLANS + 3];
   int n = 0;
   char label[128];
   for (int i = 0; i < PLANS; i++) {
     snprintf(label, sizeof label, "full handshake, %s (ref: %s public-key work)", counted_plans[i].group,
              counted_plans[i].group);
-    add_row(rows, &n, unpaired(c[i].hs, c[i].pk), unit, 0, label);
+    add_row(rows, &n, unpaired(c[i].hs[HS_FULL], c[i].pk), unit, 0, label);
   }
+  snprintf(label, sizeof label, "resumed handshake, %s (ref: full %s handshake)", GROUP, GROUP);
+  add_row(rows, &n, unpaired(c[PLAN_P256].hs[HS_RESUMED], c[PLAN_P256].hs[HS_FULL]), unit, 0, label);
   for (int i = 0; i < PLANS; i++) {
     snprintf(label, sizeof label, "public-key work, %s: sign, %s keygen, derive", counted_plans[i].group,
              counted_plans[i].group);
@@ -1808,12 +1872,17 @@ static void print_counted_notes(const counted c[PLANS], long n_hs, long n_echo) 
          CIPHER, DTLS_MTU, n_hs, n_hs, n_echo);
   printf("- full handshake: one client at a time, each a new socket: cookie exchange, full handshake,\n"
          "  close_notify; the clients' retransmission timer at %d ms, so that no flight is counted\n"
-         "  twice.  P-256: both sides pinned to %s, as in the timed rows.  X25519: the client offers\n"
-         "  X25519 then P-256, the server has the library's default groups.  The servers completed\n"
-         "  %llu and %llu handshakes (their control connection's and a warm-up included), %llu resumed.\n",
+         "  twice; their configuration has resumption off, as in the timed rows.  P-256: both sides\n"
+         "  pinned to %s, as in the timed rows.  X25519: the client offers X25519 then P-256, the\n"
+         "  server has the library's default groups.\n"
+         "- resumed handshake (P-256 server): the same, the clients sharing the configuration of the\n"
+         "  control connection, which offers that connection's session (its ticket): cookie exchange,\n"
+         "  abbreviated handshake, close_notify.  ratio = resumed / full.\n"
+         "- The servers completed %llu and %llu handshakes (their control connection's and a warm-up\n"
+         "  per kind included), of them resumed %llu and %llu: all of the resumed phases', none else.\n",
          COUNTED_RTO_MS, GROUP, (unsigned long long)c[PLAN_P256].end.handshakes_ok,
-         (unsigned long long)c[PLAN_X25519].end.handshakes_ok,
-         (unsigned long long)(c[PLAN_P256].end.resumed + c[PLAN_X25519].end.resumed));
+         (unsigned long long)c[PLAN_X25519].end.handshakes_ok, (unsigned long long)c[PLAN_P256].end.resumed,
+         (unsigned long long)c[PLAN_X25519].end.resumed);
   printf("- public-key work: the timed rows' baseline code run N times in a row by the same server\n"
          "  process, on one control message: one ECDSA P-256 signature (130 bytes, SHA-256), one key\n"
          "  generation and one validated derive in the handshake's group.  ratio = handshake / this.\n"
@@ -1828,12 +1897,16 @@ static void print_counted_targets(const counted c[PLANS]) {
   char what[64], shown[64];
   printf("\nTargets:\n");
   for (int i = 0; i < PLANS; i++) {
-    double ratio = c[i].hs / c[i].pk;
+    double ratio = c[i].hs[HS_FULL] / c[i].pk;
     snprintf(what, sizeof what, "handshake, %s <= %.2fx its public-key work", counted_plans[i].group,
              COUNTED_HS_TARGET);
     snprintf(shown, sizeof shown, "%.2fx", ratio);
     target(what, ratio, COUNTED_HS_TARGET, 0, shown);
   }
+  double pct = 100.0 * c[PLAN_P256].hs[HS_RESUMED] / c[PLAN_P256].hs[HS_FULL];
+  snprintf(what, sizeof what, "resumed handshake, %s <= %d%% of a full one", GROUP, RESUMED_TARGET_PCT);
+  snprintf(shown, sizeof shown, "%.1f%%", pct);
+  target(what, pct, RESUMED_TARGET_PCT, 0, shown);
   for (int i = 0; i < 2; i++) {
     snprintf(what, sizeof what, "echo %zu B <= %.0f (the issue's OpenSSL design)", counted_sizes[i], issue_echo[i]);
     snprintf(shown, sizeof shown, "%.0f instructions", c[PLAN_P256].echo[i]);
@@ -1875,7 +1948,7 @@ static int run_instructions(double start) {
 /* ---- Main ---------------------------------------------------------------- */
 
 typedef struct {
-  hs_result hs[2];
+  hs_result hs[2][HS_KINDS]; /* 1 client at a time, HS_SLOTS_MAX concurrent; full, resumed */
   hs_result p521; /* a client that lists P-521 first, the server with its default groups */
   double pk_us;
   paired pp[2];    /* BIG, SMALL */
@@ -1890,17 +1963,16 @@ typedef struct {
 
 /* What --only leaves out shows as n/a and "not measured". */
 static void measure_all(results *r) {
-  r->hs[0].clients = 1;
-  r->hs[1].clients = HS_SLOTS_MAX;
   for (int i = 0; i < 2; i++) {
-    r->hs[i].rate = r->hs[i].cpu_us = NAN;
+    for (int k = 0; k < HS_KINDS; k++)
+      r->hs[i][k] = (hs_result){.clients = i == 0 ? 1 : HS_SLOTS_MAX, .resume = k, .rate = NAN, .cpu_us = NAN};
     if (opt.only & M_HANDSHAKE)
-      measure_handshakes(&r->hs[i]);
+      measure_handshakes(r->hs[i], HS_KINDS);
   }
-  r->p521 = (hs_result){.clients = 1, .rate = NAN, .cpu_us = NAN};
+  r->p521 = (hs_result){.clients = 1, .resume = HS_FULL, .rate = NAN, .cpu_us = NAN};
   if (opt.only & M_HANDSHAKE) {
     if (use_setup(&p521_setup) == 0)
-      measure_handshakes(&r->p521);
+      measure_handshakes(&r->p521, 1);
     use_default_setup();
   }
   r->pk_us = opt.only & M_HANDSHAKE ? measure_pk_baseline() : NAN;
@@ -1970,25 +2042,44 @@ static int peer_rows(const scaling *sc, row *rows) {
   return n;
 }
 
+/* Resumed figures against the same clients' full ones, from the same server. */
+static int handshake_rows(const results *r, row *rows) {
+  int n = 0;
+  char label[128];
+  for (int k = 0; k < HS_KINDS; k++)
+    for (int i = 0; i < 2; i++) {
+      const hs_result *h = &r->hs[i][k], *full = &r->hs[i][HS_FULL];
+      char clients[32];
+      if (h->clients > 1)
+        snprintf(clients, sizeof clients, "%d concurrent clients", h->clients);
+      else
+        snprintf(clients, sizeof clients, "1 client at a time");
+      snprintf(label, sizeof label, "%s handshakes/s, %s%s", hs_kind_names[k], clients,
+               k == HS_RESUMED ? " (ref: full)" : "");
+      add_row(rows, &n, unpaired(h->rate, k == HS_RESUMED ? full->rate : NAN), "handshakes/s", 0, label);
+    }
+  for (int i = 0; i < 2; i++) {
+    const hs_result *full = &r->hs[i][HS_FULL];
+    snprintf(label, sizeof label, "server CPU/handshake, %d client%s (ref: P-256 pk ops)", full->clients,
+             full->clients > 1 ? "s" : "");
+    add_row(rows, &n, unpaired(full->cpu_us, r->pk_us), "us CPU", 1, label);
+  }
+  add_row(rows, &n, unpaired(r->p521.cpu_us, r->pk_us), "us CPU", 1,
+          "server CPU/handshake, P-521-first client (ref: P-256 pk ops)");
+  for (int i = 0; i < 2; i++) {
+    const hs_result *h = r->hs[i];
+    snprintf(label, sizeof label, "server CPU/resumed handshake, %d client%s (ref: full)", h[HS_RESUMED].clients,
+             h[HS_RESUMED].clients > 1 ? "s" : "");
+    add_row(rows, &n, unpaired(h[HS_RESUMED].cpu_us, h[HS_FULL].cpu_us), "us CPU", 1, label);
+  }
+  return n;
+}
+
 static int build_rows(const results *r, row *rows) {
   int n = 0;
   char label[128]; /* cut to LABEL_WIDTH by add_row */
-  if (opt.only & M_HANDSHAKE) {
-    for (int i = 0; i < 2; i++) {
-      if (r->hs[i].clients > 1)
-        snprintf(label, sizeof label, "full handshakes/s, %d concurrent clients", r->hs[i].clients);
-      else
-        snprintf(label, sizeof label, "full handshakes/s, 1 client at a time");
-      add_row(rows, &n, unpaired(r->hs[i].rate, NAN), "handshakes/s", 0, label);
-    }
-    for (int i = 0; i < 2; i++) {
-      snprintf(label, sizeof label, "server CPU/handshake, %d client%s (ref: P-256 pk ops)", r->hs[i].clients,
-               r->hs[i].clients > 1 ? "s" : "");
-      add_row(rows, &n, unpaired(r->hs[i].cpu_us, r->pk_us), "us CPU", 1, label);
-    }
-    add_row(rows, &n, unpaired(r->p521.cpu_us, r->pk_us), "us CPU", 1,
-            "server CPU/handshake, P-521-first client (ref: P-256 pk ops)");
-  }
+  if (opt.only & M_HANDSHAKE)
+    n += handshake_rows(r, rows);
   static const int sizes[2] = {BIG, SMALL};
   for (int s = 0; s < 2 && (opt.only & M_PINGPONG); s++) {
     snprintf(label, sizeof label, "ping-pong %d B, 1 client (DTLS MTU %d, data MTU %u)", sizes[s], DTLS_MTU,
@@ -2018,6 +2109,26 @@ static int build_rows(const results *r, row *rows) {
   return n;
 }
 
+/* What each handshake run did, as its clients and its server counted it. */
+static void print_handshake_runs(const results *r) {
+  printf("- handshakes/s: client handshakes completed per wall second (cookie exchange included), each\n"
+         "  client a new non-blocking socket that detaches (close_notify) when done.  Full: the clients'\n"
+         "  configuration has resumption off (so the server seals them no ticket).  Resumed: the clients\n"
+         "  share the configuration of the server's control connection, which keeps that connection's\n"
+         "  session and offers it (its ticket) on every handshake with that server: an abbreviated\n"
+         "  handshake after the same cookie exchange.  One server per client count, the full run\n"
+         "  first; a run any of whose handshakes the server counted as of the other kind shows n/a.\n"
+         "  Per run: done, failed (clients); completed, of them resumed (server); client CPU per\n"
+         "  handshake (this process):\n");
+  for (int k = 0; k < HS_KINDS; k++)
+    for (int i = 0; i < 2; i++) {
+      const hs_result *h = &r->hs[i][k];
+      printf("    %-7s %d client%s  %6ld, %ld; %6llu, %6llu; %4.0f us\n", hs_kind_names[k], h->clients,
+             h->clients > 1 ? "s" : " ", h->done, h->failed, (unsigned long long)h->server_done,
+             (unsigned long long)h->resumed, h->client_cpu_us);
+    }
+}
+
 static void print_notes(const results *r) {
   printf("\nWhat the figures are (%.2f s per measurement and per side):\n", opt.seconds);
   printf("- Paired figures (UDP vs DTLS, N peers vs 1 peer) run in %d alternating rounds; each figure is\n"
@@ -2031,18 +2142,14 @@ static void print_notes(const results *r) {
          "  (%d for the %d-byte rows, whose datagrams are one record each).\n",
          CIPHER, GROUP, DTLS_MTU, JUMBO_MTU, JUMBO);
   if (opt.only & M_HANDSHAKE)
-    printf("- handshakes/s: client handshakes completed per wall second (cookie exchange included), each\n"
-         "  client a new non-blocking socket that detaches (close_notify) when done.  Done: %ld and %ld;\n"
-         "  failed: %ld and %ld; completed by the server: %llu and %llu, of them resumed: %llu.\n"
-         "  Client CPU per handshake (this process): %.0f and %.0f us.\n",
-         r->hs[0].done, r->hs[1].done, r->hs[0].failed, r->hs[1].failed,
-         (unsigned long long)r->hs[0].server_done, (unsigned long long)r->hs[1].server_done,
-         (unsigned long long)(r->hs[0].resumed + r->hs[1].resumed), r->hs[0].client_cpu_us,
-         r->hs[1].client_cpu_us);
+    print_handshake_runs(r);
   printf("- server CPU/handshake: getrusage(RUSAGE_SELF) user+system of the server process over the run,\n"
          "  divided by the handshakes it completed (cookie exchange and close_notify included).\n"
          "  ref: CPU time, in this process with the same OpenSSL, of one ECDSA P-256 sign (130-byte\n"
-         "  message, SHA-256) + one P-256 ECDH key generation + one ECDH derive.\n");
+         "  message, SHA-256) + one P-256 ECDH key generation + one ECDH derive.  Per resumed\n"
+         "  handshake: the same over the resumed run; ref: the full run's, same clients, same server.\n"
+         "  It includes the kernel's work in system calls, of which a resumed handshake keeps most of\n"
+         "  a full one's: more than its share of user-space instructions (--instructions).\n");
   printf("- ping-pong: a blocking client sends and waits for the echo (a reply not back within %d ms\n"
          "  counts as lost, not as a round trip).\n"
          "- N peers: the same 64-byte ping-pong against a server socket that also holds N-1 idle\n"
@@ -2086,9 +2193,16 @@ static void print_targets(const results *r) {
            sizes[s], extra, udp_rt, s == 0 ? 82.0 : 90.0, udp_rt * (s == 0 ? 100.0 / 82 - 1 : 100.0 / 90 - 1));
   }
   target_ratio("one-way 1200 B, 32 in flight >= 80% of UDP", r->oneway, 80);
-  double worst = worse_of(r->hs[0].cpu_us, r->hs[1].cpu_us) / r->pk_us;
+  double worst = worse_of(r->hs[0][HS_FULL].cpu_us, r->hs[1][HS_FULL].cpu_us) / r->pk_us;
   snprintf(shown, sizeof shown, "%.2fx (the worse of 1 and 4 clients)", worst);
   target("server CPU per handshake <= 1.5x public-key ops", worst, 1.5, 0, shown);
+  double resumed_pct[2];
+  for (int i = 0; i < 2; i++)
+    resumed_pct[i] = 100.0 * r->hs[i][HS_RESUMED].cpu_us / r->hs[i][HS_FULL].cpu_us;
+  worst = worse_of(resumed_pct[0], resumed_pct[1]);
+  snprintf(shown, sizeof shown, "%.1f%% (the worse of 1 and 4 clients)", worst);
+  snprintf(what, sizeof what, "server CPU/resumed handshake <= %d%% of a full one", RESUMED_TARGET_PCT);
+  target(what, worst, RESUMED_TARGET_PCT, 0, shown);
   const scaling *sc = &r->sc;
   int last = sc->n - 1;
   snprintf(what, sizeof what, "rate with %llu peers >= 95%% of rate with 1 peer",
@@ -2202,7 +2316,7 @@ int main(int argc, char **argv) {
   double start = now_s();
   if (opt.instructions) {
     int failed = run_instructions(start);
-    dtlsplex_config_free(client_cfg);
+    free_client_configs();
     return failed;
   }
 
@@ -2216,6 +2330,6 @@ int main(int argc, char **argv) {
   print_table(rows, n, "UDP / reference");
   print_notes(&r);
   print_targets(&r);
-  dtlsplex_config_free(client_cfg);
+  free_client_configs();
   return 0;
 }
