@@ -1,7 +1,7 @@
 /* The echo server on a raw epoll loop, edge-triggered: the shape of an
  * event-driven server with many other descriptors to watch.
  *
- *   echo-server-epoll PORT [--cert FILE --key FILE] [--psk ID:HEXKEY] [--exit-after N]
+ *   echo-server-epoll PORT [--cert FILE --key FILE] [--psk ID:HEXKEY] [--fleet-secret FILE] [--exit-after N]
  *
  * The loop watches dtlsplex_event_fd(fd), not the socket: that one
  * descriptor is readable for datagrams, for decrypted data waiting in the
@@ -20,7 +20,7 @@
 #include "common.h"
 
 int main(int argc, char **argv) {
-  long exit_after = server_arguments(&argc, argv);
+  long exit_after = server_arguments(&argc, argv, "");
   int fd = open_server(argv[1], server_config(argc, argv), SOCK_NONBLOCK);
 
   int ep = epoll_create1(0);

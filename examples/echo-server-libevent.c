@@ -2,7 +2,8 @@
  * which covers datagrams, data waiting in the library and the library's
  * timers, so the program registers no timer of its own.
  *
- *   echo-server-libevent PORT [--cert FILE --key FILE] [--psk ID:HEXKEY] [--exit-after N] */
+ *   echo-server-libevent PORT [--cert FILE --key FILE] [--psk ID:HEXKEY] [--fleet-secret FILE]
+ *                        [--exit-after N] */
 #include <arpa/inet.h>
 #include <event2/event.h>
 #include <netinet/in.h>
@@ -41,7 +42,7 @@ static void on_readable(evutil_socket_t event_fd, short what, void *arg) {
 }
 
 int main(int argc, char **argv) {
-  server srv = {.exit_after = server_arguments(&argc, argv)};
+  server srv = {.exit_after = server_arguments(&argc, argv, "")};
   srv.fd = open_server(argv[1], server_config(argc, argv), 0);
 
   srv.base = event_base_new();

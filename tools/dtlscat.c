@@ -24,7 +24,7 @@
 
 typedef struct options {
   int listen, echo, verify_clients, insecure, verbose, family;
-  const char *cert, *key, *ca, *psk, *ciphers, *keylog, *src_addr, *src_port, *host, *port;
+  const char *cert, *key, *ca, *psk, *ciphers, *keylog, *fleet_secret, *src_addr, *src_port, *host, *port;
   unsigned int mtu;
   long idle_secs;   /* -w: exit after this long without traffic; -1 = never */
   long exit_after;  /* -n: server exits after this many peers closed; -1 = never */
@@ -70,6 +70,8 @@ static void usage(int status) {
           "  --psk IDENTITY:HEXKEY  pre-shared key\n"
           "  --ciphers LIST  OpenSSL cipher list (e.g. PSK-AES128-CCM8 for CoAP devices)\n"
           "  --keylog FILE   append the session secrets to FILE, for Wireshark (SSLKEYLOGFILE format)\n"
+          "  --fleet-secret FILE  server: the secret (16..64 bytes) a fleet of servers shares for cookies\n"
+          "                and session tickets\n"
           "  --mtu N       UDP payload bytes per datagram (256..16896)\n"
           "  -s SRCADDR -p SRCPORT  local address and port\n"
           "  -4 / -6       IPv4 / IPv6 only\n"
@@ -90,11 +92,12 @@ static long parse_number(const char *s, long min, long max, const char *what) {
 }
 
 static void parse_options(int argc, char **argv) {
-  enum { OPT_VERIFY = 256, OPT_INSECURE, OPT_PSK, OPT_MTU, OPT_CIPHERS, OPT_KEYLOG };
+  enum { OPT_VERIFY = 256, OPT_INSECURE, OPT_PSK, OPT_MTU, OPT_CIPHERS, OPT_KEYLOG, OPT_FLEET_SECRET };
   static const struct option longopts[] = {
       {"verify", no_argument, NULL, OPT_VERIFY},    {"insecure", no_argument, NULL, OPT_INSECURE},
       {"psk", required_argument, NULL, OPT_PSK},    {"mtu", required_argument, NULL, OPT_MTU},
       {"ciphers", required_argument, NULL, OPT_CIPHERS}, {"keylog", required_argument, NULL, OPT_KEYLOG},
+      {"fleet-secret", required_argument, NULL, OPT_FLEET_SECRET},
       {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0}};
   int c;
   while ((c = getopt_long(argc, argv, "lec:k:C:s:p:46w:n:vh", longopts, NULL)) != -1) {
@@ -117,6 +120,7 @@ static void parse_options(int argc, char **argv) {
     case OPT_MTU: opt.mtu = (unsigned int)parse_number(optarg, 256, DTLSPLEX_MTU_MAX, "--mtu"); break;
     case OPT_CIPHERS: opt.ciphers = optarg; break;
     case OPT_KEYLOG: opt.keylog = optarg; break;
+    case OPT_FLEET_SECRET: opt.fleet_secret = optarg; break;
     case 'h': usage(0);
     default: usage(2);
     }
@@ -147,6 +151,46 @@ static void parse_options(int argc, char **argv) {
     bad_usage("-s and -p are for clients; a server binds [HOST] PORT");
   if (opt.listen && opt.insecure)
     bad_usage("--insecure is for clients (a server checks client certificates only with --verify)");
+  if (opt.fleet_secret != NULL && !opt.listen)
+    bad_usage("--fleet-secret is for servers (-l)");
+}
+
+/* Zeroes a secret in a way the compiler keeps. */
+static void wipe(void *p, size_t n) {
+  volatile unsigned char *v = p;
+  while (n-- > 0)
+    *v++ = 0;
+}
+
+/* Set when make_config failed on a fleet secret of the wrong size: at
+ * startup that is an option that cannot work (status 2). */
+static int config_usage_error;
+
+/* --fleet-secret FILE: the file's bytes, 16 to 64 of them (32 from
+ * /dev/urandom, say), are the secret, read again on every SIGHUP.  0, or
+ * -1 and a message. */
+static int set_fleet_secret(dtlsplex_config *cfg) {
+  unsigned char buf[65]; /* one more than allowed, to see a longer file */
+  FILE *f = fopen(opt.fleet_secret, "rb");
+  if (f == NULL) {
+    fprintf(stderr, "dtlscat: --fleet-secret %s: %s\n", opt.fleet_secret, strerror(errno));
+    return -1;
+  }
+  size_t len = fread(buf, 1, sizeof buf, f);
+  int read_error = ferror(f);
+  fclose(f);
+  int r = -1;
+  if (read_error) {
+    fprintf(stderr, "dtlscat: --fleet-secret %s: cannot read it\n", opt.fleet_secret);
+  } else if (len < 16 || len > 64) {
+    fprintf(stderr, "dtlscat: --fleet-secret %s: %s%zu bytes; a fleet secret is 16 to 64 bytes\n",
+            opt.fleet_secret, len > 64 ? "over " : "", len > 64 ? (size_t)64 : len);
+    config_usage_error = 1;
+  } else if ((r = dtlsplex_config_set_fleet_secret(cfg, buf, len)) < 0) {
+    fprintf(stderr, "dtlscat: --fleet-secret: %s\n", strerror(errno));
+  }
+  wipe(buf, sizeof buf);
+  return r;
 }
 
 static void set_psk(dtlsplex_config *cfg, const char *arg) {
@@ -226,6 +270,11 @@ static dtlsplex_config *make_config(void) {
   if (bad_file != NULL) {
     fprintf(stderr, "dtlscat: %s: %s\n", bad_file, strerror(errno));
     dtlsplex_config_free(cfg);
+    return NULL;
+  }
+  if (opt.fleet_secret != NULL && set_fleet_secret(cfg) < 0) {
+    dtlsplex_config_free(cfg);
+    errno = EINVAL;
     return NULL;
   }
   if (opt.insecure)
@@ -443,7 +492,7 @@ int main(int argc, char **argv) {
   parse_options(argc, argv);
   dtlsplex_config *cfg = make_config();
   if (cfg == NULL)
-    exit(1);
+    exit(config_usage_error ? 2 : 1);
   struct addrinfo *target = resolve(opt.host, opt.port, opt.listen);
   int fd = open_socket(target);
   if (dtlsplex_attach(fd, cfg) < 0)
