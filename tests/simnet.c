@@ -16,6 +16,7 @@ static sim_node *nodes[MAX_NODES];
 static size_t n_nodes;
 static sim_faults faults;
 static uint64_t rng_state;
+static uint64_t outage_end; /* 0 until the outage starts */
 
 /* splitmix64: small, seedable, good enough to choose faults. */
 static uint64_t rng_next(void) {
@@ -34,6 +35,7 @@ void sim_init(const sim_faults *f) {
   if (faults.delay_max_ms == 0)
     faults.delay_max_ms = 300;
   rng_state = faults.seed;
+  outage_end = 0;
   n_in_flight = 0;
   n_nodes = 0;
   memset(&sim_counts, 0, sizeof sim_counts);
@@ -88,6 +90,15 @@ int sim_holds_record(const sim_packet *p, uint8_t type) {
   return 0;
 }
 
+/* Whether the datagram being sent (already counted) falls in the outage. */
+static int in_outage(void) {
+  if (faults.outage_ms == 0 || sim_counts.sent <= faults.outage_after)
+    return 0;
+  if (outage_end == 0)
+    outage_end = sim_now + faults.outage_ms;
+  return sim_now < outage_end;
+}
+
 int sim_send(void *arg, const dp_addr *to, const dp_local *source, const uint8_t *data, size_t len) {
   const sim_node *from = arg;
   (void)source; /* one address per node */
@@ -95,6 +106,10 @@ int sim_send(void *arg, const dp_addr *to, const dp_local *source, const uint8_t
   if (faults.path_mtu != 0 && len > faults.path_mtu) {
     sim_counts.too_big++;
     return 0; /* lost on the path, as a real router would drop it */
+  }
+  if (in_outage()) {
+    sim_counts.dropped++;
+    return 0;
   }
   int spared = len == 0 || (faults.protect & (1u << (data[0] & 31))) ||
                (faults.handshake_only && data[0] == 23);

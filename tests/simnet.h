@@ -1,7 +1,7 @@
 /* A simulated network for the sans-I/O core: endpoints exchange datagrams in
  * memory under a simulated clock, through a seeded relay that can drop,
- * duplicate, delay (and so reorder) datagrams and enforce a path MTU.  The
- * same seed gives the same run.  Time is sim_clock's. */
+ * duplicate, delay (and so reorder) datagrams, enforce a path MTU and go
+ * dark for a while.  The same seed gives the same run.  Time is sim_clock's. */
 #ifndef TESTS_SIMNET_H
 #define TESTS_SIMNET_H
 
@@ -24,6 +24,11 @@ typedef struct sim_faults {
   int handshake_only;                       /* spare datagrams that start with application data */
   size_t path_mtu;                          /* larger datagrams are lost; 0 = no limit */
   uint32_t protect;                         /* 1 << record type: never touch datagrams starting so */
+  /* A burst of loss: once outage_after datagrams have been sent, the path
+   * loses every datagram sent in the next outage_ms (0: none), spared or not,
+   * as a link that goes down would.  Counted by datagram, not time, so that
+   * it falls in a handshake however fast the seed makes it. */
+  unsigned outage_after, outage_ms;
 } sim_faults;
 
 typedef struct sim_packet {
