@@ -343,6 +343,11 @@ static int drive_handshake(dp_session *s) {
   if (r == 1) {
     s->state = DP_SESSION_ESTABLISHED;
     s->shortest_sealed = shortest_sealed_record(s->ssl); /* the suite is settled */
+    if (s->configured_mtu != 0) { /* back from the fallback */
+      SSL_set_mtu(s->ssl, s->configured_mtu);
+      s->io.mtu = s->configured_mtu;
+      s->configured_mtu = 0;
+    }
     return DP_IN_ESTABLISHED;
   }
   int e = SSL_get_error(s->ssl, r);
@@ -414,6 +419,12 @@ int dp_session_on_timer(dp_session *s, uint64_t now) {
     return 0;
   clear_errors();
   s->io.now = now;
+  /* libssl cuts the flight again at the MTU in force when it retransmits. */
+  if (++s->timeouts == DP_FALLBACK_AFTER && s->io.mtu > DP_FALLBACK_MTU) {
+    s->configured_mtu = s->io.mtu;
+    s->io.mtu = DP_FALLBACK_MTU;
+    SSL_set_mtu(s->ssl, DP_FALLBACK_MTU);
+  }
   int r = DTLSv1_handle_timeout(s->ssl);
   dp_bio_io_flush(&s->io);
   if (r < 0)

@@ -30,6 +30,14 @@ enum {
   DP_IN_DATA = 8         /* application data was delivered */
 };
 
+/* A handshake whose flight went unanswered twice retries at this MTU (an
+ * IPv4 path's 576 less the IP and UDP headers): a path that silently drops
+ * large datagrams would otherwise never let a certificate flight through.
+ * Loss alone also lands here; the session goes back to the configured MTU
+ * once established, so application datagrams keep their size. */
+#define DP_FALLBACK_MTU 548
+#define DP_FALLBACK_AFTER 2
+
 /* Most plaintext datagrams queued per peer while its handshake runs. */
 #define DP_SESSION_QUEUE_MAX 16
 
@@ -46,6 +54,8 @@ typedef struct dp_session {
   int state;
   int error;               /* errno once FAILED */
   int buffers_released;    /* idle: libssl's record buffers given back */
+  unsigned int timeouts;   /* handshake retransmissions so far */
+  unsigned int configured_mtu; /* while the handshake runs at the fallback MTU, the one to go back to */
   unsigned int shortest_sealed; /* see session.c; 0 until established */
   uint64_t retransmit_at;  /* when libssl's handshake timer fires, or DP_NO_DEADLINE */
   dp_queued *queue_head, *queue_tail;

@@ -149,6 +149,36 @@ START_TEST(fifty_peers_at_once_under_faults) {
 }
 END_TEST
 
+/* A path narrower than the configured MTU that drops larger datagrams
+ * silently (no ICMP, as across many tunnels): after two unanswered flights
+ * the handshake retries at the fallback MTU and completes; the session then
+ * keeps the configured MTU for its data, as UDP keeps the program's size. */
+START_TEST(handshake_falls_back_on_a_narrow_path) {
+  dtlsplex_config *scfg = make_config(1, 0), *ccfg = make_config(0, 0); /* the default, 1200 */
+  sim_faults f = {.path_mtu = 576 - 28};
+  handshake_under_faults(&f, 1, scfg, ccfg);
+  ck_assert_uint_gt(sim_counts.too_big, 0); /* the first flights were too large */
+  static sim_node server, client;
+  sim_init(&f);
+  sim_add_node(&server, scfg, 5684);
+  sim_add_node(&client, ccfg, 40000);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "x", 1, 1, sim_now), 1);
+  for (int i = 0; i < 2000 && dp_endpoint_pending(server.ep) == 0; i++) {
+    sim_deliver_due();
+    sim_advance(10);
+  }
+  struct dtlsplex_peer_info info;
+  ck_assert_int_eq(dp_endpoint_peer_info(client.ep, &server.addr, &info), 0);
+  ck_assert_int_eq(info.state, DTLSPLEX_STATE_ESTABLISHED);
+  ck_assert_uint_gt(info.data_mtu, 1100); /* the configured 1200, not the fallback */
+  ck_assert_int_eq(dp_endpoint_peer_info(server.ep, &client.addr, &info), 0);
+  ck_assert_uint_gt(info.data_mtu, 1100);
+  sim_stop_all();
+  dtlsplex_config_free(scfg);
+  dtlsplex_config_free(ccfg);
+}
+END_TEST
+
 /* The path drops anything above its MTU: with the configured MTU set to
  * match, certificate flights fragment to fit and the handshake completes. */
 START_TEST(mtu_sweep) {
@@ -488,6 +518,7 @@ int main(void) {
   tcase_add_test(tc, mtu_sweep);
   tcase_add_test(tc, duplicated_records_delivered_once);
   tcase_add_test(tc, data_reordered_before_finished);
+  tcase_add_test(tc, handshake_falls_back_on_a_narrow_path);
   tcase_add_test(tc, half_open_handshakes_capped_and_expire);
   tcase_add_test(tc, hostile_datagrams_from_peer_address);
   tcase_add_test(tc, default_budget_survives_30_percent_loss);
