@@ -318,9 +318,10 @@ DTLSPLEX_API ssize_t dtlsrecvfrom(int fd, void *buf, size_t len, int flags, stru
  * dropped.  Errors: those of dtlssendto, and EFAULT: msg NULL, or an iovec
  * or the control buffer NULL with a length; EMSGSIZE: more than IOV_MAX
  * iovecs, or more than one record holds; EINVAL: a malformed control
- * message, an iovec total over SSIZE_MAX, or for an IPv4 destination an
- * IPV6_PKTINFO address that is not IPv4-mapped; EOPNOTSUPP: another control
- * message the kernel would act on.
+ * message, an iovec total over SSIZE_MAX, for an IPv4 destination an
+ * IPV6_PKTINFO address that is not IPv4-mapped, or a source address other
+ * than the session's (the peer would drop the record); EOPNOTSUPP: another
+ * control message the kernel would act on.
  */
 DTLSPLEX_API ssize_t dtlssendmsg(int fd, const struct msghdr *msg, int flags);
 /*

@@ -943,10 +943,39 @@ START_TEST(errors_queued_by_the_program_end_nothing) {
 }
 END_TEST
 
+/* Puts the server and the client on other configurations, afresh (and
+ * back on server_cfg and client_cfg before a test ends). */
+static void use_configs(dtlsplex_config *server_side, dtlsplex_config *client_side) {
+  sim_stop_node(&server);
+  sim_stop_node(&client);
+  sim_add_node(&server, server_side, 5684);
+  sim_add_node(&client, client_side, 40000);
+}
+
+/* The server at the same address restarts on cfg (killed: no close_notify). */
+static void restart_server(dtlsplex_config *cfg) {
+  sim_stop_node(&server);
+  sim_clear();
+  sim_add_node(&server, cfg, 5684);
+}
+
+static const unsigned char fleet_secret[32] = "a fleet secret of 32 bytes long";
+
 static struct dtlsplex_peer_info info_of(sim_node *n, const sim_node *peer) {
   struct dtlsplex_peer_info info;
   ck_assert_int_eq(dp_endpoint_peer_info(n->ep, &peer->addr, &info), 0);
   return info;
+}
+
+/* The client's next handshake is a full one (no session offered), and
+ * its certificate check refuses the server. */
+static void expect_checked_and_refused(void) {
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "hello", 5, 1, sim_now), 5);
+  sim_deliver_due();
+  int err;
+  ck_assert_int_eq(dp_endpoint_peer_state(client.ep, &server.addr, &err), DTLSPLEX_STATE_FAILED);
+  ck_assert_int_eq(err, EACCES);
+  ck_assert_uint_eq(stats_of(&server).handshakes_resumed, 0);
 }
 
 /* After a close, the client offers its last session: an abbreviated
@@ -975,12 +1004,7 @@ START_TEST(no_resumption_across_names) {
   ck_assert_int_eq(dp_endpoint_close(client.ep, &server.addr), 0);
   sim_deliver_due();
   ck_assert_int_eq(dp_endpoint_set_peer_name(client.ep, &server.addr, "elsewhere.example"), 0);
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "hello", 5, 1, sim_now), 5);
-  sim_deliver_due();
-  int err;
-  ck_assert_int_eq(dp_endpoint_peer_state(client.ep, &server.addr, &err), DTLSPLEX_STATE_FAILED);
-  ck_assert_int_eq(err, EACCES);
-  ck_assert_uint_eq(stats_of(&server).handshakes_resumed, 0);
+  expect_checked_and_refused();
 }
 END_TEST
 
@@ -988,25 +1012,20 @@ END_TEST
  * server died resumes on the one now at its address.  Another secret: a
  * full handshake. */
 static void fleet_failover(int same_secret) {
-  static const unsigned char fleet[32] = "a fleet secret of 32 bytes long";
   static const unsigned char other[32] = "another secret of 32 bytes long";
   dtlsplex_config *a = make_config(1), *b = make_config(1);
-  ck_assert_int_eq(dtlsplex_config_set_fleet_secret(a, fleet, sizeof fleet), 0);
-  ck_assert_int_eq(dtlsplex_config_set_fleet_secret(b, same_secret ? fleet : other, 32), 0);
-  sim_stop_node(&server);
-  sim_add_node(&server, a, 5684);
+  ck_assert_int_eq(dtlsplex_config_set_fleet_secret(a, fleet_secret, sizeof fleet_secret), 0);
+  ck_assert_int_eq(dtlsplex_config_set_fleet_secret(b, same_secret ? fleet_secret : other, 32), 0);
+  use_configs(a, client_cfg);
   connect_client(&client);
-  sim_stop_node(&server); /* killed: no close_notify */
-  sim_clear();
-  sim_add_node(&server, b, 5684);
+  restart_server(b);
   ck_assert_int_eq(dp_endpoint_close(client.ep, &server.addr), 0); /* the documented recovery */
   sim_clear();
   connect_client(&client);
   ck_assert_uint_eq(stats_of(&server).handshakes_ok, 1);
   ck_assert_uint_eq(stats_of(&server).handshakes_resumed, same_secret ? 1 : 0);
   ck_assert_int_eq(info_of(&client, &server).resumed, same_secret);
-  sim_stop_node(&server);
-  sim_add_node(&server, server_cfg, 5684);
+  use_configs(server_cfg, client_cfg);
   dtlsplex_config_free(a);
   dtlsplex_config_free(b);
 }
@@ -1025,31 +1044,23 @@ END_TEST
  * before sending, so that a server that lost the session (here: it
  * restarted with the same secret) gets the datagram. */
 START_TEST(resumes_after_silence) {
-  static const unsigned char fleet[32] = "a fleet secret of 32 bytes long";
   dtlsplex_config *a = make_config(1), *b = make_config(1), *c = make_config(0);
-  ck_assert_int_eq(dtlsplex_config_set_fleet_secret(a, fleet, sizeof fleet), 0);
-  ck_assert_int_eq(dtlsplex_config_set_fleet_secret(b, fleet, sizeof fleet), 0);
+  ck_assert_int_eq(dtlsplex_config_set_fleet_secret(a, fleet_secret, sizeof fleet_secret), 0);
+  ck_assert_int_eq(dtlsplex_config_set_fleet_secret(b, fleet_secret, sizeof fleet_secret), 0);
   ck_assert_int_eq(dtlsplex_config_set_resume_after(c, 3000), 0);
-  sim_stop_node(&server);
-  sim_stop_node(&client);
-  sim_add_node(&server, a, 5684);
-  sim_add_node(&client, c, 40000);
+  use_configs(a, c);
   connect_client(&client);
   sim_advance(1000);
   ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "soon", 4, 0, sim_now), 4); /* no resumption yet */
   sim_deliver_due();
   expect_datagram(&server, &client, "soon");
-  sim_stop_node(&server);
-  sim_add_node(&server, b, 5684);
+  restart_server(b);
   sim_advance(3000);
   ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "later", 5, 1, sim_now), 5);
   sim_deliver_due();
   expect_datagram(&server, &client, "later");
   ck_assert_uint_eq(stats_of(&server).handshakes_resumed, 1);
-  sim_stop_node(&server);
-  sim_stop_node(&client);
-  sim_add_node(&server, server_cfg, 5684);
-  sim_add_node(&client, client_cfg, 40000);
+  use_configs(server_cfg, client_cfg);
   dtlsplex_config_free(a);
   dtlsplex_config_free(b);
   dtlsplex_config_free(c);
@@ -1062,10 +1073,9 @@ END_TEST
  * for certificates never resumes on one that requires them: the session
  * context differs, and the client proves itself in a full handshake. */
 static void mutual_pair(int first_requires) {
-  static const unsigned char fleet[32] = "a fleet secret of 32 bytes long";
   dtlsplex_config *a = make_config(1), *b = make_config(1), *c = make_config(0);
-  ck_assert_int_eq(dtlsplex_config_set_fleet_secret(a, fleet, sizeof fleet), 0);
-  ck_assert_int_eq(dtlsplex_config_set_fleet_secret(b, fleet, sizeof fleet), 0);
+  ck_assert_int_eq(dtlsplex_config_set_fleet_secret(a, fleet_secret, sizeof fleet_secret), 0);
+  ck_assert_int_eq(dtlsplex_config_set_fleet_secret(b, fleet_secret, sizeof fleet_secret), 0);
   if (first_requires) {
     ck_assert_int_eq(dtlsplex_config_set_verify(a, DTLSPLEX_VERIFY_REQUIRE), 0);
     ck_assert_int_eq(dtlsplex_config_set_ca(a, pki.ca, NULL), 0);
@@ -1073,23 +1083,15 @@ static void mutual_pair(int first_requires) {
   ck_assert_int_eq(dtlsplex_config_set_verify(b, DTLSPLEX_VERIFY_REQUIRE), 0);
   ck_assert_int_eq(dtlsplex_config_set_ca(b, pki.ca, NULL), 0);
   ck_assert_int_eq(dtlsplex_config_set_certificate(c, pki.client_cert, pki.client_key), 0);
-  sim_stop_node(&server);
-  sim_stop_node(&client);
-  sim_add_node(&server, a, 5684);
-  sim_add_node(&client, c, 40000);
+  use_configs(a, c);
   connect_client(&client);
-  sim_stop_node(&server);
-  sim_clear();
-  sim_add_node(&server, first_requires ? a : b, 5684);
+  restart_server(first_requires ? a : b);
   ck_assert_int_eq(dp_endpoint_close(client.ep, &server.addr), 0);
   sim_clear();
   connect_client(&client);
   ck_assert_uint_eq(stats_of(&server).handshakes_resumed, first_requires ? 1 : 0);
   ck_assert_ptr_nonnull(strstr(info_of(&server, &client).identity, "client"));
-  sim_stop_node(&server);
-  sim_stop_node(&client);
-  sim_add_node(&server, server_cfg, 5684);
-  sim_add_node(&client, client_cfg, 40000);
+  use_configs(server_cfg, client_cfg);
   dtlsplex_config_free(a);
   dtlsplex_config_free(b);
   dtlsplex_config_free(c);
@@ -1110,20 +1112,13 @@ END_TEST
  * not be bypassed by resuming a session checked with the old one. */
 START_TEST(changed_configuration_forgets_sessions) {
   dtlsplex_config *c = make_config(0);
-  sim_stop_node(&client);
-  sim_add_node(&client, c, 40000);
+  use_configs(server_cfg, c);
   connect_client(&client);
   ck_assert_int_eq(dp_endpoint_close(client.ep, &server.addr), 0);
   sim_deliver_due();
   ck_assert_int_eq(dtlsplex_config_set_ca(c, pki.other_ca, NULL), 0);
-  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "hello", 5, 1, sim_now), 5);
-  sim_deliver_due();
-  int err;
-  ck_assert_int_eq(dp_endpoint_peer_state(client.ep, &server.addr, &err), DTLSPLEX_STATE_FAILED);
-  ck_assert_int_eq(err, EACCES);
-  ck_assert_uint_eq(stats_of(&server).handshakes_resumed, 0);
-  sim_stop_node(&client);
-  sim_add_node(&client, client_cfg, 40000);
+  expect_checked_and_refused();
+  use_configs(server_cfg, client_cfg);
   dtlsplex_config_free(c);
 }
 END_TEST
@@ -1135,15 +1130,13 @@ START_TEST(resumption_can_be_turned_off) {
   ck_assert_int_eq(dtlsplex_config_set_resumption(c, 2, 0), -1);
   ck_assert_int_eq(dtlsplex_config_set_resumption(c, 1, 30), -1);
   ck_assert_int_eq(dtlsplex_config_set_resumption(c, 0, 0), 0);
-  sim_stop_node(&client);
-  sim_add_node(&client, c, 40000);
+  use_configs(server_cfg, c);
   connect_client(&client);
   ck_assert_int_eq(dp_endpoint_close(client.ep, &server.addr), 0);
   sim_deliver_due();
   connect_client(&client);
   ck_assert_uint_eq(stats_of(&server).handshakes_resumed, 0);
-  sim_stop_node(&client);
-  sim_add_node(&client, client_cfg, 40000);
+  use_configs(server_cfg, client_cfg);
   dtlsplex_config_free(c);
 }
 END_TEST
