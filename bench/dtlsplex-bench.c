@@ -1056,30 +1056,43 @@ static paired measure_local_round_trip(size_t size) {
   return result;
 }
 
-/* ---- Measurement: one-way with a window --------------------------------- */
+/* ---- Measurement: one-way and ping-pong with a window ------------------ */
 
+/* The sender keeps at most WINDOW datagrams outstanding.  One-way: the
+ * receiver acknowledges every ACK_EVERY with its cumulative count.  Echoed:
+ * every datagram comes back, and each echo that arrives counts. */
 typedef struct {
   conn *c;
   size_t size;
-  uint64_t base; /* server's MSG_DATA count before we started */
+  int echoed;    /* 1: ping-pong with a window; 0: one-way */
+  uint64_t base; /* one-way: the server's MSG_DATA count before we started */
   uint64_t sent, acked, lost;
   long timeouts;
   unsigned int data_mtu; /* DTLS only */
 } window;
 
+/* How many datagrams the reply in buf (n bytes) acknowledges: 0 for none. */
+static uint64_t window_acked(window *w, const uint8_t *reply, ssize_t n) {
+  if (w->echoed)
+    return n == (ssize_t)w->size && reply[0] == MSG_ECHO && get_u64(reply + 1) < w->sent ? 1 : 0;
+  if (n < HDR || reply[0] != MSG_ACK || get_u64(reply + 1) - w->base <= w->acked)
+    return 0;
+  return get_u64(reply + 1) - w->base - w->acked;
+}
+
 static long window_step(void *arg) {
   window *w = arg;
   if (w->sent - w->acked - w->lost < WINDOW) {
     uint8_t *msg = w->c->out;
-    msg[0] = MSG_DATA;
+    msg[0] = w->echoed ? MSG_ECHO : MSG_DATA;
     put_u64(msg + 1, w->sent);
     if (conn_send(w->c, msg, w->size) < 0)
       return errno == EAGAIN || errno == ENOBUFS ? 0 : -1;
     w->sent++;
     return 0;
   }
-  uint8_t ack[64];
-  ssize_t n = conn_recv(w->c, ack, sizeof ack);
+  uint8_t reply[DGRAM_MAX];
+  ssize_t n = conn_recv(w->c, reply, w->echoed ? sizeof reply : 64);
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
     w->timeouts++; /* give up on what is outstanding */
     w->lost = w->sent - w->acked;
@@ -1087,10 +1100,8 @@ static long window_step(void *arg) {
   }
   if (n < 0)
     return -1;
-  if (n < HDR || ack[0] != MSG_ACK || get_u64(ack + 1) - w->base <= w->acked)
-    return 0;
-  uint64_t count = get_u64(ack + 1) - w->base, delta = count - w->acked;
-  w->acked = count;
+  uint64_t delta = window_acked(w, reply, n);
+  w->acked += delta;
   if (w->acked + w->lost > w->sent) /* "lost" ones arrived after all */
     w->lost = w->sent - w->acked;
   return (long)delta;
@@ -1107,18 +1118,19 @@ static int window_init(conn *c, void *state) {
   return 0;
 }
 
-static paired measure_oneway(size_t size, unsigned int *data_mtu) {
-  window w[2] = {{.size = size}, {.size = size}};
+static paired measure_window(size_t size, int echoed, unsigned int *data_mtu) {
+  window w[2] = {{.size = size, .echoed = echoed}, {.size = size, .echoed = echoed}};
   void *states[2] = {&w[T_UDP], &w[T_DTLS]};
   char what[96];
-  snprintf(what, sizeof what, "one-way, %zu bytes, %d in flight, UDP and DTLS%s", size, WINDOW,
-           setup_in_use.server_ip == INADDR_ANY ? ", server on 0.0.0.0" : "");
+  snprintf(what, sizeof what, "%s, %zu bytes, %d in flight, UDP and DTLS%s", echoed ? "ping-pong" : "one-way", size,
+           WINDOW, setup_in_use.server_ip == INADDR_ANY ? ", server on 0.0.0.0" : "");
   progress(what);
   paired result = measure_udp_vs_dtls(window_step, window_init, states);
   if (w[T_DTLS].data_mtu != 0)
     *data_mtu = w[T_DTLS].data_mtu;
   if (w[T_UDP].timeouts + w[T_DTLS].timeouts > 0)
-    fprintf(stderr, "  (ack timeouts: UDP %ld, DTLS %ld)\n", w[T_UDP].timeouts, w[T_DTLS].timeouts);
+    fprintf(stderr, "  (%s timeouts: UDP %ld, DTLS %ld)\n", echoed ? "echo" : "ack", w[T_UDP].timeouts,
+            w[T_DTLS].timeouts);
   return result;
 }
 
@@ -1952,6 +1964,7 @@ typedef struct {
   hs_result p521; /* a client that lists P-521 first, the server with its default groups */
   double pk_us;
   paired pp[2];    /* BIG, SMALL */
+  paired pp_window; /* BIG, WINDOW echoes in flight */
   paired local[2]; /* CPU per round trip in one thread, BIG, SMALL */
   unsigned int data_mtu;
   paired oneway;                 /* BIG */
@@ -1976,11 +1989,12 @@ static void measure_all(results *r) {
     use_default_setup();
   }
   r->pk_us = opt.only & M_HANDSHAKE ? measure_pk_baseline() : NAN;
-  r->pp[0] = r->pp[1] = r->local[0] = r->local[1] = unpaired(NAN, NAN);
+  r->pp[0] = r->pp[1] = r->pp_window = r->local[0] = r->local[1] = unpaired(NAN, NAN);
   r->oneway = r->oneway_wildcard = r->jumbo_pp = r->jumbo_oneway = unpaired(NAN, NAN);
   if (opt.only & M_PINGPONG) {
     r->pp[0] = measure_pingpong(BIG, &r->data_mtu);
     r->pp[1] = measure_pingpong(SMALL, &r->data_mtu);
+    r->pp_window = measure_window(BIG, 1, &r->data_mtu);
     r->local[0] = measure_local_round_trip(BIG);
     r->local[1] = measure_local_round_trip(SMALL);
     if (use_setup(&jumbo_setup) == 0)
@@ -1988,11 +2002,11 @@ static void measure_all(results *r) {
     use_default_setup();
   }
   if (opt.only & M_ONEWAY) {
-    r->oneway = measure_oneway(BIG, &r->data_mtu);
+    r->oneway = measure_window(BIG, 0, &r->data_mtu);
     if (use_setup(&wildcard_setup) == 0)
-      r->oneway_wildcard = measure_oneway(BIG, &r->data_mtu);
+      r->oneway_wildcard = measure_window(BIG, 0, &r->data_mtu);
     if (use_setup(&jumbo_setup) == 0)
-      r->jumbo_oneway = measure_oneway(JUMBO, &r->jumbo_data_mtu);
+      r->jumbo_oneway = measure_window(JUMBO, 0, &r->jumbo_data_mtu);
     use_default_setup();
   }
   if (opt.only & M_PEERS)
@@ -2087,6 +2101,8 @@ static int build_rows(const results *r, row *rows) {
     add_row(rows, &n, r->pp[s], "round trips/s", 0, label);
   }
   if (opt.only & M_PINGPONG) {
+    snprintf(label, sizeof label, "ping-pong %d B, %d in flight", BIG, WINDOW);
+    add_row(rows, &n, r->pp_window, "echoes/s", 0, label);
     snprintf(label, sizeof label, "ping-pong %d B, 1 client (DTLS MTU %d, data MTU %u)", JUMBO, JUMBO_MTU,
              r->jumbo_data_mtu);
     add_row(rows, &n, r->jumbo_pp, "round trips/s", 0, label);
@@ -2151,7 +2167,8 @@ static void print_notes(const results *r) {
          "  It includes the kernel's work in system calls, of which a resumed handshake keeps most of\n"
          "  a full one's: more than its share of user-space instructions (--instructions).\n");
   printf("- ping-pong: a blocking client sends and waits for the echo (a reply not back within %d ms\n"
-         "  counts as lost, not as a round trip).\n"
+         "  counts as lost, not as a round trip).  \"%d in flight\": the sender keeps up to %d echoes\n"
+         "  outstanding and counts the echoes per second that came back (a window timing out is lost).\n"
          "- N peers: the same 64-byte ping-pong against a server socket that also holds N-1 idle\n"
          "  established peers (clients bound to distinct 127.1.x.y addresses, handshaken, then dropped\n"
          "  without close_notify).  ref: a second server with only its one peer, in alternating rounds.\n"
@@ -2162,7 +2179,7 @@ static void print_notes(const results *r) {
          "- UDP server holding M MiB: the control for the largest count: a plain UDP server holding as\n"
          "  much memory as the server with the most peers grew by (36 KiB pieces, every page touched)\n"
          "  against one holding nothing: what that much memory costs without dtlsplex.\n",
-         CLIENT_RCVTIMEO_MS, SETTLED_S);
+         CLIENT_RCVTIMEO_MS, WINDOW, WINDOW, SETTLED_S);
   printf("- CPU per round trip in one thread: the same ping-pong with both sockets in this thread, so\n"
          "  every receive finds its datagram waiting: the CPU cost of two sends and two receives with\n"
          "  their system calls, without the waiting and waking that dominates the ping-pong itself.\n");
