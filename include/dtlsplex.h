@@ -65,7 +65,8 @@ enum {
   DTLSPLEX_EVENT_CONNECTED = 1, /* handshake complete, data may flow */
   DTLSPLEX_EVENT_CLOSED = 2,    /* close_notify received, or dtlsplex_close() */
   DTLSPLEX_EVENT_FAILED = 3,    /* handshake failed or timed out, or the session broke; error says why */
-  DTLSPLEX_EVENT_EXPIRED = 4,   /* established, but idle longer than the idle timeout */
+  DTLSPLEX_EVENT_EXPIRED = 4,   /* established, but idle longer than the idle timeout (error 0),
+                                   or silent and evicted from a full table (error ENOBUFS) */
   DTLSPLEX_EVENT_REPLACED = 5   /* the peer reconnected; old session dropped */
 };
 
@@ -130,6 +131,10 @@ struct dtlsplex_stats {
   uint64_t replacements_unanswered; /* reconnection handshakes dropped after one unanswered flight */
   uint64_t psk_unknown;          /* handshakes failed: the client's PSK identity has no key */
   uint64_t handshakes_resumed;   /* of handshakes_ok, those that resumed a session (the rest were full) */
+  uint64_t dropped_source_share; /* ClientHellos (cookie valid) refused: the source held its share */
+  uint64_t dropped_handshake_budget; /* ClientHellos (cookie valid) refused: the source's budget spent */
+  uint64_t evicted;              /* silent established peers dropped to admit a new client (not in expired) */
+  uint64_t sources;              /* sources (address prefixes) now tracked */
 };
 
 /*
@@ -207,6 +212,31 @@ DTLSPLEX_API int dtlsplex_config_set_retransmit(dtlsplex_config *cfg, unsigned i
  * are unaffected.  EINVAL: 0, or max_handshakes > max_peers; EBUSY. */
 DTLSPLEX_API int dtlsplex_config_set_limits(dtlsplex_config *cfg, unsigned int max_peers,
                                             unsigned int max_handshakes);
+/* Server side: fair shares of those limits.  A source is a client's address
+ * cut to v4_prefix bits (IPv4, default 32) or v6_prefix bits (IPv6, default
+ * 64).  No source holds more than share_percent (default 10) of max_peers
+ * sessions nor of max_handshakes handshakes in progress (rounded up, at
+ * least 1); 100 lets one source take everything.  Refused ClientHellos are
+ * dropped, after their cookie, and counted in dropped_source_share.
+ * EINVAL: v4_prefix > 32, v6_prefix > 128, share_percent 0 or > 100; EBUSY. */
+DTLSPLEX_API int dtlsplex_config_set_source_share(dtlsplex_config *cfg, unsigned int v4_prefix,
+                                                  unsigned int v6_prefix, unsigned int share_percent);
+/* Server side: each source's budget of full handshakes, a token bucket of
+ * burst handshakes refilled at per_second (defaults 100 and 100).  Over the
+ * budget, a ClientHello whose cookie is valid is dropped before any
+ * public-key work and counted in dropped_handshake_budget.  One that offers
+ * a ticket this server sealed (a resumption, which costs no public-key
+ * work) is not counted.  per_second 0: no budget (burst ignored).
+ * EINVAL: per_second > 0 and burst 0, or per_second > 1000000; EBUSY. */
+DTLSPLEX_API int dtlsplex_config_set_handshake_budget(dtlsplex_config *cfg, unsigned int per_second,
+                                                      unsigned int burst);
+/* Server side: when the table holds max_peers sessions, a client whose
+ * cookie is valid takes the place of the least recently active established
+ * peer it accepted, if that peer has been silent (neither sent nor been
+ * sent to) for min_silence_ms (default 30000).  The evicted peer is sent a
+ * close_notify, reported as DTLSPLEX_EVENT_EXPIRED with error ENOBUFS and
+ * counted in evicted.  0: never evict.  EINVAL (cfg NULL); EBUSY. */
+DTLSPLEX_API int dtlsplex_config_set_eviction(dtlsplex_config *cfg, unsigned int min_silence_ms);
 /* Master secret for cookies, so that every server of a fleet accepts the
  * others' cookies (default: random per configuration).  16..64 bytes.
  * EINVAL; EBUSY. */

@@ -163,6 +163,12 @@ dtlsplex_config *dtlsplex_config_new(void) {
   cfg->rto_max_ms = 4000;
   cfg->idle_ms = 300000;
   cfg->max_peers = 10000;
+  cfg->source_v4_prefix = DP_SOURCE_V4_PREFIX;
+  cfg->source_v6_prefix = DP_SOURCE_V6_PREFIX;
+  cfg->source_share_percent = DP_SOURCE_SHARE_PERCENT;
+  cfg->budget_per_second = DP_BUDGET_PER_SECOND;
+  cfg->budget_burst = DP_BUDGET_BURST;
+  cfg->evict_after_ms = DP_EVICT_AFTER_MS;
   cfg->max_handshakes = 256;
   cfg->log_level = DTLSPLEX_LOG_WARNING;
   cfg->cookie_secret_len = 32;
@@ -501,6 +507,35 @@ int dtlsplex_config_set_limits(dtlsplex_config *cfg, unsigned int max_peers, uns
     return fail(EINVAL);
   cfg->max_peers = max_peers;
   cfg->max_handshakes = max_handshakes;
+  return 0;
+}
+
+int dtlsplex_config_set_source_share(dtlsplex_config *cfg, unsigned int v4_prefix, unsigned int v6_prefix,
+                                     unsigned int share_percent) {
+  if (check_settable(cfg) != 0)
+    return -1;
+  if (v4_prefix > 32 || v6_prefix > 128 || share_percent == 0 || share_percent > 100)
+    return fail(EINVAL);
+  cfg->source_v4_prefix = v4_prefix;
+  cfg->source_v6_prefix = v6_prefix;
+  cfg->source_share_percent = share_percent;
+  return 0;
+}
+
+int dtlsplex_config_set_handshake_budget(dtlsplex_config *cfg, unsigned int per_second, unsigned int burst) {
+  if (check_settable(cfg) != 0)
+    return -1;
+  if ((per_second > 0 && burst == 0) || per_second > 1000000)
+    return fail(EINVAL);
+  cfg->budget_per_second = per_second;
+  cfg->budget_burst = burst;
+  return 0;
+}
+
+int dtlsplex_config_set_eviction(dtlsplex_config *cfg, unsigned int min_silence_ms) {
+  if (check_settable(cfg) != 0)
+    return -1;
+  cfg->evict_after_ms = min_silence_ms;
   return 0;
 }
 

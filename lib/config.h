@@ -16,6 +16,22 @@
 #define DP_PSK_IDENTITY_MAX 128
 #define DP_PSK_KEY_MAX 64
 
+/* Fairness defaults (docs/SECURITY.md gives the reasons).  A source is one
+ * IPv4 address or one IPv6 /64, the block one customer gets. */
+#define DP_SOURCE_V4_PREFIX 32
+#define DP_SOURCE_V6_PREFIX 64
+/* 1,000 of the default 10,000 sessions, 26 of the 256 handshakes: room for
+ * a carrier-grade NAT's many subscribers behind one address, and ten
+ * sources are needed to fill the table. */
+#define DP_SOURCE_SHARE_PERCENT 10
+/* A P-256 handshake costs about 300 us of server CPU: 100 a second is 3% of
+ * a core per source, and lets 1,000 clients behind one NAT reconnect in 10 s. */
+#define DP_BUDGET_PER_SECOND 100
+#define DP_BUDGET_BURST 100
+/* A peer that speaks (or is spoken to) every 30 s is never evicted; one
+ * evicted comes back with an abbreviated handshake (its ticket). */
+#define DP_EVICT_AFTER_MS 30000
+
 typedef struct dp_psk {
   struct dp_psk *next;
   char identity[DP_PSK_IDENTITY_MAX + 1];
@@ -39,6 +55,9 @@ struct dtlsplex_config {
   unsigned int handshake_ms, idle_ms;
   unsigned int rto_initial_ms, rto_max_ms;
   unsigned int max_peers, max_handshakes;
+  unsigned int source_v4_prefix, source_v6_prefix, source_share_percent; /* see set_source_share */
+  unsigned int budget_per_second, budget_burst; /* full handshakes per source */
+  unsigned int evict_after_ms;                  /* 0: never evict */
   unsigned char cookie_secret[64];
   size_t cookie_secret_len;
   int resumption;              /* server: session tickets; client: the session cache */

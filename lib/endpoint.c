@@ -8,12 +8,16 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
+#include <utlist.h>
 
 #include "config.h"
+#include "client_hello.h"
 #include "cookie.h"
 #include "peer_table.h"
 #include "recv_queue.h"
 #include "session.h"
+#include "ticket.h"
+#include "sources.h"
 
 #define DTLS_RECORD_HEADER_LEN 13
 /* An established peer silent this long gives its record buffers back. */
@@ -49,6 +53,13 @@ typedef struct dp_peer {
   uint64_t last_heard;         /* the last datagram a session read something from */
   uint64_t forget_at;          /* for a failed handshake awaiting report */
   uint64_t release_tried;      /* last attempt to release idle buffers */
+  /* A session this side accepted counts against its source (sources.h):
+   * what it holds there now, and the order of activity among established
+   * ones, least recent first, for eviction when the table is full. */
+  dp_source *source;
+  unsigned char held_sessions, held_handshakes;
+  int evictable;
+  struct dp_peer *lru_prev, *lru_next;
 } dp_peer;
 
 struct dp_endpoint {
@@ -58,6 +69,8 @@ struct dp_endpoint {
   dp_send_fn send;
   void *send_arg;
   dp_peer_table peers;
+  dp_sources sources;
+  dp_peer *lru; /* evictable peers, least recently active first (utlist) */
   size_t sessions;   /* peers with a session */
   size_t handshakes; /* of those, handshaking */
   dp_cookie_keys cookies;
@@ -71,11 +84,61 @@ struct dp_endpoint {
   size_t events_len, events_cap;
   const dp_addr *delivering_from;
   const dp_local *arrived_at; /* where the datagram being read arrived */
+  uint64_t now;               /* the latest time a caller gave */
   struct dtlsplex_stats stats;
   uint8_t scratch[16384]; /* plaintext of one record */
 };
 
 static dp_peer *peer_of(dp_table_entry *e) { return (dp_peer *)e; }
+
+/* A share of a limit, rounded up, and at least one. */
+static unsigned int share_of(unsigned int limit, unsigned int percent) {
+  unsigned int share = (unsigned int)(((uint64_t)limit * percent + 99) / 100);
+  return share > 0 ? share : 1;
+}
+
+static dp_source_limits source_limits(const dtlsplex_config *cfg) {
+  return (dp_source_limits){.v4_prefix = cfg->source_v4_prefix,
+                            .v6_prefix = cfg->source_v6_prefix,
+                            .max_sessions = share_of(cfg->max_peers, cfg->source_share_percent),
+                            .max_handshakes = share_of(cfg->max_handshakes, cfg->source_share_percent),
+                            .per_second = cfg->budget_per_second,
+                            .burst = cfg->budget_burst};
+}
+
+/* Activity either way: idle expiry counts from here, and the peer is the
+ * last one eviction would choose. */
+static void active(dp_endpoint *ep, dp_peer *p, uint64_t now) {
+  p->last_activity = now;
+  if (p->evictable && ep->lru->lru_prev != p) { /* utlist: the head's prev is the newest */
+    DL_DELETE2(ep->lru, p, lru_prev, lru_next);
+    DL_APPEND2(ep->lru, p, lru_prev, lru_next);
+  }
+}
+
+/* Brings the peer's source counts and its place among the evictable in line
+ * with its sessions.  Called wherever they may have changed; costs two
+ * comparisons when nothing did. */
+static void account(dp_endpoint *ep, dp_peer *p) {
+  const dp_session *s = p->session;
+  int accepted = s != NULL && !s->is_client;
+  int sessions = accepted, handshakes = (accepted && p->handshake_deadline != 0) + (p->replacement != NULL);
+  if (p->source != NULL && (sessions != p->held_sessions || handshakes != p->held_handshakes)) {
+    dp_source *src = dp_sources_adjust(&ep->sources, p->source, sessions - p->held_sessions,
+                                       handshakes - p->held_handshakes, ep->now);
+    p->source = sessions + handshakes > 0 ? src : NULL;
+  }
+  p->held_sessions = p->source != NULL ? (unsigned char)sessions : 0;
+  p->held_handshakes = p->source != NULL ? (unsigned char)handshakes : 0;
+  int evictable = accepted && s->state == DP_SESSION_ESTABLISHED;
+  if (evictable != p->evictable) {
+    if (evictable)
+      DL_APPEND2(ep->lru, p, lru_prev, lru_next);
+    else
+      DL_DELETE2(ep->lru, p, lru_prev, lru_next);
+    p->evictable = evictable;
+  }
+}
 
 static dp_peer *find_peer(dp_endpoint *ep, const dp_addr *addr) {
   dp_table_entry *e = dp_table_find(&ep->peers, &addr->key);
@@ -127,6 +190,8 @@ dp_endpoint *dp_endpoint_new(dtlsplex_config *cfg, dp_send_fn send, void *send_a
   ep->send = send;
   ep->send_arg = send_arg;
   dp_table_init(&ep->peers);
+  dp_source_limits limits = source_limits(cfg);
+  dp_sources_init(&ep->sources, &limits, cfg->max_peers);
   dp_recv_queue_init(&ep->received, DP_RECV_QUEUE_MAX, cfg->mtu);
   ep->io = (dp_bio_io){.mtu = cfg->mtu, .rto_initial_ms = cfg->rto_initial_ms, .rto_max_ms = cfg->rto_max_ms,
                        .send = counting_send, .send_arg = ep, .out = &ep->out};
@@ -161,6 +226,8 @@ int dp_endpoint_reconfigure(dp_endpoint *ep, dtlsplex_config *cfg) {
   }
   /* The cookie keys stay: cookies sent just before still verify. */
   ep->cfg = cfg;
+  dp_source_limits limits = source_limits(cfg);
+  dp_sources_set_limits(&ep->sources, &limits, cfg->max_peers);
   ep->queue_mtu = dp_suites_data_mtu(cfg->ctx, cfg->mtu);
   ep->serves = serves;
   int both_roles = serves && (cfg->role & DTLSPLEX_ROLE_CLIENT);
@@ -190,6 +257,7 @@ static void end_sessions(dp_endpoint *ep, dp_peer *p) {
     p->session = NULL;
   }
   p->handshake_deadline = 0;
+  account(ep, p);
 }
 
 /* Forgets a peer entirely. */
@@ -228,6 +296,7 @@ void dp_endpoint_free(dp_endpoint *ep) {
     remove_peer(ep, p);
   }
   dp_table_clear(&ep->peers);
+  dp_sources_clear(&ep->sources);
   dp_recv_queue_clear(&ep->received);
   dp_listener_cleanup(&ep->listener);
   dp_cookie_cleanup(&ep->cookies);
@@ -283,6 +352,7 @@ static uint64_t next_deadline(const dp_endpoint *ep, const dp_peer *p) {
 
 /* Puts the peer in the timer order at its earliest deadline. */
 static void schedule(dp_endpoint *ep, dp_peer *p) {
+  account(ep, p);
   if (dp_table_set_deadline(&ep->peers, &p->entry, next_deadline(ep, p)) != 0) {
     /* Out of memory for the timer order: the peer keeps its old deadline
      * (callers go on using it, so it cannot be freed here). */
@@ -298,6 +368,7 @@ static void attach_session(dp_endpoint *ep, dp_peer *p, dp_session *s, uint64_t 
   p->last_activity = p->last_heard = now;
   ep->sessions++;
   ep->handshakes++;
+  account(ep, p);
 }
 
 /* A session's handshake or life ended badly.  A client keeps the error for
@@ -383,19 +454,6 @@ static void deliver(void *arg, const uint8_t *data, size_t len) {
 }
 
 
-/* A plaintext, epoch-0 DTLS handshake record carrying a ClientHello. */
-static int is_client_hello(const uint8_t *d, size_t len) {
-  return len >= 13 + 12 && d[0] == 22 && d[1] == 0xfe && d[3] == 0 && d[4] == 0 && d[13] == 1;
-}
-
-/* The ClientHello's random, if this datagram holds its first fragment. */
-static const uint8_t *client_hello_random(const uint8_t *d, size_t len) {
-  /* record header 13, handshake header 12 (fragment offset at 19..21), version 2 */
-  if (len < 13 + 12 + 2 + 32 || d[19] != 0 || d[20] != 0 || d[21] != 0)
-    return NULL;
-  return d + 13 + 12 + 2;
-}
-
 /* Applies what a datagram or timer did to a reconnecting client's new
  * handshake: once it completes, it replaces the old session. */
 static void apply_replacement_flags(dp_endpoint *ep, dp_peer *p, int flags, uint64_t now) {
@@ -407,7 +465,8 @@ static void apply_replacement_flags(dp_endpoint *ep, dp_peer *p, int flags, uint
     dp_session_free(p->session); /* no close_notify: that client is gone */
     p->session = p->replacement;
     p->replacement = NULL;
-    p->last_activity = now;
+    account(ep, p);
+    active(ep, p, now);
     /* The same datagram may have closed or broken the new session. */
     apply_flags(ep, p, flags & ~DP_IN_ESTABLISHED, now);
     return;
@@ -418,6 +477,51 @@ static void apply_replacement_flags(dp_endpoint *ep, dp_peer *p, int flags, uint
   schedule(ep, p);
 }
 
+/* Whether a client whose cookie checked (its address is real) may start a
+ * handshake now: within its source's share and, unless it offers a ticket
+ * this server sealed (a resumption: no public-key work), within its budget
+ * of full handshakes.  Counts a refusal. */
+static int admit(dp_endpoint *ep, dp_source *src, const dp_addr *from, const uint8_t *data, size_t len,
+                 int new_session, uint64_t now) {
+  if (src == NULL) {
+    log_peer(ep, DTLSPLEX_LOG_ERROR, from, "out of memory, handshake dropped", ENOMEM);
+    return 0;
+  }
+  if (!dp_sources_may_open(&ep->sources, src, new_session)) {
+    ep->stats.dropped_source_share++;
+    return 0;
+  }
+  const uint8_t *ticket;
+  size_t ticket_len;
+  int resumes = ep->cfg->resumption && ep->cfg->budget_per_second != 0 &&
+                dp_client_hello_ticket(data, len, &ticket, &ticket_len) &&
+                dp_ticket_authentic(&ep->cfg->tickets, ticket, ticket_len, now);
+  if (!resumes && !dp_sources_take_handshake(&ep->sources, src, now)) {
+    ep->stats.dropped_handshake_budget++;
+    return 0;
+  }
+  return 1;
+}
+
+/* With the table full: the least recently active established peer this side
+ * accepted, if it has been silent (both ways) for the configured minimum. */
+static dp_peer *eviction_candidate(const dp_endpoint *ep, uint64_t now) {
+  dp_peer *p = ep->lru;
+  uint64_t min_silence = ep->cfg->evict_after_ms;
+  return p != NULL && min_silence != 0 && p->replacement == NULL && p->last_activity <= now &&
+                 now - p->last_activity >= min_silence
+             ? p
+             : NULL;
+}
+
+static void evict(dp_endpoint *ep, dp_peer *p) {
+  ep->stats.evicted++;
+  log_peer(ep, DTLSPLEX_LOG_INFO, &p->addr, "silent, evicted to admit a new client", 0);
+  emit(ep, DTLSPLEX_EVENT_EXPIRED, &p->addr, ENOBUFS);
+  dp_session_shutdown(p->session); /* close_notify: the client knows to reconnect */
+  forget_peer(ep, p);
+}
+
 /* A ClientHello from the address of an established server session: the
  * client restarted (RFC 6347 section 4.2.8), or this is a replay or a late
  * duplicate.  A new handshake runs beside the old session, which goes only
@@ -425,7 +529,7 @@ static void apply_replacement_flags(dp_endpoint *ep, dp_peer *p, int flags, uint
  * still-valid cookie) cannot break the session. */
 static void reconnect(dp_endpoint *ep, dp_peer *p, const uint8_t *data, size_t len, uint64_t now) {
   unsigned char current_random[32];
-  const uint8_t *random = client_hello_random(data, len);
+  const uint8_t *random = dp_client_hello_random(data, len);
   if (random == NULL ||
       (SSL_get_client_random(p->session->ssl, current_random, sizeof current_random) == 32 &&
        memcmp(random, current_random, 32) == 0)) {
@@ -443,9 +547,16 @@ static void reconnect(dp_endpoint *ep, dp_peer *p, const uint8_t *data, size_t l
     ep->stats.dropped_bad_cookie += !cookie_sent;
     return;
   }
-  dp_session *s = dp_session_adopt(ssl, &p->addr, ep->arrived_at, &ep->io);
-  if (s == NULL)
-    return; /* out of memory: keep the old session */
+  if (p->source == NULL) { /* out of memory when it was accepted */
+    p->source = dp_sources_get(&ep->sources, &p->addr.key, now);
+    account(ep, p);
+  }
+  dp_session *s = admit(ep, p->source, &p->addr, data, len, 0, now) ? dp_session_adopt(ssl, &p->addr, ep->arrived_at, &ep->io)
+                                                           : NULL;
+  if (s == NULL) {
+    SSL_free(ssl);
+    return; /* refused, or out of memory: the old session stays */
+  }
   p->replacement = s;
   p->replacement_deadline = now + ep->cfg->handshake_ms;
   p->replacement_answered = 0;
@@ -457,7 +568,7 @@ static void reconnect(dp_endpoint *ep, dp_peer *p, const uint8_t *data, size_t l
  * verified cookie creates state. */
 static void accept_client(dp_endpoint *ep, const dp_addr *from, const uint8_t *data, size_t len,
                           uint64_t now) {
-  if (!ep->serves || !is_client_hello(data, len)) {
+  if (!ep->serves || !dp_is_client_hello(data, len)) {
     ep->stats.dropped_no_session++;
     return;
   }
@@ -466,7 +577,9 @@ static void accept_client(dp_endpoint *ep, const dp_addr *from, const uint8_t *d
     ep->stats.refused_inbound++;
     return;
   }
-  if (ep->sessions >= ep->cfg->max_peers || ep->handshakes >= ep->cfg->max_handshakes) {
+  /* A full table takes a client only in a silent peer's place. */
+  int full = ep->sessions >= ep->cfg->max_peers;
+  if ((full && eviction_candidate(ep, now) == NULL) || ep->handshakes >= ep->cfg->max_handshakes) {
     ep->stats.dropped_limit++;
     return;
   }
@@ -475,6 +588,11 @@ static void accept_client(dp_endpoint *ep, const dp_addr *from, const uint8_t *d
   ep->stats.cookies_sent += cookie_sent;
   if (ssl == NULL) {
     ep->stats.dropped_bad_cookie += !cookie_sent;
+    return;
+  }
+  dp_source *src = dp_sources_get(&ep->sources, &from->key, now);
+  if (!admit(ep, src, from, data, len, 1, now)) {
+    SSL_free(ssl);
     return;
   }
   /* The session answers from the address its ClientHello reached, all its
@@ -489,12 +607,16 @@ static void accept_client(dp_endpoint *ep, const dp_addr *from, const uint8_t *d
     log_peer(ep, DTLSPLEX_LOG_ERROR, from, "out of memory, handshake dropped", ENOMEM);
     return;
   }
-  attach_session(ep, p, s, now);
+  p->source = src;
+  attach_session(ep, p, s, now); /* counts against src, which stays while it holds the session */
+  dp_peer *victim = full ? eviction_candidate(ep, now) : NULL;
+  if (victim != NULL)
+    evict(ep, victim);
   apply_flags(ep, p, dp_session_start(s, now), now);
 }
 
 static void feed_replacement(dp_endpoint *ep, dp_peer *p, const uint8_t *data, size_t len, uint64_t now) {
-  if (!is_client_hello(data, len))
+  if (!dp_is_client_hello(data, len))
     p->replacement_answered = 1;
   ep->delivering_from = &p->addr;
   int flags = dp_session_input(p->replacement, data, len, now, ep->scratch, sizeof ep->scratch, deliver, ep);
@@ -507,6 +629,7 @@ static const dp_local unknown_local;
 void dp_endpoint_read_pkt(dp_endpoint *ep, const dp_addr *from, const dp_local *local, const uint8_t *data,
                           size_t len, uint64_t now) {
   ep->arrived_at = local != NULL ? local : &unknown_local;
+  ep->now = now;
   ep->stats.datagrams_in++;
   ep->stats.bytes_in += len;
   if (len < DTLS_RECORD_HEADER_LEN) {
@@ -526,15 +649,17 @@ void dp_endpoint_read_pkt(dp_endpoint *ep, const dp_addr *from, const dp_local *
     feed_replacement(ep, p, data, len, now);
     return;
   }
-  if (ep->serves && s->state == DP_SESSION_ESTABLISHED && !s->is_client && is_client_hello(data, len)) {
+  if (ep->serves && s->state == DP_SESSION_ESTABLISHED && !s->is_client && dp_is_client_hello(data, len)) {
     reconnect(ep, p, data, len, now);
     return;
   }
   ep->delivering_from = &p->addr;
   int flags = dp_session_input(s, data, len, now, ep->scratch, sizeof ep->scratch, deliver, ep);
   ep->delivering_from = NULL;
-  if (flags != 0)
-    p->last_activity = p->last_heard = now;
+  if (flags != 0) {
+    active(ep, p, now);
+    p->last_heard = now;
+  }
   /* A client session left its source address to the kernel: the server's
    * Finished, authenticated, shows which address that was (see
    * source_conflicts).  The choice stays the kernel's (and an interface the
@@ -626,6 +751,7 @@ static int speaks_first_to_inbound(const dp_endpoint *ep, const dp_peer *p) {
 
 ssize_t dp_endpoint_write_pkt(dp_endpoint *ep, const dp_addr *to, const dp_local *source, const void *buf,
                               size_t len, int queue_if_handshaking, uint64_t now) {
+  ep->now = now;
   dp_peer *p = find_peer(ep, to);
   if (speaks_first_to_inbound(ep, p)) {
     log_peer(ep, DTLSPLEX_LOG_INFO, &p->addr, "the program sends first: session it accepted dropped, connecting as client", 0);
@@ -676,7 +802,7 @@ ssize_t dp_endpoint_write_pkt(dp_endpoint *ep, const dp_addr *to, const dp_local
     s->io.local = session_local;
   if (n >= 0) {
     ep->stats.app_datagrams_out++;
-    p->last_activity = now;
+    active(ep, p, now);
   } else if (s->state == DP_SESSION_FAILED) {
     session_failed(ep, p, now);
   }
@@ -755,6 +881,7 @@ static void expire(dp_endpoint *ep, dp_peer *p, uint64_t now) {
 int dp_endpoint_handshaking(const dp_endpoint *ep) { return ep->handshakes > 0; }
 
 void dp_endpoint_handle_expiry(dp_endpoint *ep, uint64_t now) {
+  ep->now = now;
   /* Bounded: each pass removes the peer or moves its deadline past now,
    * except a retransmission libssl declines (its clock behind ours), which
    * moves the deadline to libssl's. */
@@ -805,6 +932,7 @@ int dp_endpoint_next_event(dp_endpoint *ep, dp_event *out) {
 }
 
 int dp_endpoint_fail_handshake(dp_endpoint *ep, const dp_addr *peer, int err, uint64_t now) {
+  ep->now = now;
   dp_peer *p = find_peer(ep, peer);
   if (p == NULL || p->session == NULL || !p->session->is_client || p->session->state != DP_SESSION_HANDSHAKING)
     return 0;
@@ -889,5 +1017,6 @@ int dp_endpoint_peer_info(dp_endpoint *ep, const dp_addr *peer, struct dtlsplex_
 void dp_endpoint_stats(const dp_endpoint *ep, struct dtlsplex_stats *out) {
   *out = ep->stats;
   out->peers = ep->sessions;
+  out->sources = ep->sources.count;
   out->handshakes_active = ep->handshakes;
 }

@@ -1,6 +1,7 @@
 #include "ticket.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -93,6 +94,22 @@ int dp_ticket_key_to_open(dp_ticket_keys *k, const uint8_t name[DP_TICKET_NAME_L
       return age == 0 ? 1 : 2;
   OPENSSL_cleanse(out, sizeof *out);
   return 0;
+}
+
+/* The layout libssl seals: name, IV, ciphertext (whole AES blocks), then
+ * HMAC-SHA256 over everything before it. */
+int dp_ticket_authentic(dp_ticket_keys *k, const uint8_t *ticket, size_t len, uint64_t now_ms) {
+  enum { IV_LEN = 16, BLOCK = 16, MAC_LEN = 32 };
+  if (len < DP_TICKET_NAME_LEN + IV_LEN + BLOCK + MAC_LEN || len > INT_MAX)
+    return 0;
+  dp_ticket_key key;
+  uint8_t mac[EVP_MAX_MD_SIZE];
+  unsigned int mac_len = 0;
+  int ok = dp_ticket_key_to_open(k, ticket, now_ms, &key) != 0 &&
+           HMAC(EVP_sha256(), key.mac, sizeof key.mac, ticket, len - MAC_LEN, mac, &mac_len) != NULL &&
+           mac_len == MAC_LEN && CRYPTO_memcmp(mac, ticket + len - MAC_LEN, MAC_LEN) == 0;
+  OPENSSL_cleanse(&key, sizeof key);
+  return ok;
 }
 
 static int ticket_index = -1;

@@ -52,6 +52,10 @@ int dp_ticket_key_to_seal(dp_ticket_keys *k, uint64_t now_ms, dp_ticket_key *out
  * (none: a full handshake). */
 int dp_ticket_key_to_open(dp_ticket_keys *k, const uint8_t name[DP_TICKET_NAME_LEN], uint64_t now_ms,
                           dp_ticket_key *out);
+/* Whether a ticket (as a ClientHello carries it) was sealed by one of the
+ * keys that open at now_ms: its name is known and its MAC checks.  It
+ * costs one HMAC; nothing is decrypted. */
+int dp_ticket_authentic(dp_ticket_keys *k, const uint8_t *ticket, size_t len, uint64_t now_ms);
 /* Makes ctx's server side seal and open tickets with k, which must outlive
  * it; the time is the one the session's BIO was last given (dgram_bio.h).
  * 0, or -ENOMEM. */

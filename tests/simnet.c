@@ -1,5 +1,6 @@
 #include "simnet.h"
 
+#include <arpa/inet.h>
 #include <check.h>
 #include <netinet/in.h>
 #include <string.h>
@@ -48,9 +49,24 @@ dp_addr sim_addr(uint16_t port) {
   return a;
 }
 
-void sim_add_node(sim_node *n, dtlsplex_config *cfg, uint16_t port) {
+dp_addr sim_addr_of(const char *ip, uint16_t port) {
+  struct sockaddr_in6 in6 = {.sin6_family = AF_INET6, .sin6_port = htons(port)};
+  struct sockaddr_in in = {.sin_family = AF_INET, .sin_port = htons(port)};
+  dp_addr a;
+  if (inet_pton(AF_INET, ip, &in.sin_addr) == 1) {
+    ck_assert_int_eq(dp_addr_from_sockaddr(&a, (struct sockaddr *)&in, sizeof in, AF_INET), 0);
+  } else {
+    ck_assert_int_eq(inet_pton(AF_INET6, ip, &in6.sin6_addr), 1);
+    ck_assert_int_eq(dp_addr_from_sockaddr(&a, (struct sockaddr *)&in6, sizeof in6, AF_INET6), 0);
+  }
+  return a;
+}
+
+void sim_add_node(sim_node *n, dtlsplex_config *cfg, uint16_t port) { sim_add_node_at(n, cfg, sim_addr(port)); }
+
+void sim_add_node_at(sim_node *n, dtlsplex_config *cfg, dp_addr addr) {
   ck_assert_uint_lt(n_nodes, MAX_NODES);
-  n->addr = sim_addr(port);
+  n->addr = addr;
   n->ep = dp_endpoint_new(cfg, sim_send, n);
   ck_assert_ptr_nonnull(n->ep);
   nodes[n_nodes++] = n;

@@ -47,14 +47,17 @@ extern sim_counters sim_counts;
 
 /* Empties the network and forgets the nodes; faults may be NULL (none). */
 void sim_init(const sim_faults *faults);
-/* Starts an endpoint for cfg at 127.0.0.1:port. */
+/* Starts an endpoint for cfg at 127.0.0.1:port, or at addr. */
 void sim_add_node(sim_node *n, dtlsplex_config *cfg, uint16_t port);
+void sim_add_node_at(sim_node *n, dtlsplex_config *cfg, dp_addr addr);
 /* Frees the node's endpoint (close_notify to its peers goes in flight) and
  * takes it off the network. */
 void sim_stop_node(sim_node *n);
 /* Stops every node still running. */
 void sim_stop_all(void);
 dp_addr sim_addr(uint16_t port);
+/* ip: IPv4 or IPv6 text. */
+dp_addr sim_addr_of(const char *ip, uint16_t port);
 
 /* The endpoints' send function (arg: the sending sim_node). */
 int sim_send(void *arg, const dp_addr *to, const dp_local *source, const uint8_t *data, size_t len);

@@ -389,6 +389,27 @@ START_TEST(test_set_limits) {
 }
 END_TEST
 
+START_TEST(test_set_fairness) {
+  dtlsplex_config *cfg = new_cfg();
+  EXPECT_ERR(dtlsplex_config_set_source_share(NULL, 32, 64, 10), EINVAL);
+  EXPECT_ERR(dtlsplex_config_set_source_share(cfg, 33, 64, 10), EINVAL);
+  EXPECT_ERR(dtlsplex_config_set_source_share(cfg, 32, 129, 10), EINVAL);
+  EXPECT_ERR(dtlsplex_config_set_source_share(cfg, 32, 64, 0), EINVAL);
+  EXPECT_ERR(dtlsplex_config_set_source_share(cfg, 32, 64, 101), EINVAL);
+  EXPECT_OK(dtlsplex_config_set_source_share(cfg, 0, 0, 100));
+  EXPECT_OK(dtlsplex_config_set_source_share(cfg, 24, 48, 1));
+  EXPECT_ERR(dtlsplex_config_set_handshake_budget(NULL, 10, 10), EINVAL);
+  EXPECT_ERR(dtlsplex_config_set_handshake_budget(cfg, 10, 0), EINVAL);
+  EXPECT_ERR(dtlsplex_config_set_handshake_budget(cfg, 1000001, 10), EINVAL);
+  EXPECT_OK(dtlsplex_config_set_handshake_budget(cfg, 0, 0));
+  EXPECT_OK(dtlsplex_config_set_handshake_budget(cfg, 1000000, 1));
+  EXPECT_ERR(dtlsplex_config_set_eviction(NULL, 1000), EINVAL);
+  EXPECT_OK(dtlsplex_config_set_eviction(cfg, 0));
+  EXPECT_OK(dtlsplex_config_set_eviction(cfg, 60000));
+  dtlsplex_config_free(cfg);
+}
+END_TEST
+
 START_TEST(test_set_cookie_secret) {
   dtlsplex_config *cfg = new_cfg();
   unsigned char secret[65];
@@ -443,6 +464,9 @@ static void assert_setters_busy(dtlsplex_config *cfg) {
   EXPECT_ERR(dtlsplex_config_set_ciphers(cfg, "DEFAULT"), EBUSY);
   EXPECT_ERR(dtlsplex_config_set_timeouts(cfg, 1000, 1000), EBUSY);
   EXPECT_ERR(dtlsplex_config_set_limits(cfg, 10, 10), EBUSY);
+  EXPECT_ERR(dtlsplex_config_set_source_share(cfg, 32, 64, 50), EBUSY);
+  EXPECT_ERR(dtlsplex_config_set_handshake_budget(cfg, 10, 10), EBUSY);
+  EXPECT_ERR(dtlsplex_config_set_eviction(cfg, 1000), EBUSY);
   EXPECT_ERR(dtlsplex_config_set_cookie_secret(cfg, secret, sizeof secret), EBUSY);
   EXPECT_ERR(dtlsplex_config_set_event_callback(cfg, event_cb, NULL), EBUSY);
   EXPECT_ERR(dtlsplex_config_set_log_callback(cfg, log_cb, NULL, DTLSPLEX_LOG_INFO), EBUSY);
@@ -1024,6 +1048,7 @@ static Suite *api_suite(void) {
   tcase_add_test(tc, test_set_ciphers);
   tcase_add_test(tc, test_set_timeouts);
   tcase_add_test(tc, test_set_limits);
+  tcase_add_test(tc, test_set_fairness);
   tcase_add_test(tc, test_set_cookie_secret);
   tcase_add_test(tc, test_set_callbacks);
   tcase_add_test(tc, test_get_ssl_ctx);

@@ -291,11 +291,13 @@ START_TEST(data_reordered_before_finished) {
 END_TEST
 
 /* Clients that pass the cookie and go silent are capped by max_handshakes
- * and expire; the established peer is untouched. */
+ * and expire; the established peer is untouched.  (All from one address:
+ * the source's share is lifted to show the global cap.) */
 START_TEST(half_open_handshakes_capped_and_expire) {
   connect_pair(NULL);
   dp_endpoint_free(server.ep);
   ck_assert_int_eq(dtlsplex_config_set_limits(server_cfg, 100, 4), 0);
+  ck_assert_int_eq(dtlsplex_config_set_source_share(server_cfg, 32, 64, 100), 0);
   ck_assert_int_eq(dtlsplex_config_set_timeouts(server_cfg, 2000, 600000), 0);
   server.ep = dp_endpoint_new(server_cfg, sim_send, &server);
   sim_clear();
