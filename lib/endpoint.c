@@ -477,30 +477,45 @@ static void apply_replacement_flags(dp_endpoint *ep, dp_peer *p, int flags, uint
   schedule(ep, p);
 }
 
+#define ADMIT_REFUSED 0
+#define ADMIT_CHARGED 1   /* a full handshake, taken from the budget */
+#define ADMIT_IF_RESUMED 2 /* offers a ticket: charged after all if libssl does not resume */
+
 /* Whether a client whose cookie checked (its address is real) may start a
- * handshake now: within its source's share and, unless it offers a ticket
- * this server sealed (a resumption: no public-key work), within its budget
- * of full handshakes.  Counts a refusal. */
+ * handshake now: within its source's share and its budget of full
+ * handshakes.  A resumption costs no public-key work and nothing from the
+ * budget: a ClientHello offering a ticket is let through while the budget
+ * lasts and charged once libssl has chosen a full handshake instead (see
+ * charge_if_full); with the budget spent, only if its ticket is one this
+ * server sealed, which costs an HMAC.  Counts a refusal. */
 static int admit(dp_endpoint *ep, dp_source *src, const dp_addr *from, const uint8_t *data, size_t len,
                  int new_session, uint64_t now) {
   if (src == NULL) {
     log_peer(ep, DTLSPLEX_LOG_ERROR, from, "out of memory, handshake dropped", ENOMEM);
-    return 0;
+    return ADMIT_REFUSED;
   }
   if (!dp_sources_may_open(&ep->sources, src, new_session)) {
     ep->stats.dropped_source_share++;
-    return 0;
+    return ADMIT_REFUSED;
   }
   const uint8_t *ticket;
   size_t ticket_len;
-  int resumes = ep->cfg->resumption && ep->cfg->budget_per_second != 0 &&
-                dp_client_hello_ticket(data, len, &ticket, &ticket_len) &&
-                dp_ticket_authentic(&ep->cfg->tickets, ticket, ticket_len, now);
-  if (!resumes && !dp_sources_take_handshake(&ep->sources, src, now)) {
-    ep->stats.dropped_handshake_budget++;
-    return 0;
+  if (!ep->cfg->resumption || !dp_client_hello_ticket(data, len, &ticket, &ticket_len)) {
+    if (dp_sources_take_handshake(&ep->sources, src, now))
+      return ADMIT_CHARGED;
+  } else if (dp_sources_budget_left(&ep->sources, src, now) ||
+             dp_ticket_authentic(&ep->cfg->tickets, ticket, ticket_len, now)) {
+    return ADMIT_IF_RESUMED;
   }
-  return 1;
+  ep->stats.dropped_handshake_budget++;
+  return ADMIT_REFUSED;
+}
+
+/* After the server's first flight: a ticket that did not resume was a full
+ * handshake after all.  The budget may go into debt for it. */
+static void charge_if_full(dp_endpoint *ep, const dp_peer *p, const dp_session *s, int admitted, uint64_t now) {
+  if (admitted == ADMIT_IF_RESUMED && p->source != NULL && SSL_session_reused(s->ssl) != 1)
+    dp_sources_charge_handshake(&ep->sources, p->source, now);
 }
 
 /* With the table full: the least recently active established peer this side
@@ -551,8 +566,8 @@ static void reconnect(dp_endpoint *ep, dp_peer *p, const uint8_t *data, size_t l
     p->source = dp_sources_get(&ep->sources, &p->addr.key, now);
     account(ep, p);
   }
-  dp_session *s = admit(ep, p->source, &p->addr, data, len, 0, now) ? dp_session_adopt(ssl, &p->addr, ep->arrived_at, &ep->io)
-                                                           : NULL;
+  int admitted = admit(ep, p->source, &p->addr, data, len, 0, now);
+  dp_session *s = admitted != ADMIT_REFUSED ? dp_session_adopt(ssl, &p->addr, ep->arrived_at, &ep->io) : NULL;
   if (s == NULL) {
     SSL_free(ssl);
     return; /* refused, or out of memory: the old session stays */
@@ -561,7 +576,9 @@ static void reconnect(dp_endpoint *ep, dp_peer *p, const uint8_t *data, size_t l
   p->replacement_deadline = now + ep->cfg->handshake_ms;
   p->replacement_answered = 0;
   ep->handshakes++;
-  apply_replacement_flags(ep, p, dp_session_start(s, now), now);
+  int flags = dp_session_start(s, now);
+  charge_if_full(ep, p, s, admitted, now);
+  apply_replacement_flags(ep, p, flags, now);
 }
 
 /* A datagram from an address without a session: only a ClientHello with a
@@ -591,7 +608,8 @@ static void accept_client(dp_endpoint *ep, const dp_addr *from, const uint8_t *d
     return;
   }
   dp_source *src = dp_sources_get(&ep->sources, &from->key, now);
-  if (!admit(ep, src, from, data, len, 1, now)) {
+  int admitted = admit(ep, src, from, data, len, 1, now);
+  if (admitted == ADMIT_REFUSED) {
     SSL_free(ssl);
     return;
   }
@@ -612,7 +630,9 @@ static void accept_client(dp_endpoint *ep, const dp_addr *from, const uint8_t *d
   dp_peer *victim = full ? eviction_candidate(ep, now) : NULL;
   if (victim != NULL)
     evict(ep, victim);
-  apply_flags(ep, p, dp_session_start(s, now), now);
+  int flags = dp_session_start(s, now);
+  charge_if_full(ep, p, s, admitted, now);
+  apply_flags(ep, p, flags, now);
 }
 
 static void feed_replacement(dp_endpoint *ep, dp_peer *p, const uint8_t *data, size_t len, uint64_t now) {

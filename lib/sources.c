@@ -89,16 +89,28 @@ int dp_sources_may_open(const dp_sources *t, const dp_source *s, int new_session
   return s->handshakes < t->limits.max_handshakes && (!new_session || s->sessions < t->limits.max_sessions);
 }
 
-int dp_sources_take_handshake(const dp_sources *t, dp_source *s, uint64_t now_ms) {
+static uint64_t interval_us(const dp_source_limits *l) { return 1000000 / l->per_second; }
+
+/* The bucket's theoretical arrival time, never behind now. */
+static uint64_t tat_now(const dp_source *s, uint64_t now_ms) {
+  return s->budget_tat_us > now_ms * 1000 ? s->budget_tat_us : now_ms * 1000;
+}
+
+/* burst handshakes may start at once; then one per interval */
+int dp_sources_budget_left(const dp_sources *t, const dp_source *s, uint64_t now_ms) {
   const dp_source_limits *l = &t->limits;
-  if (l->per_second == 0)
-    return 1;
-  uint64_t now_us = now_ms * 1000, interval_us = 1000000 / l->per_second;
-  uint64_t tat = s->budget_tat_us > now_us ? s->budget_tat_us : now_us;
-  /* burst handshakes may start at once; then one per interval */
-  if (tat - now_us > (uint64_t)(l->burst - 1) * interval_us)
+  return l->per_second == 0 || tat_now(s, now_ms) - now_ms * 1000 <= (uint64_t)(l->burst - 1) * interval_us(l);
+}
+
+void dp_sources_charge_handshake(const dp_sources *t, dp_source *s, uint64_t now_ms) {
+  if (t->limits.per_second != 0)
+    s->budget_tat_us = tat_now(s, now_ms) + interval_us(&t->limits);
+}
+
+int dp_sources_take_handshake(const dp_sources *t, dp_source *s, uint64_t now_ms) {
+  if (!dp_sources_budget_left(t, s, now_ms))
     return 0;
-  s->budget_tat_us = tat + interval_us;
+  dp_sources_charge_handshake(t, s, now_ms);
   return 1;
 }
 

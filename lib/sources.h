@@ -54,6 +54,11 @@ dp_source *dp_sources_get(dp_sources *t, const dp_addr_key *addr, uint64_t now_m
 int dp_sources_may_open(const dp_sources *t, const dp_source *s, int new_session);
 /* Takes one full handshake from the source's budget: 1, or 0 if it is spent. */
 int dp_sources_take_handshake(const dp_sources *t, dp_source *s, uint64_t now_ms);
+/* Whether the budget has a handshake left, taking nothing. */
+int dp_sources_budget_left(const dp_sources *t, const dp_source *s, uint64_t now_ms);
+/* Takes one even from a spent budget (into debt, repaid by waiting): for a
+ * handshake found to be full only once it had started. */
+void dp_sources_charge_handshake(const dp_sources *t, dp_source *s, uint64_t now_ms);
 /* Moves the source's counts by the deltas; a source left holding nothing
  * goes to the idle list, or is freed at once if its bucket is full.
  * Returns s, or NULL if it was freed. */

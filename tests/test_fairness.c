@@ -285,6 +285,38 @@ START_TEST(handshake_flood_held_to_budget) {
 }
 END_TEST
 
+/* A ticket the server cannot open (another server's keys) makes a full
+ * handshake: let through while the budget lasts, and charged. */
+START_TEST(ticket_that_does_not_resume_is_charged) {
+  dtlsplex_config *returning_cfg = dtlsplex_config_new();
+  ck_assert_int_eq(dtlsplex_config_set_ca(returning_cfg, pki.ca, NULL), 0);
+  ck_assert_int_eq(dtlsplex_config_set_role(returning_cfg, DTLSPLEX_ROLE_CLIENT), 0);
+  start_server();
+  int first = start_client_with(returning_cfg, ATTACKER_IP, 23000);
+  ck_assert(served_within(first, 200));
+  sim_stop_node(&clients[first]);
+  sim_stop_node(&server);
+  sim_clear();
+  /* A new server at the same address: new ticket keys, a budget of 2. */
+  dtlsplex_config_free(server_cfg);
+  server_cfg = dtlsplex_config_new();
+  ck_assert_int_eq(dtlsplex_config_set_certificate(server_cfg, pki.server_cert, pki.server_key), 0);
+  ck_assert_int_eq(dtlsplex_config_set_role(server_cfg, DTLSPLEX_ROLE_SERVER), 0);
+  ck_assert_int_eq(dtlsplex_config_set_handshake_budget(server_cfg, 1, 2), 0);
+  start_server();
+  int stale = start_client_with(returning_cfg, ATTACKER_IP, 23001);
+  ck_assert(served_within(stale, 200));
+  ck_assert_uint_eq(server_stats().handshakes_resumed, 0);
+  int fresh = start_client(ATTACKER_IP, 23002);
+  ck_assert(served_within(fresh, 200));
+  int over = start_client(ATTACKER_IP, 23003);
+  ck_assert(!served_within(over, 200));
+  ck_assert_uint_eq(server_stats().dropped_handshake_budget, 1);
+  sim_stop_all();
+  dtlsplex_config_free(returning_cfg);
+}
+END_TEST
+
 static Suite *fairness_suite(void) {
   Suite *s = suite_create("fairness");
   TCase *tc = tcase_create("fairness");
@@ -297,6 +329,7 @@ static Suite *fairness_suite(void) {
   tcase_add_test(tc, silent_peers_evicted_when_full);
   tcase_add_test(tc, no_eviction_when_turned_off);
   tcase_add_test(tc, handshake_flood_held_to_budget);
+  tcase_add_test(tc, ticket_that_does_not_resume_is_charged);
   suite_add_tcase(s, tc);
   return s;
 }

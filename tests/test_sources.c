@@ -97,6 +97,14 @@ START_TEST(budget_is_a_token_bucket) {
   while (dp_sources_take_handshake(&t, s, 60000))
     taken++;
   ck_assert_int_eq(taken, 4);
+  /* A handshake found to be full once started is charged even when spent:
+   * the debt delays the next one. */
+  ck_assert(!dp_sources_budget_left(&t, s, 60000));
+  dp_sources_charge_handshake(&t, s, 60000);
+  ck_assert(!dp_sources_take_handshake(&t, s, 60099));
+  ck_assert(!dp_sources_take_handshake(&t, s, 60199));
+  ck_assert(dp_sources_budget_left(&t, s, 60200));
+  ck_assert(dp_sources_take_handshake(&t, s, 60200));
   dp_source_limits off = defaults;
   off.per_second = 0;
   dp_sources_set_limits(&t, &off, 100);
