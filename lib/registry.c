@@ -383,13 +383,20 @@ static void forget_descriptor(int fd) {
  * (the shared library's definitions come before the C library's), so that
  * closing an attached socket detaches it.  Only a program with attached
  * descriptors takes the lock. */
+/* What else keeps state by descriptor number learns here that a number is
+ * about to stand for something else: the preload library (preload.c). */
+__attribute__((weak)) void dp_descriptor_reused(int fd) { (void)fd; }
+
 __attribute__((visibility("default"))) int close(int fd) {
+  dp_descriptor_reused(fd);
   forget_descriptor(fd);
   return dp_real_close(fd);
 }
 
 /* Whether dup2/dup3 will replace newfd: only when oldfd is open. */
 static void before_dup_onto(int oldfd, int newfd) {
+  if (oldfd != newfd)
+    dp_descriptor_reused(newfd);
   if (oldfd != newfd && atomic_load_explicit(&descriptors, memory_order_relaxed) != 0 &&
       fcntl(oldfd, F_GETFD) >= 0)
     forget_descriptor(newfd);

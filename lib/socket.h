@@ -152,6 +152,9 @@ void dp_socket_detach(dp_socket *s);
 int dp_real_close(int fd);
 int dp_real_setsockopt(int fd, int level, int name, const void *value, socklen_t len);
 int dp_real_getsockopt(int fd, int level, int name, void *value, socklen_t *len);
+/* Called as close, dup2 or dup3 is about to give fd's number a new meaning;
+ * a no-op unless the preload library defines it (preload.c). */
+void dp_descriptor_reused(int fd);
 
 /* event_fd.c */
 /* The socket's event descriptor, made on the first call: >= 0, or -errno. */
