@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "socket.h" /* dp_real_getsockopt */
@@ -22,7 +23,6 @@
 #define EXPORT __attribute__((visibility("default")))
 
 dp_libc dp_next;
-__thread int dp_preload_inside;
 
 /* What a descriptor number is, as far as this library knows. */
 enum { FD_UNKNOWN = 0, FD_OTHER, FD_UDP, FD_ATTACHED };
@@ -46,6 +46,7 @@ static void forget_attachments_in_child(void) {
 
 __attribute__((constructor)) static void preload_init(void) {
   NEXT(sendto), NEXT(recvfrom), NEXT(sendmsg), NEXT(recvmsg), NEXT(send), NEXT(recv), NEXT(read), NEXT(write);
+  NEXT(readv), NEXT(writev), NEXT(sendmmsg), NEXT(recvmmsg);
   NEXT(bind), NEXT(poll), NEXT(ppoll), NEXT(select), NEXT(pselect);
   NEXT(epoll_ctl), NEXT(epoll_wait), NEXT(epoll_pwait);
   struct rlimit nofile;
@@ -85,12 +86,12 @@ static int kind_of(int fd) {
  * it. */
 static void load_settings(void) {
   char why[256];
-  dp_preload_inside++;
+  dp_in_library++;
   if (dp_run_settings_from_env(&settings, why, sizeof why) < 0) {
     fprintf(stderr, "libdtlsplex-preload: %s: UDP sockets will fail\n", why);
     settings_error = EINVAL;
   }
-  dp_preload_inside--;
+  dp_in_library--;
 }
 
 static pthread_once_t settings_once = PTHREAD_ONCE_INIT;
@@ -129,12 +130,12 @@ static int attach(int fd) {
     return -1;
   }
   pthread_mutex_lock(&attach_lock); /* two threads using a new socket at once attach it once */
-  dp_preload_inside++;
+  dp_in_library++;
   /* A dup of an attached socket is attached already: the library knows it
    * by the socket, not by the number. */
   int r = dtlsplex_pending(fd) >= 0 ? 0 : dtlsplex_attach(fd, settings.cfg);
   int err = errno;
-  dp_preload_inside--;
+  dp_in_library--;
   if (r == 0 && fd >= 0 && (size_t)fd < fd_kind_len)
     atomic_store(&fd_kind[fd], FD_ATTACHED);
   pthread_mutex_unlock(&attach_lock);
@@ -143,7 +144,7 @@ static int attach(int fd) {
 }
 
 int dp_preload_claim(int fd, const struct sockaddr *dest) {
-  if (dp_preload_inside)
+  if (dp_in_library)
     return 0;
   switch (kind_of(fd)) {
   case FD_ATTACHED:
@@ -160,9 +161,9 @@ int dp_preload_claim(int fd, const struct sockaddr *dest) {
 /* Runs a library call with the library's own system calls let through. */
 #define INSIDE(expr)                                                                                                   \
   ({                                                                                                                   \
-    dp_preload_inside++;                                                                                               \
+    dp_in_library++;                                                                                               \
     __typeof__(expr) inside_result = (expr);                                                                           \
-    dp_preload_inside--;                                                                                               \
+    dp_in_library--;                                                                                               \
     inside_result;                                                                                                     \
   })
 
@@ -249,11 +250,70 @@ EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags) {
   return claimed < 0 ? -1 : INSIDE(dtlsrecvmsg(fd, msg, flags));
 }
 
+EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt) {
+  int claimed = dp_preload_claim(fd, NULL);
+  if (claimed == 0)
+    return dp_next.writev(fd, iov, iovcnt);
+  struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = iovcnt < 0 ? 0 : (size_t)iovcnt};
+  if (claimed < 0 || iovcnt < 0)
+    return claimed < 0 ? -1 : (errno = EINVAL, -1);
+  return INSIDE(dtlssendmsg(fd, &msg, 0));
+}
+
+EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt) {
+  int claimed = dp_preload_claim(fd, NULL);
+  if (claimed == 0)
+    return dp_next.readv(fd, iov, iovcnt);
+  struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = iovcnt < 0 ? 0 : (size_t)iovcnt};
+  if (claimed < 0 || iovcnt < 0)
+    return claimed < 0 ? -1 : (errno = EINVAL, -1);
+  return INSIDE(dtlsrecvmsg(fd, &msg, 0));
+}
+
+/* Several datagrams in one call, as the kernel does them: each through
+ * DTLS; the count of those done, or -1 if the first failed. */
+EXPORT int sendmmsg(int fd, struct mmsghdr *msgs, unsigned int n, int flags) {
+  int claimed = dp_preload_claim(fd, n > 0 && msgs != NULL ? msgs[0].msg_hdr.msg_name : NULL);
+  if (claimed == 0)
+    return dp_next.sendmmsg(fd, msgs, n, flags);
+  if (claimed < 0)
+    return -1;
+  unsigned int done = 0;
+  for (; done < n && done < UIO_MAXIOV; done++) {
+    name_destination(fd, msgs[done].msg_hdr.msg_name, msgs[done].msg_hdr.msg_namelen);
+    ssize_t sent = INSIDE(dtlssendmsg(fd, &msgs[done].msg_hdr, flags));
+    if (sent < 0)
+      break;
+    msgs[done].msg_len = (unsigned int)sent;
+  }
+  return done > 0 || n == 0 ? (int)done : -1;
+}
+
+/* The first datagram as the flags say (it may block), the rest only if
+ * already there: MSG_WAITFORONE's behaviour, which is what programs ask
+ * for.  The timeout is not applied (see dtlsplex-run(1), limits). */
+EXPORT int recvmmsg(int fd, struct mmsghdr *msgs, unsigned int n, int flags, struct timespec *timeout) {
+  int claimed = dp_preload_claim(fd, NULL);
+  if (claimed == 0)
+    return dp_next.recvmmsg(fd, msgs, n, flags, timeout);
+  if (claimed < 0)
+    return -1;
+  unsigned int done = 0;
+  for (; done < n && done < UIO_MAXIOV; done++) {
+    int these = done == 0 ? flags & ~MSG_WAITFORONE : flags | MSG_DONTWAIT;
+    ssize_t got = INSIDE(dtlsrecvmsg(fd, &msgs[done].msg_hdr, these));
+    if (got < 0)
+      break;
+    msgs[done].msg_len = (unsigned int)got;
+  }
+  return done > 0 || n == 0 ? (int)done : -1;
+}
+
 /* A server's socket is selected by the port it binds: attached at once, so
  * that it is ready before the program first waits on it. */
 EXPORT int bind(int fd, const struct sockaddr *addr, socklen_t len) {
   int r = dp_next.bind(fd, addr, len);
-  if (r != 0 || dp_preload_inside || kind_of(fd) != FD_UDP || !selected(fd, addr))
+  if (r != 0 || dp_in_library || kind_of(fd) != FD_UDP || !selected(fd, addr))
     return r;
   return attach(fd) == 0 ? 0 : -1;
 }

@@ -51,6 +51,10 @@ typedef struct dp_libc {
   ssize_t (*recv)(int, void *, size_t, int);
   ssize_t (*read)(int, void *, size_t);
   ssize_t (*write)(int, const void *, size_t);
+  ssize_t (*readv)(int, const struct iovec *, int);
+  ssize_t (*writev)(int, const struct iovec *, int);
+  int (*sendmmsg)(int, struct mmsghdr *, unsigned int, int);
+  int (*recvmmsg)(int, struct mmsghdr *, unsigned int, int, struct timespec *);
   int (*bind)(int, const struct sockaddr *, socklen_t);
   int (*poll)(struct pollfd *, nfds_t, int);
   int (*ppoll)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *);
@@ -62,9 +66,6 @@ typedef struct dp_libc {
 } dp_libc;
 
 extern dp_libc dp_next;
-/* Set while the library itself runs on this thread: its own system calls
- * (on its own descriptors) go straight to the C library. */
-extern __thread int dp_preload_inside;
 
 /* Whether calls on fd go through DTLS: 1 (attached, now if need be), 0 (not
  * a selected UDP socket: the C library's call), or -1 with errno (selected,

@@ -17,6 +17,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "socket.h" /* dp_in_library */
+
 #define EXPORT __attribute__((visibility("default")))
 
 static long long mono_ms(void) {
@@ -111,7 +113,7 @@ static int poll_with(struct pollfd *fds, nfds_t n, int timeout_ms, const sigset_
 }
 
 EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout_ms) {
-  if (dp_preload_inside)
+  if (dp_in_library)
     return dp_next.poll(fds, n, timeout_ms);
   return poll_with(fds, n, timeout_ms, NULL, 0);
 }
@@ -124,7 +126,7 @@ static int timespec_ms(const struct timespec *ts) {
 }
 
 EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, const sigset_t *mask) {
-  if (dp_preload_inside)
+  if (dp_in_library)
     return dp_next.ppoll(fds, n, timeout, mask);
   return poll_with(fds, n, timespec_ms(timeout), mask, 1);
 }
@@ -173,7 +175,7 @@ static int select_with(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int timeout
 }
 
 EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *timeout) {
-  if (dp_preload_inside)
+  if (dp_in_library)
     return dp_next.select(nfds, rd, wr, ex, timeout);
   long long ms = timeout == NULL ? -1 : (long long)timeout->tv_sec * 1000 + (timeout->tv_usec + 999) / 1000;
   return select_with(nfds, rd, wr, ex, ms > INT_MAX ? INT_MAX : (int)ms, NULL, 0);
@@ -181,7 +183,7 @@ EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *
 
 EXPORT int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct timespec *timeout,
                    const sigset_t *mask) {
-  if (dp_preload_inside)
+  if (dp_in_library)
     return dp_next.pselect(nfds, rd, wr, ex, timeout, mask);
   return select_with(nfds, rd, wr, ex, timespec_ms(timeout), mask, 1);
 }
@@ -322,7 +324,7 @@ static int epoll_wait_with(int epfd, struct epoll_event *events, int max, int ti
   pthread_mutex_lock(&watches_lock);
   int ours = has_watches(epfd);
   pthread_mutex_unlock(&watches_lock);
-  if (!ours || dp_preload_inside)
+  if (!ours || dp_in_library)
     return with_mask ? dp_next.epoll_pwait(epfd, events, max, timeout_ms, mask)
                      : dp_next.epoll_wait(epfd, events, max, timeout_ms);
   long long deadline = timeout_ms < 0 ? -1 : mono_ms() + timeout_ms;

@@ -1,0 +1,182 @@
+#!/bin/bash
+# dtlsplex-run: unmodified programs with DTLS on their UDP sockets.  A
+# Python socketserver.UDPServer echo server (it answers in capitals) under
+# dtlsplex-run against a Python client under dtlsplex-run, openssl
+# s_client -dtls1_2 and gnutls-cli --udp; socat as server and client; nc -u
+# as a client of dtlscat; a client whose CA does not know the server gets an
+# error in the program.  As root, tcpdump captures every run on lo, and no
+# line sent appears in the clear.  One line per check; exits 1 if any
+# failed, 77 (outside CI) if a program is missing.
+# shellcheck source=tests/interop-lib.sh
+. "$(dirname "$0")/interop-lib.sh"
+
+PY=/usr/bin/python3 # Debian's, not a shim script: the program itself runs preloaded
+require_prog "$PY"
+require_prog socat
+require_prog nc
+require_prog gnutls-cli
+il_setup
+make_certs
+T=$IL_TMP
+RUN=${top_builddir:-$(dirname "$0")/..}/tools/dtlsplex-run
+export DTLSPLEX_PRELOAD=${top_builddir:-$(dirname "$0")/..}/lib/.libs/libdtlsplex-preload.so
+[ -x "$RUN" ] && [ -r "$DTLSPLEX_PRELOAD" ] || { echo "ERROR: build tools/dtlsplex-run first"; exit 99; }
+SERVE=(-c "$T/server.pem" -k "$T/server.key")
+TRUST=(-C "$T/ca.pem" --name localhost)
+SENT=("never in the clear") # every line sent: none may show in the capture
+
+cat >"$T/server.py" <<'EOF'
+import socketserver, sys
+class Upper(socketserver.BaseRequestHandler):
+    def handle(self):
+        data, sock = self.request
+        sock.sendto(data.upper(), self.client_address)
+print("listening on 127.0.0.1", sys.argv[1], file=sys.stderr, flush=True)
+with socketserver.UDPServer(("127.0.0.1", int(sys.argv[1])), Upper) as server:
+    server.serve_forever()
+EOF
+cat >"$T/client.py" <<'EOF'
+import socket, sys
+port, count, tag = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(10)
+for i in range(count):
+    line = ("%s %d" % (tag, i)).encode()
+    s.sendto(line, ("127.0.0.1", port))
+    data, addr = s.recvfrom(2048)
+    if data != line.upper() or addr != ("127.0.0.1", port):
+        sys.exit("unexpected answer %r from %r" % (data, addr))
+print("echoed", count)
+EOF
+# A client of a server it cannot verify: the error must reach the program.
+# Blocking, the first sendto completes the handshake and fails; with a
+# timeout (Python then makes the socket non-blocking) the sendto is queued,
+# no answer comes, and the next sendto reports the failure.
+cat >"$T/bad_client.py" <<'EOF'
+import errno, socket, sys
+port, timeout = int(sys.argv[1]), sys.argv[2] == "timeout"
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+if timeout:
+    s.settimeout(3)
+try:
+    s.sendto(b"never in the clear", ("127.0.0.1", port))
+    if timeout:
+        try:
+            s.recvfrom(2048)
+        except TimeoutError:
+            pass
+        s.sendto(b"never in the clear", ("127.0.0.1", port))
+except OSError as e:
+    print(type(e).__name__, errno.errorcode[e.errno])
+    sys.exit(3)
+print("sent")
+EOF
+
+CAPTURE=$T/capture.pcap
+CAPTURING=0
+if [ "$(id -u)" = 0 ] && command -v tcpdump >/dev/null; then
+  spawn tcpdump tcpdump -i lo -n --immediate-mode -U -w "$CAPTURE" udp
+  if wait_for "$T/tcpdump.err" "listening on lo"; then
+    CAPTURING=1
+  else
+    not_ok "tcpdump captures on lo" "@$T/tcpdump.err"
+  fi
+elif il_strict; then
+  not_ok "tcpdump captures on lo (needs root and tcpdump)"
+else
+  echo "# not root, or no tcpdump: the capture check is skipped"
+fi
+
+# ---- 1. the Python server against a Python client, s_client, gnutls-cli -----
+PORT=$(free_udp_port)
+spawn py-srv "$RUN" "${SERVE[@]}" -- "$PY" "$T/server.py" "$PORT"
+if listen_port py-srv >/dev/null && wait_udp_bound "$PORT"; then
+  TAG=$(uniq_line python)
+  SENT+=("$TAG")
+  spawn py-cli "$RUN" "${TRUST[@]}" -- "$PY" "$T/client.py" "$PORT" 20 "$TAG"
+  expect_output py-cli "echoed 20
+" "a Python UDP client under dtlsplex-run gets 20 answers from a Python socketserver under dtlsplex-run" \
+    "@$T/py-cli.err" "@$T/py-srv.err"
+
+  LINE=$(uniq_line sclient)
+  SENT+=("$LINE")
+  spawn sc openssl s_client -dtls1_2 -connect "127.0.0.1:$PORT" -quiet -CAfile "$T/ca.pem" \
+    -verify_return_error -verify_hostname localhost
+  feed_line sc "$LINE"
+  expect_output sc "${LINE^^}
+" "openssl s_client -dtls1_2 verifies the Python server under dtlsplex-run and gets its answer" \
+    "@$T/sc.err" "@$T/py-srv.err"
+  stop sc
+
+  LINE=$(uniq_line gnutls)
+  SENT+=("$LINE")
+  spawn gc gnutls-cli --udp --logfile "$T/gc.log" -p "$PORT" --x509cafile "$T/ca.pem" \
+    --verify-hostname localhost 127.0.0.1
+  feed_line gc "$LINE"
+  expect_output gc "${LINE^^}
+" "gnutls-cli --udp verifies the Python server under dtlsplex-run and gets its answer" \
+    "@$T/gc.err" "@$T/py-srv.err"
+  stop gc 3
+
+  # ---- 2. a client that cannot verify the server: an error in the program ---
+  il_self_signed other "/CN=another CA"
+  for mode in blocking timeout; do
+    spawn "py-bad-$mode" "$RUN" -C "$T/other.pem" --name localhost -- "$PY" "$T/bad_client.py" "$PORT" "$mode"
+    if wait_exit "py-bad-$mode" 20 && [ "$IL_STATUS" = 3 ] && [ "$(cat "$T/py-bad-$mode.out")" = "PermissionError EACCES" ]; then
+      ok "a Python client ($mode socket) whose CA does not know the server gets PermissionError (EACCES)"
+    else
+      not_ok "a Python client ($mode socket) whose CA does not know the server gets PermissionError (EACCES)" \
+        "status: ${IL_STATUS:-still running}" "@$T/py-bad-$mode.out" "@$T/py-bad-$mode.err"
+    fi
+  done
+  stop py-srv
+else
+  not_ok "the Python server under dtlsplex-run binds port $PORT" "@$T/py-srv.err"
+fi
+
+# ---- 3. socat as server and as client ----------------------------------------
+PORT=$(free_udp_port)
+spawn socat-srv "$RUN" "${SERVE[@]}" -- socat "UDP-LISTEN:$PORT,bind=127.0.0.1" PIPE
+if wait_udp_bound "$PORT"; then
+  LINE=$(uniq_line socat)
+  SENT+=("$LINE")
+  spawn socat-cli "$RUN" "${TRUST[@]}" -- socat -t 5 - "UDP:127.0.0.1:$PORT"
+  feed_line socat-cli "$LINE"
+  expect_output socat-cli "$LINE
+" "socat UDP client under dtlsplex-run gets its line echoed by a socat UDP-LISTEN server under dtlsplex-run" \
+    "@$T/socat-cli.err" "@$T/socat-srv.err"
+  stop socat-cli
+else
+  not_ok "socat under dtlsplex-run binds port $PORT" "@$T/socat-srv.err"
+fi
+stop socat-srv
+
+# ---- 4. nc -u as a client of dtlscat ----------------------------------------
+if dtlscat_server dtlscat-srv -e "${SERVE[@]}"; then
+  LINE=$(uniq_line netcat)
+  SENT+=("$LINE")
+  spawn nc-cli "$RUN" "${TRUST[@]}" -- nc -u -w 5 127.0.0.1 "$SERVER_PORT"
+  feed_line nc-cli "$LINE"
+  expect_output nc-cli "$LINE
+" "nc -u under dtlsplex-run gets its line echoed by dtlscat -l -e" "@$T/nc-cli.err" "@$T/dtlscat-srv.err"
+  stop nc-cli
+  stop dtlscat-srv
+fi
+
+# ---- 5. nothing in the clear -------------------------------------------------
+if [ "$CAPTURING" = 1 ]; then
+  if interrupt tcpdump && grep -q '^[1-9][0-9]* packets\{0,1\} captured' "$T/tcpdump.err"; then
+    found=()
+    for line in "${SENT[@]}"; do
+      grep -aqF -e "$line" -e "${line^^}" "$CAPTURE" && found+=("$line")
+    done
+    if [ ${#found[@]} = 0 ]; then
+      ok "no line sent (${#SENT[@]}, and their answers) appears in the clear in the capture ($(grep captured "$T/tcpdump.err"))"
+    else
+      not_ok "no line sent appears in the clear in the capture" "in the clear: ${found[*]}"
+    fi
+  else
+    not_ok "tcpdump stopped with packets captured" "@$T/tcpdump.err"
+  fi
+fi
+finish
