@@ -291,6 +291,7 @@ void dp_socket_free(dp_socket *s) {
   if (s->wake_fd >= 0)
     dp_real_close(s->wake_fd);
   pthread_cond_destroy(&s->left_kernel);
+  pthread_cond_destroy(&s->wake_delivered);
   pthread_mutex_destroy(&s->lock);
   free(s);
 }
@@ -502,15 +503,9 @@ void dp_unlock_and_dispatch(dp_socket *s) {
   }
 }
 
-/* A call may have armed a timer (a handshake started from another thread)
- * earlier than any waiting thread will wake: wake them to recompute. */
 void dp_socket_finish(dp_socket *s) {
   int err = errno; /* the call's own result, whatever the wake-ups and callbacks do */
-  /* Also wake them for data this call queued from the socket: they would not
-   * see it in poll. */
-  if (s->waiters > 0 && s->core != NULL &&
-      (dp_endpoint_get_expiry(s->core) < s->waiters_deadline || dp_endpoint_pending(s->core) > 0))
-    dp_wake_waiters(s);
+  dp_wake_waiters_if_needed(s);
   /* A thread waiting in the kernel runs no timers: a handshake begun
    * meanwhile needs it back in poll. */
   if (s->rx_in_kernel && s->core != NULL && dp_endpoint_handshaking(s->core))
