@@ -120,6 +120,7 @@ int dp_io_send_stalled(dp_socket *s, int blocking) {
       break;
     }
     struct pollfd fds[2] = {{.fd = s->fd, .events = POLLOUT}, {.fd = s->wake_fd, .events = POLLIN}};
+    dp_wake_waiters_if_needed(s);
     dp_unlock_and_dispatch(s);
     int n = poll(fds, 2, -1);
     int err = errno;
@@ -166,6 +167,7 @@ void dp_io_feed_rx(dp_socket *s, int n) {
   dp_rx *rx = s->rx;
   uint64_t now = dp_now_ms();
   dp_io_defer_sends(s);
+  s->data_untold = 1;
   for (int i = 0; i < n; i++) {
     dp_addr addr;
     dp_local local;

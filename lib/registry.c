@@ -75,20 +75,30 @@ static void forget_inherited(void) {
   atomic_store(&descriptors, 0);
   for (size_t i = 0; i < sizeof attached; i++)
     atomic_store(&attached[i], 0);
-  pthread_mutex_init(&registry_lock, NULL);
   if (fork_canary != NULL)
     *fork_canary = 1;
 }
 
 static int in_forked_child(void) { return fork_canary != NULL && *fork_canary == 0; }
 
+/* A fork that ran no atfork handlers: registry_lock may be held by a thread
+ * the child does not have, so it starts afresh. */
 static void check_fork(void) {
-  if (in_forked_child())
+  if (in_forked_child()) {
     forget_inherited();
+    pthread_mutex_init(&registry_lock, NULL);
+  }
 }
 
 static void before_fork(void) { pthread_mutex_lock(&registry_lock); }
 static void after_fork_in_parent(void) { pthread_mutex_unlock(&registry_lock); }
+/* The child's one thread is the one that took the lock in before_fork: it
+ * releases it (initialising a locked mutex again is undefined, and
+ * ThreadSanitizer would go on seeing it held). */
+static void after_fork_in_child(void) {
+  pthread_mutex_unlock(&registry_lock);
+  forget_inherited();
+}
 
 __attribute__((constructor)) static void registry_init(void) {
   next_close = (int (*)(int))dlsym(RTLD_NEXT, "close");
@@ -105,7 +115,7 @@ __attribute__((constructor)) static void registry_init(void) {
   } else if (page != MAP_FAILED) {
     munmap(page, (size_t)page_size); /* before Linux 4.14: the atfork handler alone */
   }
-  pthread_atfork(before_fork, after_fork_in_parent, forget_inherited);
+  pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child);
 }
 
 int dp_real_close(int fd) { return next_close != NULL ? next_close(fd) : (int)syscall(SYS_close, fd); }
@@ -281,6 +291,7 @@ void dp_socket_free(dp_socket *s) {
   if (s->wake_fd >= 0)
     dp_real_close(s->wake_fd);
   pthread_cond_destroy(&s->left_kernel);
+  pthread_cond_destroy(&s->wake_delivered);
   pthread_mutex_destroy(&s->lock);
   free(s);
 }
@@ -511,15 +522,9 @@ void dp_unlock_and_dispatch(dp_socket *s) {
   }
 }
 
-/* A call may have armed a timer (a handshake started from another thread)
- * earlier than any waiting thread will wake: wake them to recompute. */
 void dp_socket_finish(dp_socket *s) {
   int err = errno; /* the call's own result, whatever the wake-ups and callbacks do */
-  /* Also wake them for data this call queued from the socket: they would not
-   * see it in poll. */
-  if (s->waiters > 0 && s->core != NULL &&
-      (dp_endpoint_get_expiry(s->core) < s->waiters_deadline || dp_endpoint_pending(s->core) > 0))
-    dp_wake_waiters(s);
+  dp_wake_waiters_if_needed(s);
   /* A thread waiting in the kernel runs no timers: a handshake begun
    * meanwhile needs it back in poll. */
   if (s->rx_in_kernel && s->core != NULL && dp_endpoint_handshaking(s->core))

@@ -20,6 +20,19 @@ static int pump(dp_socket *s) {
   return n;
 }
 
+/* The socket's lock and condition variables: 0, or -1 with none made. */
+static int init_sync(dp_socket *s) {
+  if (pthread_mutex_init(&s->lock, NULL) != 0)
+    return -1;
+  if (pthread_cond_init(&s->left_kernel, NULL) == 0) {
+    if (pthread_cond_init(&s->wake_delivered, NULL) == 0)
+      return 0;
+    pthread_cond_destroy(&s->left_kernel);
+  }
+  pthread_mutex_destroy(&s->lock);
+  return -1;
+}
+
 int dtlsplex_attach(int fd, dtlsplex_config *cfg) {
   int saved_errno = errno;
   if (cfg == NULL)
@@ -46,12 +59,7 @@ int dtlsplex_attach(int fd, dtlsplex_config *cfg) {
   dp_socket *s = calloc(1, sizeof *s);
   if (s == NULL)
     return dp_fail(ENOMEM);
-  if (pthread_mutex_init(&s->lock, NULL) != 0) {
-    free(s);
-    return dp_fail(ENOMEM);
-  }
-  if (pthread_cond_init(&s->left_kernel, NULL) != 0) {
-    pthread_mutex_destroy(&s->lock);
+  if (init_sync(s) != 0) {
     free(s);
     return dp_fail(ENOMEM);
   }

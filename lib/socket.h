@@ -103,9 +103,13 @@ typedef struct dp_socket {
    * it: only the last drop, after the registry let go, frees the socket. */
   atomic_uint refs;
   int detached;
-  int wake_fd;       /* wakes threads waiting in poll: detach, or an earlier timer */
+  int wake_fd;       /* wakes threads waiting in poll: detach, data queued, an earlier timer */
   unsigned int waiters;      /* threads in poll */
   uint64_t waiters_deadline; /* the earliest time one of them wakes by itself */
+  int data_untold;   /* datagrams went to the core since the waiters were last woken */
+  unsigned int wake_round;  /* wake-ups written to wake_fd (see waiters.c) */
+  unsigned int wake_owed;   /* waiters the latest one is owed to that have not left poll */
+  pthread_cond_t wake_delivered; /* signalled when wake_owed falls to 0 */
   int app_write;     /* a caller's application datagram is being written */
   dtlsplex_config *cfg;
   dp_endpoint *core;
@@ -231,7 +235,6 @@ int dp_pktinfo_getsockopt(dp_socket *s, int fd, int level, int name, void *value
 
 /* wait.c */
 void dp_wake_kernel_waiter(dp_socket *s);
-void dp_wake_waiters(dp_socket *s);
 int dp_is_blocking(int fd, int flags);
 int dp_core_timeout(const dp_socket *s, uint64_t now, int limit_ms);
 int dp_wait_socket(dp_socket *s, int limit_ms, int restartable);
@@ -241,5 +244,22 @@ int dp_wait_in_kernel(dp_socket *s);
 /* SO_RCVTIMEO (or SO_SNDTIMEO) as a deadline for a call that started at
  * started, or UINT64_MAX for none. */
 uint64_t dp_socket_deadline(int fd, int option, uint64_t started);
+
+/* waiters.c */
+/* Wakes every thread counted a waiter; after a detach, also any thread to
+ * come and any poll on wake_fd without counting. */
+void dp_wake_waiters(dp_socket *s);
+/* Wakes the threads in poll if they should look again: data was queued
+ * that they would not see there, or a timer is due before any of them
+ * wakes by itself.  Before every release of the lock that may block. */
+void dp_wake_waiters_if_needed(dp_socket *s);
+/* Counts the calling thread a waiter that will poll wake_fd, with the lock
+ * released, until wakes_at at the latest (UINT64_MAX: no limit): 1, and
+ * *round for dp_waiter_leave.  Or 0 when it waited (the lock released
+ * meanwhile) for a wake-up owed to others, and must look again at the state
+ * (detached too) instead of polling. */
+int dp_waiter_enter(dp_socket *s, uint64_t wakes_at, unsigned int *round);
+/* After the poll, with the lock taken again. */
+void dp_waiter_leave(dp_socket *s, uint64_t wakes_at, unsigned int round);
 
 #endif

@@ -1,5 +1,5 @@
-/* Waiting: in poll (with the lock released, timers kept) or in the kernel's
- * own receive, and waking the threads that wait. */
+/* Waiting: in poll (with the lock released, timers kept; waking the threads
+ * in poll is waiters.c's) or in the kernel's own receive. */
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -9,7 +9,6 @@
 #include "self_wake.h"
 #include "socket.h"
 
-#define KERNEL_WAITER_RECHECK_MS 50      /* see dp_wait_socket */
 #define KERNEL_WAIT_TIMER_MARGIN_MS 1000 /* see dp_may_wait_in_kernel */
 
 /* Ends a thread's wait in the kernel's receive with an empty datagram to the
@@ -19,13 +18,6 @@ void dp_wake_kernel_waiter(dp_socket *s) {
   if (s->kernel_woken || s->self_known <= 0)
     return;
   s->kernel_woken = dp_self_wake_send(s->fd, &s->self) == 0;
-}
-
-void dp_wake_waiters(dp_socket *s) {
-  uint64_t one = 1;
-  if (write(s->wake_fd, &one, sizeof one) < 0) {
-    /* EAGAIN: the counter is already non-zero, so waiters wake anyway. */
-  }
 }
 
 int dp_is_blocking(int fd, int flags) {
@@ -69,31 +61,31 @@ static int handlers_restart(void) {
  * and restartable, the wait should start again), or -1 with errno (EBADF
  * when detached, EINTR, or poll's own errors). */
 int dp_wait_socket(dp_socket *s, int limit_ms, int restartable) {
+  dp_wake_waiters_if_needed(s);
+  if (dp_endpoint_has_events(s->core)) {
+    /* The callbacks run before this thread counts as a waiter (one may call
+     * in and wait itself); then the caller looks again at the state. */
+    dp_unlock_and_dispatch(s);
+    pthread_mutex_lock(&s->lock);
+    return s->detached ? dp_fail(EBADF) : 0;
+  }
+  uint64_t now = dp_now_ms();
+  int timeout = dp_core_timeout(s, now, limit_ms);
+  uint64_t wakes_at = timeout < 0 ? UINT64_MAX : now + (uint64_t)timeout;
+  unsigned int round;
+  if (!dp_waiter_enter(s, wakes_at, &round))
+    return s->detached ? dp_fail(EBADF) : 0;
   /* While a thread waits in the kernel, the datagrams are its own: it wakes
    * the others when it is done. */
   struct pollfd fds[2] = {{.fd = s->rx_in_kernel ? -1 : s->fd, .events = POLLIN | POLLRDHUP},
                           {.fd = s->wake_fd, .events = POLLIN}};
-  uint64_t now = dp_now_ms();
-  int timeout = dp_core_timeout(s, now, limit_ms);
-  /* The wake-up that thread sends may be drained by another waiter first:
-   * look at the socket again soon in any case. */
-  if (s->rx_in_kernel && (timeout < 0 || timeout > KERNEL_WAITER_RECHECK_MS))
-    timeout = KERNEL_WAITER_RECHECK_MS;
-  uint64_t wakes_at = timeout < 0 ? UINT64_MAX : now + (uint64_t)timeout;
-  if (s->waiters++ == 0 || wakes_at < s->waiters_deadline)
-    s->waiters_deadline = wakes_at;
-  dp_unlock_and_dispatch(s);
+  pthread_mutex_unlock(&s->lock);
   int r = poll(fds, 2, timeout);
   int err = errno;
   pthread_mutex_lock(&s->lock);
-  if (--s->waiters == 0)
-    s->waiters_deadline = UINT64_MAX;
+  dp_waiter_leave(s, wakes_at, round);
   if (s->detached)
     return dp_fail(EBADF);
-  uint64_t drained;
-  if (fds[1].revents & POLLIN && read(s->wake_fd, &drained, sizeof drained) < 0) {
-    /* Another waiter drained it first. */
-  }
   if (r < 0)
     return err == EINTR && restartable && handlers_restart() ? 0 : dp_fail(err);
   if (fds[0].revents & POLLNVAL)

@@ -920,6 +920,7 @@ typedef struct waiting_reader {
   ssize_t n;
   char buf[16];
   long waited_ms;
+  atomic_int done; /* the main thread polls it while the reader runs */
 } waiting_reader;
 
 static void *wait_for_echo(void *arg) {
@@ -927,6 +928,7 @@ static void *wait_for_echo(void *arg) {
   long t0 = now_ms();
   w->n = dtlsrecvfrom(w->fd, w->buf, sizeof w->buf, 0, NULL, NULL);
   w->waited_ms = now_ms() - t0;
+  atomic_store(&w->done, 1);
   return NULL;
 }
 
@@ -944,7 +946,7 @@ START_TEST(waiter_wakes_for_data_another_thread_read) {
     ck_assert_int_eq(pthread_create(&t, NULL, wait_for_echo, &w), 0);
     usleep(20000); /* the reader is in poll */
     ck_assert_int_eq(dtlssendto(fd, "echo", 4, MSG_DONTWAIT, (struct sockaddr *)&srv.addr, srv.addr_len), 4);
-    for (long give_up = now_ms() + 2000; now_ms() < give_up && dtlsplex_pending(fd) == 0 && w.n == 0;)
+    for (long give_up = now_ms() + 2000; now_ms() < give_up && dtlsplex_pending(fd) == 0 && !atomic_load(&w.done);)
       dtlsplex_process(fd); /* races the reader for the echo */
     pthread_join(t, NULL);
     ck_assert_int_eq(w.n, 4);
