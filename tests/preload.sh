@@ -18,9 +18,18 @@ require_prog gnutls-cli
 il_setup
 make_certs
 T=$IL_TMP
-RUN=${top_builddir:-$(dirname "$0")/..}/tools/dtlsplex-run
+RUN_BIN=${top_builddir:-$(dirname "$0")/..}/tools/dtlsplex-run
 export DTLSPLEX_PRELOAD=${top_builddir:-$(dirname "$0")/..}/lib/.libs/libdtlsplex-preload.so
-[ -x "$RUN" ] && [ -r "$DTLSPLEX_PRELOAD" ] || { echo "ERROR: build tools/dtlsplex-run first"; exit 99; }
+[ -x "$RUN_BIN" ] && [ -r "$DTLSPLEX_PRELOAD" ] || { echo "ERROR: build tools/dtlsplex-run first"; exit 99; }
+# In an AddressSanitizer build the runtime must be loaded before the preload
+# library in a program that was not built with it; the program's own leaks
+# (Python's) are not the library's, whose leaks the C tests check.
+ASAN_RT=$(ldd "$DTLSPLEX_PRELOAD" | awk '/libasan/ { print $3 }')
+if [ -n "$ASAN_RT" ]; then
+  RUN=(env LD_PRELOAD="$ASAN_RT" ASAN_OPTIONS="detect_leaks=0:${ASAN_OPTIONS:-}" "$RUN_BIN")
+else
+  RUN=("$RUN_BIN")
+fi
 SERVE=(-c "$T/server.pem" -k "$T/server.key")
 TRUST=(-C "$T/ca.pem" --name localhost)
 SENT=("never in the clear") # every line sent: none may show in the capture
@@ -89,11 +98,11 @@ fi
 
 # ---- 1. the Python server against a Python client, s_client, gnutls-cli -----
 PORT=$(free_udp_port)
-spawn py-srv "$RUN" "${SERVE[@]}" -- "$PY" "$T/server.py" "$PORT"
+spawn py-srv "${RUN[@]}" "${SERVE[@]}" -- "$PY" "$T/server.py" "$PORT"
 if listen_port py-srv >/dev/null && wait_udp_bound "$PORT"; then
   TAG=$(uniq_line python)
   SENT+=("$TAG")
-  spawn py-cli "$RUN" "${TRUST[@]}" -- "$PY" "$T/client.py" "$PORT" 20 "$TAG"
+  spawn py-cli "${RUN[@]}" "${TRUST[@]}" -- "$PY" "$T/client.py" "$PORT" 20 "$TAG"
   expect_output py-cli "echoed 20
 " "a Python UDP client under dtlsplex-run gets 20 answers from a Python socketserver under dtlsplex-run" \
     "@$T/py-cli.err" "@$T/py-srv.err"
@@ -121,7 +130,7 @@ if listen_port py-srv >/dev/null && wait_udp_bound "$PORT"; then
   # ---- 2. a client that cannot verify the server: an error in the program ---
   il_self_signed other "/CN=another CA"
   for mode in blocking timeout; do
-    spawn "py-bad-$mode" "$RUN" -C "$T/other.pem" --name localhost -- "$PY" "$T/bad_client.py" "$PORT" "$mode"
+    spawn "py-bad-$mode" "${RUN[@]}" -C "$T/other.pem" --name localhost -- "$PY" "$T/bad_client.py" "$PORT" "$mode"
     if wait_exit "py-bad-$mode" 20 && [ "$IL_STATUS" = 3 ] && [ "$(cat "$T/py-bad-$mode.out")" = "PermissionError EACCES" ]; then
       ok "a Python client ($mode socket) whose CA does not know the server gets PermissionError (EACCES)"
     else
@@ -136,11 +145,11 @@ fi
 
 # ---- 3. socat as server and as client ----------------------------------------
 PORT=$(free_udp_port)
-spawn socat-srv "$RUN" "${SERVE[@]}" -- socat "UDP-LISTEN:$PORT,bind=127.0.0.1" PIPE
+spawn socat-srv "${RUN[@]}" "${SERVE[@]}" -- socat "UDP-LISTEN:$PORT,bind=127.0.0.1" PIPE
 if wait_udp_bound "$PORT"; then
   LINE=$(uniq_line socat)
   SENT+=("$LINE")
-  spawn socat-cli "$RUN" "${TRUST[@]}" -- socat -t 5 - "UDP:127.0.0.1:$PORT"
+  spawn socat-cli "${RUN[@]}" "${TRUST[@]}" -- socat -t 5 - "UDP:127.0.0.1:$PORT"
   feed_line socat-cli "$LINE"
   expect_output socat-cli "$LINE
 " "socat UDP client under dtlsplex-run gets its line echoed by a socat UDP-LISTEN server under dtlsplex-run" \
@@ -155,7 +164,7 @@ stop socat-srv
 if dtlscat_server dtlscat-srv -e "${SERVE[@]}"; then
   LINE=$(uniq_line netcat)
   SENT+=("$LINE")
-  spawn nc-cli "$RUN" "${TRUST[@]}" -- nc -u -w 5 127.0.0.1 "$SERVER_PORT"
+  spawn nc-cli "${RUN[@]}" "${TRUST[@]}" -- nc -u -w 5 127.0.0.1 "$SERVER_PORT"
   feed_line nc-cli "$LINE"
   expect_output nc-cli "$LINE
 " "nc -u under dtlsplex-run gets its line echoed by dtlscat -l -e" "@$T/nc-cli.err" "@$T/dtlscat-srv.err"

@@ -96,7 +96,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "dtlsplex-run: %s\n", strerror(ENOMEM));
     return 1;
   }
-  snprintf(joined, len, "%s%s%s", preload, outer != NULL ? ":" : "", outer != NULL ? outer : "");
+  /* After what is there already: a sanitizer's runtime must come first. */
+  snprintf(joined, len, "%s%s%s", outer != NULL ? outer : "", outer != NULL ? ":" : "", preload);
   set("LD_PRELOAD", joined);
   free(joined);
   execvp(argv[optind], argv + optind);
