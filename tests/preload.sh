@@ -44,14 +44,30 @@ print("listening on 127.0.0.1", sys.argv[1], file=sys.stderr, flush=True)
 with socketserver.UDPServer(("127.0.0.1", int(sys.argv[1])), Upper) as server:
     server.serve_forever()
 EOF
+# The client waits for each answer in a blocking recvfrom ("blocking"), or
+# with its socket non-blocking in select, poll or epoll, then reads once:
+# a wait that woke for a handshake record would make that read fail.
 cat >"$T/client.py" <<'EOF'
-import socket, sys
-port, count, tag = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+import select, selectors, socket, sys
+port, count, tag, wait = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(10)
+if wait == "blocking":
+    s.settimeout(10)
+else:
+    s.setblocking(False)
+    chosen = {"poll": selectors.PollSelector, "epoll": selectors.EpollSelector}.get(wait)
+    if chosen is not None:
+        selector = chosen()
+        selector.register(s, selectors.EVENT_READ)
 for i in range(count):
     line = ("%s %d" % (tag, i)).encode()
     s.sendto(line, ("127.0.0.1", port))
+    if wait == "select":
+        ready = select.select([s], [], [], 10)[0]
+    elif wait != "blocking":
+        ready = selector.select(10)
+    if wait != "blocking" and not ready:
+        sys.exit("no answer within 10 s")
     data, addr = s.recvfrom(2048)
     if data != line.upper() or addr != ("127.0.0.1", port):
         sys.exit("unexpected answer %r from %r" % (data, addr))
@@ -100,12 +116,14 @@ fi
 PORT=$(free_udp_port)
 spawn py-srv "${RUN[@]}" "${SERVE[@]}" -- "$PY" "$T/server.py" "$PORT"
 if listen_port py-srv >/dev/null && wait_udp_bound "$PORT"; then
-  TAG=$(uniq_line python)
-  SENT+=("$TAG")
-  spawn py-cli "${RUN[@]}" "${TRUST[@]}" -- "$PY" "$T/client.py" "$PORT" 20 "$TAG"
-  expect_output py-cli "echoed 20
-" "a Python UDP client under dtlsplex-run gets 20 answers from a Python socketserver under dtlsplex-run" \
-    "@$T/py-cli.err" "@$T/py-srv.err"
+  for wait in blocking select poll epoll; do
+    TAG=$(uniq_line "python-$wait")
+    SENT+=("$TAG")
+    spawn "py-cli-$wait" "${RUN[@]}" "${TRUST[@]}" -- "$PY" "$T/client.py" "$PORT" 20 "$TAG" "$wait"
+    expect_output "py-cli-$wait" "echoed 20
+" "a Python UDP client under dtlsplex-run ($wait wait) gets 20 answers from a Python socketserver under dtlsplex-run" \
+      "@$T/py-cli-$wait.err" "@$T/py-srv.err"
+  done
 
   LINE=$(uniq_line sclient)
   SENT+=("$LINE")
