@@ -24,6 +24,7 @@ set multiplot layout 5,1 title 'dtlsplex soak: one echo server under churn, stea
 set ylabel 'RSS (KiB)'
 set yrange [0:*]
 plot csv using 'time_s':'rss_kib' with linespoints lw 2 pt 7 ps 0.5 notitle
+unset label 1 # named once; the dashed line says it below
 
 set ylabel 'descriptors'
 plot csv using 'time_s':'fds' with linespoints lw 2 pt 7 ps 0.5 notitle
