@@ -26,7 +26,7 @@ export DTLSPLEX_PRELOAD=${top_builddir:-$(dirname "$0")/..}/lib/.libs/libdtlsple
 # (Python's) are not the library's, whose leaks the C tests check.
 ASAN_RT=$(ldd "$DTLSPLEX_PRELOAD" | awk '/libasan/ { print $3 }')
 if [ -n "$ASAN_RT" ]; then
-  RUN=(env LD_PRELOAD="$ASAN_RT" ASAN_OPTIONS="detect_leaks=0:${ASAN_OPTIONS:-}" "$RUN_BIN")
+  RUN=(env LD_PRELOAD="$ASAN_RT" ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" "$RUN_BIN")
 else
   RUN=("$RUN_BIN")
 fi
