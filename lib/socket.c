@@ -222,7 +222,7 @@ static ssize_t receive(int fd, const struct iovec *iov, size_t iovcnt, int flags
    * again (the datagrams were not application data) waits in poll, so that
    * SO_RCVTIMEO bounds the whole call. */
   int blocking = -1, readable = 1, waited = 0;
-  uint64_t started = dp_now_ms(), give_up = UINT64_MAX;
+  uint64_t give_up = UINT64_MAX;
   ssize_t result;
   for (;;) {
     dp_addr from;
@@ -273,7 +273,9 @@ static ssize_t receive(int fd, const struct iovec *iov, size_t iovcnt, int flags
     if (blocking < 0) {
       blocking = dp_is_blocking(fd, flags);
       if (blocking) {
-        give_up = dp_socket_deadline(fd, SO_RCVTIMEO, started);
+        /* From here, not the call's start: a clock read fewer for every
+         * call that finds its datagram, and the work before is no wait. */
+        give_up = dp_socket_deadline(fd, SO_RCVTIMEO, dp_now_ms());
         readable = 0; /* poll first: it returns at once if a datagram waits */
       }
     }
@@ -410,8 +412,10 @@ static ssize_t send_datagram(dp_socket *s, int fd, const dp_addr *to, const dp_l
    * (the core fails the handshake then; the bound here is a backstop) and
    * by SO_SNDTIMEO, which gives EAGAIN as sendto(2) does: the datagram is
    * not sent. */
+  if (r != -EINPROGRESS)
+    return r;
   uint64_t now = dp_now_ms(), backstop = now + 2 * (uint64_t)s->cfg->handshake_ms;
-  uint64_t give_up = r == -EINPROGRESS ? dp_socket_deadline(fd, SO_SNDTIMEO, now) : UINT64_MAX;
+  uint64_t give_up = dp_socket_deadline(fd, SO_SNDTIMEO, now);
   while (r == -EINPROGRESS && (now = dp_now_ms()) < backstop) {
     if (now >= give_up)
       return -EAGAIN;
