@@ -218,16 +218,33 @@ void dp_session_free(dp_session *s) {
   free(s);
 }
 
+/* Whether libssl ran out of memory (it may have queued other errors
+ * after that one).  Empties the error queue, as fail() would. */
+static int out_of_memory(void) {
+  unsigned long err;
+  while ((err = ERR_get_error()) != 0)
+    if (ERR_GET_REASON(err) == ERR_R_MALLOC_FAILURE)
+      return 1;
+  return 0;
+}
+
 /* Why a handshake failed, as the errno dtlssendto reports. */
 static int handshake_errno(SSL *ssl) {
-  if (SSL_get_verify_result(ssl) != X509_V_OK)
+  long verified = SSL_get_verify_result(ssl);
+  if (verified == X509_V_ERR_OUT_OF_MEM)
+    return ENOMEM;
+  if (verified != X509_V_OK)
     return EACCES;
   unsigned long err = ERR_peek_last_error();
+  if (out_of_memory())
+    return ENOMEM;
   if (ERR_GET_LIB(err) == ERR_LIB_SSL) {
     int reason = ERR_GET_REASON(err);
     if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED)
       return EACCES;
-    if (reason >= SSL_AD_REASON_OFFSET) /* a fatal alert from the peer */
+    /* A fatal alert from the peer; reasons common to every library (an
+     * internal error) carry flags that put them above these. */
+    if (reason >= SSL_AD_REASON_OFFSET && reason <= SSL_AD_REASON_OFFSET + 255)
       return ECONNREFUSED;
   }
   return EPROTO;
