@@ -241,9 +241,12 @@ int dp_config_can_serve(const dtlsplex_config *cfg) {
   /* Asks the context, so that a certificate set through the escape hatch counts. */
   if (cfg->psks != NULL || cfg->psk_lookup != NULL)
     return 1;
-  int usable = SSL_CTX_get0_certificate(cfg->ctx) != NULL && SSL_CTX_check_private_key(cfg->ctx) == 1;
-  ERR_clear_error();
-  return usable;
+  /* libssl keeps no key that does not match the certificate (it drops the
+   * one or the other as the second is set), so both present means usable.
+   * SSL_CTX_check_private_key would compare them again, and allocate: out
+   * of memory, the socket would be told it has no certificate (EINVAL), or
+   * quietly refuse every handshake. */
+  return SSL_CTX_get0_certificate(cfg->ctx) != NULL && SSL_CTX_get0_privatekey(cfg->ctx) != NULL;
 }
 
 void dtlsplex_config_free(dtlsplex_config *cfg) {
