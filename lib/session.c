@@ -188,15 +188,26 @@ int dp_session_release_buffers(dp_session *s) {
   return s->buffers_released;
 }
 
+static int fail(dp_session *s, int err) {
+  s->state = DP_SESSION_FAILED;
+  s->error = err;
+  s->retransmit_at = DP_NO_DEADLINE;
+  clear_errors();
+  return DP_IN_FAILED;
+}
+
 /* A DTLS write after SSL_free_buffers crashes in libssl 3.0 unless the
  * buffers are allocated again first; reads would manage, but a read may
- * answer with a write. */
+ * answer with a write.  When they cannot be, libssl has ended the session
+ * (a fatal error, without an alert): it fails with ENOMEM. */
 static int take_buffers(dp_session *s) {
   if (!s->buffers_released)
     return 1;
   clear_errors();
-  if (SSL_alloc_buffers(s->ssl) != 1)
+  if (SSL_alloc_buffers(s->ssl) != 1) {
+    fail(s, ENOMEM);
     return 0;
+  }
   s->buffers_released = 0;
   return 1;
 }
@@ -248,14 +259,6 @@ static int handshake_errno(SSL *ssl) {
       return ECONNREFUSED;
   }
   return EPROTO;
-}
-
-static int fail(dp_session *s, int err) {
-  s->state = DP_SESSION_FAILED;
-  s->error = err;
-  s->retransmit_at = DP_NO_DEADLINE;
-  clear_errors();
-  return DP_IN_FAILED;
 }
 
 /* How a suite seals a record: an AEAD adds an explicit nonce and a tag;
@@ -416,7 +419,7 @@ int dp_session_input(dp_session *s, const uint8_t *data, size_t len, uint64_t no
   if (!sealed_records_plausible(s, data, len))
     return 0;
   if (!take_buffers(s))
-    return 0; /* out of memory: as if the datagram were lost */
+    return DP_IN_LOST | DP_IN_FAILED;
   dp_bio_io_feed(&s->io, data, len);
   s->io.now = now;
   int handshaking = s->state == DP_SESSION_HANDSHAKING;

@@ -27,7 +27,8 @@ enum {
   DP_IN_ESTABLISHED = 1, /* the handshake completed */
   DP_IN_FAILED = 2,      /* the session is dead; error says why */
   DP_IN_CLOSED = 4,      /* close_notify received */
-  DP_IN_DATA = 8         /* application data was delivered */
+  DP_IN_DATA = 8,        /* application data was delivered */
+  DP_IN_LOST = 16        /* not read: no memory for the session's record buffers (it failed) */
 };
 
 /* A handshake whose flight went unanswered twice retries at this MTU (an
