@@ -2,7 +2,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,14 +9,16 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "once.h"
 #include "peer_table.h" /* DP_NO_DEADLINE */
 
 /* The listener an SSL belongs to, for the cookie callbacks. */
 static int listener_index = -1;
-static pthread_once_t listener_index_once = PTHREAD_ONCE_INIT;
+static dp_once listener_index_once = DP_ONCE_INIT;
 
-static void make_listener_index(void) {
+static int make_listener_index(void) {
   listener_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+  return listener_index < 0 ? -1 : 0;
 }
 
 /* The address a cookie is bound to: the peer of the SSL's own BIO, which is
@@ -56,10 +57,12 @@ static int cookie_verify_cb(SSL *ssl, const unsigned char *cookie, unsigned int 
   return 1;
 }
 
-void dp_session_install_ctx_callbacks(SSL_CTX *ctx) {
-  pthread_once(&listener_index_once, make_listener_index);
+int dp_session_install_ctx_callbacks(SSL_CTX *ctx) {
+  if (dp_once_run(&listener_index_once, make_listener_index) != 0)
+    return -ENOMEM;
   SSL_CTX_set_cookie_generate_cb(ctx, cookie_generate_cb);
   SSL_CTX_set_cookie_verify_cb(ctx, cookie_verify_cb);
+  return 0;
 }
 
 static void update_timer(dp_session *s, uint64_t now) {

@@ -66,8 +66,9 @@ typedef struct dp_session {
 /* Receives each decrypted record. */
 typedef void (*dp_deliver_fn)(void *arg, const uint8_t *data, size_t len);
 
-/* Installs the cookie callbacks on a context (once, when it is made). */
-void dp_session_install_ctx_callbacks(SSL_CTX *ctx);
+/* Installs the cookie callbacks on a context (once, when it is made): 0,
+ * or -ENOMEM. */
+int dp_session_install_ctx_callbacks(SSL_CTX *ctx);
 
 /* Sessions take their BIO settings (mtu, send, send_arg, out) from io; the
  * peer, and this side's end of the path to it (see dp_local), are given
