@@ -319,7 +319,9 @@ DTLSPLEX_API int dtlsplex_reconfigure(int fd, dtlsplex_config *cfg);
  * ESHUTDOWN: a handshake to wait for on a socket shut down for reading;
  * EINTR; ETIMEDOUT, ECONNREFUSED, EPROTO,
  * EACCES: the handshake with dest failed (blocking sockets; on non-blocking
- * sockets the next call to that peer reports it); plus the errors of sendto(2).
+ * sockets the next call to that peer reports it); ENOMEM: nothing was sent,
+ * or the handshake or session with dest failed for want of memory; plus the
+ * errors of sendto(2).
  */
 DTLSPLEX_API ssize_t dtlssendto(int fd, const void *buf, size_t len, int flags,
                                 const struct sockaddr *dest, socklen_t dest_len);
@@ -334,7 +336,8 @@ DTLSPLEX_API ssize_t dtlssendto(int fd, const void *buf, size_t len, int flags,
  * SO_RCVTIMEO expired; EINTR (see dtlsrecvfrom(3) for SA_RESTART); on a
  * connected socket, once, ECONNREFUSED/EHOSTUNREACH/ENETUNREACH (an ICMP
  * error) or ETIMEDOUT/ECONNREFUSED/EPROTO/EACCES (the handshake with the peer
- * failed); plus the errors of recvfrom(2) and poll(2).
+ * failed); ENOMEM, once: a datagram from a peer was lost for want of memory;
+ * plus the errors of recvfrom(2) and poll(2).
  */
 DTLSPLEX_API ssize_t dtlsrecvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *src,
                                   socklen_t *src_len);

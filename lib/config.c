@@ -14,6 +14,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include "once.h"
 #include "session.h"
 
 #define PSK_CIPHERS "ECDHE-PSK-CHACHA20-POLY1305:PSK-AES128-GCM-SHA256:PSK-AES256-GCM-SHA384:" \
@@ -32,11 +33,14 @@ static int ctx_index = -1;
 /* Marks an SSL whose client named an identity nobody knew, for the
  * statistics (dp_config_psk_unknown). */
 static int psk_unknown_index = -1;
-static pthread_once_t ctx_index_once = PTHREAD_ONCE_INIT;
+static dp_once indices_once = DP_ONCE_INIT;
 
-static void make_ctx_index(void) {
-  ctx_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-  psk_unknown_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+static int make_indices(void) {
+  if (ctx_index < 0)
+    ctx_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+  if (psk_unknown_index < 0)
+    psk_unknown_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+  return ctx_index < 0 || psk_unknown_index < 0 ? -1 : 0;
 }
 
 static const dtlsplex_config *config_of(SSL *ssl) {
@@ -142,7 +146,7 @@ static int verify_chain(X509_STORE_CTX *store_ctx, void *arg) {
 }
 
 dtlsplex_config *dtlsplex_config_new(void) {
-  pthread_once(&ctx_index_once, make_ctx_index);
+  dp_once_run(&indices_once, make_indices); /* on failure, the indices are -1: see below */
   dtlsplex_config *cfg = calloc(1, sizeof *cfg);
   if (cfg == NULL) {
     errno = ENOMEM;
@@ -183,7 +187,7 @@ dtlsplex_config *dtlsplex_config_new(void) {
       !SSL_CTX_set_ex_data(cfg->ctx, ctx_index, cfg) ||
       dp_ticket_keys_init(&cfg->tickets, ticket_master, sizeof ticket_master, DP_TICKET_PERIOD_S) != 0 ||
       (cfg->resume_cache = dp_resume_cache_new(DP_RESUME_CACHE_MAX)) == NULL ||
-      dp_ticket_install(cfg->ctx, &cfg->tickets) != 0) {
+      dp_ticket_install(cfg->ctx, &cfg->tickets) != 0 || dp_session_install_ctx_callbacks(cfg->ctx) != 0) {
     OPENSSL_cleanse(ticket_master, sizeof ticket_master);
     dp_resume_cache_free(cfg->resume_cache);
     SSL_CTX_free(cfg->ctx);
@@ -208,7 +212,6 @@ dtlsplex_config *dtlsplex_config_new(void) {
    * server its last session. */
   SSL_CTX_set_session_cache_mode(cfg->ctx, SSL_SESS_CACHE_OFF);
   cfg->initial_store = SSL_CTX_get_cert_store(cfg->ctx);
-  dp_session_install_ctx_callbacks(cfg->ctx);
   SSL_CTX_set_cert_verify_callback(cfg->ctx, verify_chain, cfg);
   apply_verify(cfg);
   ERR_clear_error();
@@ -247,9 +250,12 @@ int dp_config_can_serve(const dtlsplex_config *cfg) {
   /* Asks the context, so that a certificate set through the escape hatch counts. */
   if (cfg->psks != NULL || cfg->psk_lookup != NULL)
     return 1;
-  int usable = SSL_CTX_get0_certificate(cfg->ctx) != NULL && SSL_CTX_check_private_key(cfg->ctx) == 1;
-  ERR_clear_error();
-  return usable;
+  /* libssl keeps no key that does not match the certificate (it drops the
+   * one or the other as the second is set), so both present means usable.
+   * SSL_CTX_check_private_key would compare them again, and allocate: out
+   * of memory, the socket would be told it has no certificate (EINVAL), or
+   * quietly refuse every handshake. */
+  return SSL_CTX_get0_certificate(cfg->ctx) != NULL && SSL_CTX_get0_privatekey(cfg->ctx) != NULL;
 }
 
 void dtlsplex_config_free(dtlsplex_config *cfg) {

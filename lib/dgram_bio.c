@@ -1,13 +1,15 @@
 #include "dgram_bio.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <string.h>
 
 #include <openssl/ssl.h>
 
+#include "once.h"
+
 static BIO_METHOD *method;
-static pthread_once_t method_once = PTHREAD_ONCE_INIT;
+static int method_type = -1;
+static dp_once method_once = DP_ONCE_INIT;
 
 static void send_datagram(dp_bio_io *io, const uint8_t *data, size_t len) {
   io->last_send_error = io->send(io->send_arg, &io->peer, &io->local, data, len);
@@ -126,21 +128,24 @@ static int dgram_create(BIO *b) {
   return 1;
 }
 
-static void make_method(void) {
-  BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "dtlsplex datagram");
+static int make_method(void) {
+  /* The type is kept: another attempt must not use up another. */
+  if (method_type == -1 && (method_type = BIO_get_new_index()) == -1)
+    return -1;
+  BIO_METHOD *m = BIO_meth_new(method_type | BIO_TYPE_SOURCE_SINK, "dtlsplex datagram");
   if (m == NULL)
-    return;
+    return -1;
   if (!BIO_meth_set_write(m, dgram_write) || !BIO_meth_set_read(m, dgram_read) ||
       !BIO_meth_set_ctrl(m, dgram_ctrl) || !BIO_meth_set_create(m, dgram_create)) {
     BIO_meth_free(m);
-    return;
+    return -1;
   }
   method = m;
+  return 0;
 }
 
 BIO *dp_bio_new(dp_bio_io *io) {
-  pthread_once(&method_once, make_method);
-  if (method == NULL)
+  if (dp_once_run(&method_once, make_method) != 0)
     return NULL;
   BIO *b = BIO_new(method);
   if (b != NULL)

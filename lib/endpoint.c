@@ -79,6 +79,10 @@ struct dp_endpoint {
   unsigned int queue_mtu; /* largest datagram queued while handshaking */
   dp_outbuf out;      /* the datagram being assembled, shared by all sessions */
   dp_recv_queue received;
+  /* A datagram from a peer was lost for want of memory (its session's
+   * buffers, or a place in the queue): the receive that finds the queue
+   * empty says so. */
+  int lost_for_memory;
   unsigned int released_since_trim;
   dp_event *events;
   size_t events_len, events_cap;
@@ -447,10 +451,13 @@ static void apply_flags(dp_endpoint *ep, dp_peer *p, int flags, uint64_t now) {
 
 static void deliver(void *arg, const uint8_t *data, size_t len) {
   dp_endpoint *ep = arg;
-  if (dp_recv_queue_push(&ep->received, ep->delivering_from, ep->arrived_at, data, len) != 0)
-    ep->stats.dropped_queue_full++;
-  else
+  int r = dp_recv_queue_push(&ep->received, ep->delivering_from, ep->arrived_at, data, len);
+  if (r == 0)
     ep->stats.app_datagrams_in++;
+  else if (r == -ENOMEM)
+    ep->lost_for_memory = 1;
+  else
+    ep->stats.dropped_queue_full++;
 }
 
 
@@ -676,6 +683,11 @@ void dp_endpoint_read_pkt(dp_endpoint *ep, const dp_addr *from, const dp_local *
   ep->delivering_from = &p->addr;
   int flags = dp_session_input(s, data, len, now, ep->scratch, sizeof ep->scratch, deliver, ep);
   ep->delivering_from = NULL;
+  if (flags & DP_IN_LOST) {
+    ep->lost_for_memory = 1;
+    apply_flags(ep, p, flags & ~DP_IN_LOST, now);
+    return;
+  }
   if (flags != 0) {
     active(ep, p, now);
     p->last_heard = now;
@@ -932,6 +944,10 @@ ssize_t dp_endpoint_recvmsg(dp_endpoint *ep, const struct iovec *iov, size_t iov
                             dp_local *local) {
   dp_addr sender;
   ssize_t n = dp_recv_queue_pop(&ep->received, iov, iovcnt, peek, from != NULL ? from : &sender, local);
+  if (n == -EAGAIN && ep->lost_for_memory) {
+    ep->lost_for_memory = 0;
+    return -ENOMEM;
+  }
   if (n >= 0 && ep->both_roles)
     heard_of(ep, from != NULL ? from : &sender);
   return n;

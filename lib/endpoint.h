@@ -70,7 +70,8 @@ void dp_endpoint_handle_expiry(dp_endpoint *ep, uint64_t now);
 
 /* Takes (or with peek, copies) the oldest decrypted datagram: returns its full
  * length, scatters what fits over iov, and sets *from and *local (where it
- * arrived; either may be NULL).  -EAGAIN if none. */
+ * arrived; either may be NULL).  -EAGAIN if none; -ENOMEM instead, once,
+ * when a datagram from a peer was lost for want of memory since. */
 ssize_t dp_endpoint_recvmsg(dp_endpoint *ep, const struct iovec *iov, size_t iovcnt, int peek, dp_addr *from,
                             dp_local *local);
 /* The same into one buffer of len bytes. */

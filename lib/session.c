@@ -2,7 +2,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,14 +9,16 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "once.h"
 #include "peer_table.h" /* DP_NO_DEADLINE */
 
 /* The listener an SSL belongs to, for the cookie callbacks. */
 static int listener_index = -1;
-static pthread_once_t listener_index_once = PTHREAD_ONCE_INIT;
+static dp_once listener_index_once = DP_ONCE_INIT;
 
-static void make_listener_index(void) {
+static int make_listener_index(void) {
   listener_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+  return listener_index < 0 ? -1 : 0;
 }
 
 /* The address a cookie is bound to: the peer of the SSL's own BIO, which is
@@ -56,10 +57,12 @@ static int cookie_verify_cb(SSL *ssl, const unsigned char *cookie, unsigned int 
   return 1;
 }
 
-void dp_session_install_ctx_callbacks(SSL_CTX *ctx) {
-  pthread_once(&listener_index_once, make_listener_index);
+int dp_session_install_ctx_callbacks(SSL_CTX *ctx) {
+  if (dp_once_run(&listener_index_once, make_listener_index) != 0)
+    return -ENOMEM;
   SSL_CTX_set_cookie_generate_cb(ctx, cookie_generate_cb);
   SSL_CTX_set_cookie_verify_cb(ctx, cookie_verify_cb);
+  return 0;
 }
 
 static void update_timer(dp_session *s, uint64_t now) {
@@ -188,15 +191,26 @@ int dp_session_release_buffers(dp_session *s) {
   return s->buffers_released;
 }
 
+static int fail(dp_session *s, int err) {
+  s->state = DP_SESSION_FAILED;
+  s->error = err;
+  s->retransmit_at = DP_NO_DEADLINE;
+  clear_errors();
+  return DP_IN_FAILED;
+}
+
 /* A DTLS write after SSL_free_buffers crashes in libssl 3.0 unless the
  * buffers are allocated again first; reads would manage, but a read may
- * answer with a write. */
+ * answer with a write.  When they cannot be, libssl has ended the session
+ * (a fatal error, without an alert): it fails with ENOMEM. */
 static int take_buffers(dp_session *s) {
   if (!s->buffers_released)
     return 1;
   clear_errors();
-  if (SSL_alloc_buffers(s->ssl) != 1)
+  if (SSL_alloc_buffers(s->ssl) != 1) {
+    fail(s, ENOMEM);
     return 0;
+  }
   s->buffers_released = 0;
   return 1;
 }
@@ -218,27 +232,36 @@ void dp_session_free(dp_session *s) {
   free(s);
 }
 
+/* Whether libssl ran out of memory (it may have queued other errors
+ * after that one).  Empties the error queue, as fail() would. */
+static int out_of_memory(void) {
+  unsigned long err;
+  while ((err = ERR_get_error()) != 0)
+    if (ERR_GET_REASON(err) == ERR_R_MALLOC_FAILURE)
+      return 1;
+  return 0;
+}
+
 /* Why a handshake failed, as the errno dtlssendto reports. */
 static int handshake_errno(SSL *ssl) {
-  if (SSL_get_verify_result(ssl) != X509_V_OK)
+  long verified = SSL_get_verify_result(ssl);
+  if (verified == X509_V_ERR_OUT_OF_MEM)
+    return ENOMEM;
+  if (verified != X509_V_OK)
     return EACCES;
   unsigned long err = ERR_peek_last_error();
+  if (out_of_memory())
+    return ENOMEM;
   if (ERR_GET_LIB(err) == ERR_LIB_SSL) {
     int reason = ERR_GET_REASON(err);
     if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED)
       return EACCES;
-    if (reason >= SSL_AD_REASON_OFFSET) /* a fatal alert from the peer */
+    /* A fatal alert from the peer; reasons common to every library (an
+     * internal error) carry flags that put them above these. */
+    if (reason >= SSL_AD_REASON_OFFSET && reason <= SSL_AD_REASON_OFFSET + 255)
       return ECONNREFUSED;
   }
   return EPROTO;
-}
-
-static int fail(dp_session *s, int err) {
-  s->state = DP_SESSION_FAILED;
-  s->error = err;
-  s->retransmit_at = DP_NO_DEADLINE;
-  clear_errors();
-  return DP_IN_FAILED;
 }
 
 /* How a suite seals a record: an AEAD adds an explicit nonce and a tag;
@@ -399,7 +422,7 @@ int dp_session_input(dp_session *s, const uint8_t *data, size_t len, uint64_t no
   if (!sealed_records_plausible(s, data, len))
     return 0;
   if (!take_buffers(s))
-    return 0; /* out of memory: as if the datagram were lost */
+    return DP_IN_LOST | DP_IN_FAILED;
   dp_bio_io_feed(&s->io, data, len);
   s->io.now = now;
   int handshaking = s->state == DP_SESSION_HANDSHAKING;

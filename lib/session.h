@@ -27,7 +27,8 @@ enum {
   DP_IN_ESTABLISHED = 1, /* the handshake completed */
   DP_IN_FAILED = 2,      /* the session is dead; error says why */
   DP_IN_CLOSED = 4,      /* close_notify received */
-  DP_IN_DATA = 8         /* application data was delivered */
+  DP_IN_DATA = 8,        /* application data was delivered */
+  DP_IN_LOST = 16        /* not read: no memory for the session's record buffers (it failed) */
 };
 
 /* A handshake whose flight went unanswered twice retries at this MTU (an
@@ -65,8 +66,9 @@ typedef struct dp_session {
 /* Receives each decrypted record. */
 typedef void (*dp_deliver_fn)(void *arg, const uint8_t *data, size_t len);
 
-/* Installs the cookie callbacks on a context (once, when it is made). */
-void dp_session_install_ctx_callbacks(SSL_CTX *ctx);
+/* Installs the cookie callbacks on a context (once, when it is made): 0,
+ * or -ENOMEM. */
+int dp_session_install_ctx_callbacks(SSL_CTX *ctx);
 
 /* Sessions take their BIO settings (mtu, send, send_arg, out) from io; the
  * peer, and this side's end of the path to it (see dp_local), are given

@@ -239,6 +239,10 @@ static ssize_t receive(int fd, const struct iovec *iov, size_t iovcnt, int flags
       result = (flags & MSG_TRUNC) || n < room ? n : room;
       break;
     }
+    if (n == -ENOMEM) {
+      result = dp_fail(ENOMEM);
+      break;
+    }
     int err = connected_peer_error(s);
     if (err != 0) {
       result = dp_fail(err);

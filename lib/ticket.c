@@ -13,6 +13,7 @@
 #endif
 
 #include "dgram_bio.h"
+#include "once.h"
 
 int dp_ticket_keys_init(dp_ticket_keys *k, const uint8_t *master, size_t master_len, unsigned int period_s) {
   memset(k, 0, sizeof *k);
@@ -113,9 +114,12 @@ int dp_ticket_authentic(dp_ticket_keys *k, const uint8_t *ticket, size_t len, ui
 }
 
 static int ticket_index = -1;
-static pthread_once_t ticket_index_once = PTHREAD_ONCE_INIT;
+static dp_once ticket_index_once = DP_ONCE_INIT;
 
-static void make_ticket_index(void) { ticket_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL); }
+static int make_ticket_index(void) {
+  ticket_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+  return ticket_index < 0 ? -1 : 0;
+}
 
 /* libssl's ticket callback: chooses the key, and sets up the cipher and
  * the MAC with it.  The time is the core's (never a clock read here). */
@@ -166,8 +170,7 @@ static int ticket_cb(SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPHE
 #endif
 
 int dp_ticket_install(SSL_CTX *ctx, dp_ticket_keys *k) {
-  pthread_once(&ticket_index_once, make_ticket_index);
-  if (ticket_index < 0 || SSL_CTX_set_ex_data(ctx, ticket_index, k) != 1)
+  if (dp_once_run(&ticket_index_once, make_ticket_index) != 0 || SSL_CTX_set_ex_data(ctx, ticket_index, k) != 1)
     return -ENOMEM;
 #if OPENSSL_VERSION_NUMBER >= 0x30000000L
   SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
