@@ -21,7 +21,7 @@ const uint8_t *dp_client_hello_random(const uint8_t *d, size_t len) {
 
 /* Steps over a field of the given length-prefix size; 0 if it overruns. */
 static int skip(const uint8_t **p, const uint8_t *end, size_t prefix) {
-  if ((size_t)(end - *p) < prefix)
+  if (*p > end || (size_t)(end - *p) < prefix)
     return 0;
   size_t n = prefix == 1 ? **p : get16(*p);
   if ((size_t)(end - *p) - prefix < n)
@@ -35,7 +35,8 @@ int dp_client_hello_ticket(const uint8_t *d, size_t len, const uint8_t **ticket,
     return 0;
   size_t record_len = get16(d + 11), body_len = get24(d + 14);
   /* The whole message in this record (unfragmented), and the record in the datagram. */
-  if (record_len > len - RECORD_HEADER || record_len < HANDSHAKE_HEADER || get24(d + 22) != body_len || body_len > record_len - HANDSHAKE_HEADER)
+  if (record_len > len - RECORD_HEADER || record_len < HANDSHAKE_HEADER || get24(d + 22) != body_len ||
+      body_len > record_len - HANDSHAKE_HEADER || body_len < 2 + 32)
     return 0;
   const uint8_t *p = d + RECORD_HEADER + HANDSHAKE_HEADER + 2 + 32;
   const uint8_t *end = d + RECORD_HEADER + HANDSHAKE_HEADER + body_len;

@@ -6,6 +6,7 @@
 
 #include "self_wake.h"
 #include "socket.h"
+#include "sys.h"
 
 /* An ICMP error for an earlier datagram (to any peer) is reported by the
  * socket's next call, whatever its destination. */
@@ -19,7 +20,7 @@ static void flush_sends(dp_socket *s) {
   dp_tx *tx = s->tx;
   unsigned int sent = 0;
   for (int tries = 0; sent < tx->n && tries < 2 * TX_BATCH; tries++) {
-    int n = sendmmsg(s->fd, tx->msgs + sent, tx->n - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+    int n = dp_sys()->sendmmsg(s->fd, tx->msgs + sent, tx->n - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n > 0) {
       sent += (unsigned int)n;
     } else if (n < 0) {
@@ -53,11 +54,11 @@ static ssize_t send_now(dp_socket *s, const dp_addr *to, const dp_local *source,
   dp_source_cmsg control;
   size_t control_len = dp_pktinfo_source_cmsg(s, source, &control);
   if (control_len == 0)
-    return sendto(s->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL, &to->u.sa, to->len);
+    return dp_sys()->sendto(s->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL, &to->u.sa, to->len);
   struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
   struct msghdr m = {.msg_name = (void *)&to->u, .msg_namelen = to->len, .msg_iov = &iov, .msg_iovlen = 1,
                      .msg_control = &control, .msg_controllen = control_len};
-  return sendmsg(s->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+  return dp_sys()->sendmsg(s->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
 /* Starts and ends a stretch in which the library's own datagrams are gathered. */
@@ -122,7 +123,7 @@ int dp_io_send_stalled(dp_socket *s, int blocking) {
     struct pollfd fds[2] = {{.fd = s->fd, .events = POLLOUT}, {.fd = s->wake_fd, .events = POLLIN}};
     dp_wake_waiters_if_needed(s);
     dp_unlock_and_dispatch(s);
-    int n = poll(fds, 2, -1);
+    int n = dp_sys()->poll(fds, 2, -1);
     int err = errno;
     pthread_mutex_lock(&s->lock);
     if (s->detached) {
@@ -196,7 +197,7 @@ int dp_io_read_socket(dp_socket *s, int until_data) {
   unsigned int batch = until_data ? 1 : RX_BATCH;
   for (int calls = 0; count < READ_BURST && calls < READ_BURST; calls++) {
     dp_io_prepare_rx(s->rx, batch);
-    int n = recvmmsg(s->fd, s->rx->msgs, batch, MSG_DONTWAIT, NULL);
+    int n = dp_sys()->recvmmsg(s->fd, s->rx->msgs, batch, MSG_DONTWAIT, NULL);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK)
         break;

@@ -12,10 +12,11 @@
 #include <unistd.h>
 
 #include "socket.h"
+#include "sys.h"
 
 static int watch(int epfd, int fd) {
   struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
-  return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+  return dp_sys()->epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
 }
 
 int dp_event_fd_open(dp_socket *s) {
@@ -47,9 +48,9 @@ void dp_event_fd_update(dp_socket *s) {
   int queued = dp_endpoint_pending(s->core) > 0;
   uint64_t value = 1;
   if (queued && !s->ev_data_set)
-    s->ev_data_set = write(s->ev_data, &value, sizeof value) == sizeof value;
+    s->ev_data_set = dp_sys()->write(s->ev_data, &value, sizeof value) == sizeof value;
   else if (!queued && s->ev_data_set)
-    s->ev_data_set = !(read(s->ev_data, &value, sizeof value) == sizeof value);
+    s->ev_data_set = !(dp_sys()->read(s->ev_data, &value, sizeof value) == sizeof value);
   /* Re-arming also clears a timer that fired: a deadline the call moved on
    * leaves the descriptor quiet until the new one. */
   uint64_t deadline = dp_endpoint_get_expiry(s->core);

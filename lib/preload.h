@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 
 #include "dtlsplex.h"
+#include "sys.h"
 
 /* The environment dtlsplex-run sets (its options, one for one). */
 #define DP_RUN_ENV_CERT "DTLSPLEX_RUN_CERT"
@@ -41,44 +42,31 @@ int dp_run_settings_from_env(dp_run_settings *out, char *why, size_t why_len);
 /* Whether port (host order) is one the settings select. */
 int dp_run_port_selected(const dp_run_settings *s, uint16_t port);
 
-/* The C library's definitions of what preload.c and preload_wait.c define. */
-typedef struct dp_libc {
-  ssize_t (*sendto)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
-  ssize_t (*recvfrom)(int, void *, size_t, int, struct sockaddr *, socklen_t *);
-  ssize_t (*sendmsg)(int, const struct msghdr *, int);
-  ssize_t (*recvmsg)(int, struct msghdr *, int);
-  ssize_t (*send)(int, const void *, size_t, int);
-  ssize_t (*recv)(int, void *, size_t, int);
-  ssize_t (*read)(int, void *, size_t);
-  ssize_t (*write)(int, const void *, size_t);
-  ssize_t (*readv)(int, const struct iovec *, int);
-  ssize_t (*writev)(int, const struct iovec *, int);
-  int (*sendmmsg)(int, struct mmsghdr *, unsigned int, int);
-  int (*recvmmsg)(int, struct mmsghdr *, unsigned int, int, struct timespec *);
-  int (*bind)(int, const struct sockaddr *, socklen_t);
-  int (*poll)(struct pollfd *, nfds_t, int);
-  int (*ppoll)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *);
-  int (*select)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
-  int (*pselect)(int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *);
-  int (*epoll_ctl)(int, int, int, struct epoll_event *);
-  int (*epoll_wait)(int, struct epoll_event *, int, int);
-  int (*epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
-} dp_libc;
-
-extern dp_libc dp_next;
-
 /* Whether calls on fd go through DTLS: 1 (attached, now if need be), 0 (not
  * a selected UDP socket: the C library's call), or -1 with errno (selected,
  * but it could not be attached: the call must fail, never go out in the
  * clear).  dest: where the call sends, if it does. */
 int dp_preload_claim(int fd, const struct sockaddr *dest);
 
-/* The library's event descriptor for a claimed fd (dtlsplex_event_fd). */
-int dp_preload_event_fd(int fd);
+/* glibc's _FORTIFY_SOURCE entry points, which call its internal functions
+ * directly: taken too (glibc's headers declare them only when fortifying). */
+void __chk_fail(void) __attribute__((noreturn));
+ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buf_len, int flags, struct sockaddr *src,
+                       socklen_t *src_len);
+ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buf_len, int flags);
+ssize_t __read_chk(int fd, void *buf, size_t len, size_t buf_len);
+int __poll_chk(struct pollfd *fds, nfds_t n, int timeout_ms, size_t fds_len);
+int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *timeout, const sigset_t *mask, size_t fds_len);
+
+/* Whether fd is a UDP socket not claimed (yet). */
+int dp_preload_is_udp(int fd);
 /* Runs the claimed fd's timers and reads its socket; 1 if decrypted data
- * now waits for the program. */
+ * now waits for the program.  errno is left alone. */
 int dp_preload_readable(int fd);
-/* The epoll side: preload_wait.c forgets what it keeps for a number. */
+/* The epoll side (preload_wait.c): forgets what it keeps for a number about
+ * to be closed or replaced, and turns a socket's registrations made before
+ * it was attached into registrations of its event descriptor. */
 void dp_preload_wait_forget(int fd);
+void dp_preload_wait_attached(int fd);
 
 #endif

@@ -386,19 +386,14 @@ static void forget_descriptor(int fd) {
   if ((size_t)fd < registry_cap && registry[fd] != NULL)
     last = drop_descriptor(fd);
   pthread_mutex_unlock(&registry_lock);
-  if (last != NULL) {
-    dp_in_library++;
-    dp_socket_detach(last); /* close_notify to its peers */
-    dp_in_library--;
-  }
+  if (last != NULL)
+    dp_socket_detach(last);
 }
 
 /* The program's close(2), dup2(2), dup3(2) and connect(2) come here first
  * (the shared library's definitions come before the C library's), so that
  * closing an attached socket detaches it.  Only a program with attached
  * descriptors takes the lock. */
-__thread int dp_in_library;
-
 /* What else keeps state by descriptor number learns here that a number is
  * about to stand for something else: the preload library (preload.c). */
 __attribute__((weak)) void dp_descriptor_reused(int fd) { (void)fd; }
@@ -436,7 +431,7 @@ __attribute__((visibility("default"))) int dup3(int oldfd, int newfd, int flags)
  * receive can no longer be woken by a datagram from the socket itself: it is
  * woken now, while it still can, and later waits happen in poll.  After a
  * disconnect (AF_UNSPEC) the next blocking receive finds out again. */
-static int connect_attached(int fd, const struct sockaddr *addr, socklen_t len) {
+__attribute__((visibility("default"))) int connect(int fd, const struct sockaddr *addr, socklen_t len) {
   dp_socket *s = NULL;
   if (atomic_load_explicit(&descriptors, memory_order_relaxed) != 0 && !in_forked_child()) {
     int saved = errno;
@@ -456,13 +451,6 @@ static int connect_attached(int fd, const struct sockaddr *addr, socklen_t len) 
     dp_socket_finish(s);
     errno = err;
   }
-  return r;
-}
-
-__attribute__((visibility("default"))) int connect(int fd, const struct sockaddr *addr, socklen_t len) {
-  dp_in_library++;
-  int r = connect_attached(fd, addr, len);
-  dp_in_library--;
   return r;
 }
 

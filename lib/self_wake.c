@@ -1,4 +1,5 @@
 #include "self_wake.h"
+#include "sys.h"
 
 #include <errno.h>
 #include <net/if.h>
@@ -53,7 +54,7 @@ int dp_self_wake_addr(int fd, int sock_family, dp_addr *out) {
 }
 
 int dp_self_wake_send(int fd, const dp_addr *self) {
-  return sendto(fd, "", 0, MSG_DONTWAIT | MSG_NOSIGNAL, &self->u.sa, self->len) < 0 ? -errno : 0;
+  return dp_sys()->sendto(fd, "", 0, MSG_DONTWAIT | MSG_NOSIGNAL, &self->u.sa, self->len) < 0 ? -errno : 0;
 }
 
 int dp_is_self_wake(const dp_addr *self, const dp_addr *from, size_t len) {

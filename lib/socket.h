@@ -156,10 +156,6 @@ void dp_socket_detach(dp_socket *s);
 int dp_real_close(int fd);
 int dp_real_setsockopt(int fd, int level, int name, const void *value, socklen_t len);
 int dp_real_getsockopt(int fd, int level, int name, void *value, socklen_t *len);
-/* Non-zero while the library itself runs on this thread outside a call of
- * its own API (the close, dup2, dup3 and connect it takes from the program):
- * the preload library lets the system calls it makes meanwhile through. */
-extern __thread int dp_in_library;
 /* Called as close, dup2 or dup3 is about to give fd's number a new meaning;
  * a no-op unless the preload library defines it (preload.c). */
 void dp_descriptor_reused(int fd);

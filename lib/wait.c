@@ -8,6 +8,7 @@
 
 #include "self_wake.h"
 #include "socket.h"
+#include "sys.h"
 
 #define KERNEL_WAIT_TIMER_MARGIN_MS 1000 /* see dp_may_wait_in_kernel */
 
@@ -80,7 +81,7 @@ int dp_wait_socket(dp_socket *s, int limit_ms, int restartable) {
   struct pollfd fds[2] = {{.fd = s->rx_in_kernel ? -1 : s->fd, .events = POLLIN | POLLRDHUP},
                           {.fd = s->wake_fd, .events = POLLIN}};
   pthread_mutex_unlock(&s->lock);
-  int r = poll(fds, 2, timeout);
+  int r = dp_sys()->poll(fds, 2, timeout);
   int err = errno;
   pthread_mutex_lock(&s->lock);
   dp_waiter_leave(s, wakes_at, round);
@@ -127,7 +128,7 @@ void dp_learn_self(dp_socket *s) {
   /* Bounded: a socket flooded past this keeps waiting in poll. */
   for (int calls = 0; calls < READ_BURST; calls++) {
     dp_io_prepare_rx(rx, RX_BATCH);
-    int n = recvmmsg(s->fd, rx->msgs, RX_BATCH, MSG_DONTWAIT, NULL);
+    int n = dp_sys()->recvmmsg(s->fd, rx->msgs, RX_BATCH, MSG_DONTWAIT, NULL);
     if (n < 0 && (dp_is_stale_icmp_error(errno) || errno == EINTR)) {
       dp_io_note_icmp(s, errno);
       continue;
@@ -158,7 +159,7 @@ int dp_wait_in_kernel(dp_socket *s) {
   s->rx_in_kernel = 1;
   dp_io_prepare_rx(s->rx, 1);
   pthread_mutex_unlock(&s->lock); /* events were dispatched before: see dtlsrecvfrom */
-  int n = recvmmsg(s->fd, s->rx->msgs, 1, 0, NULL); /* one: the rest stays visible to poll */
+  int n = dp_sys()->recvmmsg(s->fd, s->rx->msgs, 1, 0, NULL); /* one: the rest stays visible to poll */
   int err = errno;
   pthread_mutex_lock(&s->lock);
   s->rx_in_kernel = 0;

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "socket.h"
+#include "sys.h"
 
 void dp_wake_waiters(dp_socket *s) {
   if (s->waiters == 0 && !s->detached)
@@ -29,7 +30,7 @@ void dp_wake_waiters(dp_socket *s) {
   s->wake_round++;
   s->wake_owed = s->waiters;
   uint64_t one = 1;
-  if (write(s->wake_fd, &one, sizeof one) < 0) {
+  if (dp_sys()->write(s->wake_fd, &one, sizeof one) < 0) {
     /* EAGAIN: the counter is already non-zero, so waiters wake anyway. */
   }
 }
@@ -67,7 +68,7 @@ void dp_waiter_leave(dp_socket *s, uint64_t wakes_at, unsigned int round) {
   if (round == s->wake_round || --s->wake_owed > 0)
     return;
   uint64_t drained;
-  if (!s->detached && read(s->wake_fd, &drained, sizeof drained) < 0) {
+  if (!s->detached && dp_sys()->read(s->wake_fd, &drained, sizeof drained) < 0) {
     /* Cannot fail: it was written, and only the last owed waiter drains it. */
   }
   pthread_cond_broadcast(&s->wake_delivered);

@@ -190,7 +190,43 @@ if dtlscat_server dtlscat-srv -e "${SERVE[@]}"; then
   stop dtlscat-srv
 fi
 
-# ---- 5. nothing in the clear -------------------------------------------------
+# ---- 5. call shapes that once let plaintext through --------------------------
+# Two plain UDP sinks record what reaches them; the probe's datagrams are
+# marked PLAINTEXT-n and must arrive, if at all, only inside DTLS.
+cat >"$T/sink.py" <<'EOF'
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+print("listening on 127.0.0.1", sys.argv[1], file=sys.stderr, flush=True)
+with open(sys.argv[2], "ab", buffering=0) as out:
+    while True:
+        out.write(s.recv(65536) + b"\n")
+EOF
+PROBE=${top_builddir:-$(dirname "$0")/..}/tests/preload-probe
+SINK=$(free_udp_port)
+OTHER=$(free_udp_port)
+BOUND=$(free_udp_port)
+spawn sink "$PY" "$T/sink.py" "$SINK" "$T/sink.bin"
+spawn sink-other "$PY" "$T/sink.py" "$OTHER" "$T/sink-other.bin"
+if listen_port sink >/dev/null && listen_port sink-other >/dev/null; then
+  spawn probe "${RUN[@]}" --insecure --ports "$SINK,$BOUND" -- "$PROBE" "$SINK" "$OTHER" "$BOUND"
+  if wait_exit probe 30 && [ "$IL_STATUS" = 0 ]; then
+    ok "the probe's checks under dtlsplex-run pass ($(grep -c '^ok' "$T/probe.out") checks)"
+  else
+    not_ok "the probe's checks under dtlsplex-run pass" "status: ${IL_STATUS:-still running}" "@$T/probe.out" "@$T/probe.err"
+  fi
+  sleep 1
+  if [ -s "$T/sink.bin" ] && ! grep -aq PLAINTEXT "$T/sink.bin" "$T/sink-other.bin"; then
+    ok "the sinks got DTLS records and none of the probe's datagrams in the clear"
+  else
+    not_ok "the sinks got DTLS records and none of the probe's datagrams in the clear" \
+      "sink: $(wc -c <"$T/sink.bin" 2>/dev/null) bytes; in the clear: $(grep -aho 'PLAINTEXT-[0-9]' "$T/sink.bin" "$T/sink-other.bin" | tr '\n' ' ')"
+  fi
+fi
+stop sink
+stop sink-other
+
+# ---- 6. nothing in the clear -------------------------------------------------
 if [ "$CAPTURING" = 1 ]; then
   if interrupt tcpdump && grep -q '^[1-9][0-9]* packets\{0,1\} captured' "$T/tcpdump.err"; then
     found=()

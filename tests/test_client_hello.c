@@ -97,6 +97,17 @@ START_TEST(returning_client_offers_authentic_ticket) {
 }
 END_TEST
 
+/* A ClientHello whose body is too short for its random: nothing is read
+ * past the datagram (ASan would see it). */
+START_TEST(short_body_is_not_read_past) {
+  uint8_t d[59] = {22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 46, 1, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 2};
+  const uint8_t *ticket;
+  size_t len;
+  for (size_t cut = 25; cut <= sizeof d; cut++)
+    ck_assert(!dp_client_hello_ticket(d, cut, &ticket, &len));
+}
+END_TEST
+
 START_TEST(other_datagrams_are_not_client_hellos) {
   const uint8_t app[32] = {23, 0xfe, 0xfd, 0, 1};
   ck_assert(!dp_is_client_hello(app, sizeof app));
@@ -115,6 +126,7 @@ static Suite *client_hello_suite(void) {
   tcase_add_test(tc, fresh_client_offers_no_ticket);
   tcase_add_test(tc, returning_client_offers_authentic_ticket);
   tcase_add_test(tc, other_datagrams_are_not_client_hellos);
+  tcase_add_test(tc, short_body_is_not_read_past);
   suite_add_tcase(s, tc);
   return s;
 }

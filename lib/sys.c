@@ -1,0 +1,22 @@
+#include "sys.h"
+
+#include <dlfcn.h>
+#include <pthread.h>
+
+static dp_sys_fns fns;
+static pthread_once_t resolved = PTHREAD_ONCE_INIT;
+
+#define NEXT(name) fns.name = (__typeof__(fns.name))dlsym(RTLD_NEXT, #name)
+
+static void resolve(void) {
+  NEXT(sendto), NEXT(recvfrom), NEXT(sendmsg), NEXT(recvmsg), NEXT(sendmmsg), NEXT(recvmmsg);
+  NEXT(send), NEXT(recv), NEXT(read), NEXT(write), NEXT(readv), NEXT(writev);
+  NEXT(socket), NEXT(socketpair), NEXT(accept), NEXT(accept4), NEXT(dup), NEXT(fcntl), NEXT(bind);
+  NEXT(poll), NEXT(ppoll), NEXT(select), NEXT(pselect);
+  NEXT(epoll_ctl), NEXT(epoll_wait), NEXT(epoll_pwait), NEXT(epoll_pwait2);
+}
+
+const dp_sys_fns *dp_sys(void) {
+  pthread_once(&resolved, resolve);
+  return &fns;
+}
