@@ -90,20 +90,12 @@ static void parse_options(int argc, char **argv) {
  * startup that is an option that cannot work (status 2). */
 static int config_usage_error;
 
-static const char *event_names[] = {"?", "connected", "closed", "failed", "expired", "replaced"};
-
 static void on_event(int fd, int event, const struct sockaddr *peer, socklen_t len, int error, void *arg) {
   (void)fd, (void)len, (void)arg;
   if (event == DTLSPLEX_EVENT_CLOSED || event == DTLSPLEX_EVENT_EXPIRED)
     peers_closed++;
-  if (!opt.tls.verbose || !opt.tls.server) /* a client reports its one peer itself */
-    return;
-  char name[64];
-  format_addr(peer, name, sizeof name);
-  if (error != 0)
-    fprintf(stderr, "%s %s: %s\n", name, event_names[event], strerror(error));
-  else
-    fprintf(stderr, "%s %s\n", name, event_names[event]);
+  if (opt.tls.verbose && opt.tls.server) /* a client reports its one peer itself */
+    report_event(peer, event, error);
 }
 
 /* The configuration the options describe, its files read now; NULL (and a
@@ -179,10 +171,7 @@ static void request_reload(int sig) {
 static void reload(int fd) {
   reload_requested = 0;
   dtlsplex_config *cfg = make_config();
-  if (cfg == NULL || dtlsplex_reconfigure(fd, cfg) < 0)
-    fprintf(stderr, "%s: reload failed, the files in use stay: %s\n", tool_name, strerror(errno));
-  else if (opt.tls.verbose)
-    fprintf(stderr, "reloaded\n");
+  tls_reload(fd, cfg, opt.tls.verbose);
   dtlsplex_config_free(cfg);
 }
 

@@ -146,3 +146,13 @@ dtlsplex_config *tls_make_config(const tls_options *o, dtlsplex_event_fn fn, voi
     fatal("--mtu: %s", strerror(errno));
   return cfg;
 }
+
+int tls_reload(int fd, dtlsplex_config *fresh, int verbose) {
+  if (fresh == NULL || (fd >= 0 && dtlsplex_reconfigure(fd, fresh) < 0)) {
+    fprintf(stderr, "%s: reload failed, the files in use stay: %s\n", tool_name, strerror(errno));
+    return -1;
+  }
+  if (verbose)
+    fprintf(stderr, "reloaded\n");
+  return 0;
+}

@@ -49,4 +49,11 @@ void tls_check(const tls_options *o, const tls_roles *roles);
  * wrong size, an option that cannot work at startup (status 2). */
 dtlsplex_config *tls_make_config(const tls_options *o, dtlsplex_event_fn fn, void *arg, int *usage_error);
 
+/* SIGHUP's reload, with the configuration built afresh (NULL: it could not
+ * be, and said why): the attached socket fd takes it for new handshakes
+ * (fd -1: the caller uses it for new sockets); "reloaded" on stderr with
+ * verbose, or "reload failed, the files in use stay".  0 if fresh is in
+ * use; the caller's reference to it stays the caller's. */
+int tls_reload(int fd, dtlsplex_config *fresh, int verbose);
+
 #endif

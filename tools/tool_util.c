@@ -7,6 +7,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include <dtlsplex.h>
 
 const char *tool_name = "dtlsplex";
 
@@ -54,6 +57,17 @@ void format_addr(const struct sockaddr *sa, char *buf, size_t len) {
   else
     inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
   snprintf(buf, len, mapped ? "%s:%u" : "[%s]:%u", host, (unsigned)ntohs(in6->sin6_port));
+}
+
+void report_event(const struct sockaddr *peer, int event, int error) {
+  static const char *const names[] = {"?", "connected", "closed", "failed", "expired", "replaced"};
+  char name[64];
+  format_addr(peer, name, sizeof name);
+  const char *what = event >= DTLSPLEX_EVENT_CONNECTED && event <= DTLSPLEX_EVENT_REPLACED ? names[event] : names[0];
+  if (error != 0)
+    fprintf(stderr, "%s %s: %s\n", name, what, strerror(error));
+  else
+    fprintf(stderr, "%s %s\n", name, what);
 }
 
 void wipe(void *p, size_t n) {

@@ -20,6 +20,10 @@ long parse_number(const char *s, long min, long max, const char *what);
 /* "1.2.3.4:80" or "[::1]:80"; an IPv4-mapped address as IPv4. */
 void format_addr(const struct sockaddr *sa, char *buf, size_t len);
 
+/* "ADDR:PORT connected" (or closed, failed: REASON, expired, replaced) on
+ * stderr: a DTLSPLEX_EVENT_* as the tools report it with -v. */
+void report_event(const struct sockaddr *peer, int event, int error);
+
 /* Zeroes a secret in a way the compiler keeps. */
 void wipe(void *p, size_t n);
 
