@@ -14,6 +14,7 @@ require_root "tcpdump needs root to capture"
 require_prog tcpdump
 proxy_setup
 start_dns
+# shellcheck disable=SC2119 # the proxies' defaults: no options to add
 start_proxies
 T=$IL_TMP
 

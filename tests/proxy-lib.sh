@@ -22,6 +22,7 @@ ZONE=proxytest.example
 ZONE_TXT="dtlsproxy-zone-marker"
 ZONE_AAAA=2001:db8:5ec:7e57::11
 # The AAAA address as the bytes on the wire, for searching captures.
+# shellcheck disable=SC2034 # for the sourcing script
 ZONE_AAAA_HEX="20 01 0d b8 05 ec 7e 57 00 00 00 00 00 00 00 11"
 
 proxy_setup() {
@@ -67,6 +68,7 @@ start_proxies() {
   SERVER_PORT=$(proxy_port dtlsproxy-srv "dtlsproxy (server side)")
   spawn dtlsproxy-cli "$DTLSPROXY" -v --client -l 127.0.0.1 0 --to 127.0.0.1 "$SERVER_PORT" \
     -C "$IL_TMP/ca.pem" "$@"
+  # shellcheck disable=SC2034 # for the sourcing script
   CLIENT_PORT=$(proxy_port dtlsproxy-cli "dtlsproxy --client")
 }
 
