@@ -113,7 +113,7 @@ enum {
 #define LABEL_MAX 48 /* NUL-terminated, padded: every mark is the same size */
 
 /* Groups of measurements, for --only. */
-enum { M_HANDSHAKE = 1, M_PINGPONG = 2, M_ONEWAY = 4, M_PEERS = 8, M_ALL = 15 };
+enum { M_HANDSHAKE = 1, M_PINGPONG = 2, M_ONEWAY = 4, M_PEERS = 8, M_PROXY = 16, M_ALL = 31 };
 
 typedef struct {
   double seconds; /* per measurement */
@@ -170,9 +170,10 @@ static double cpu_s(void) {
          (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
-static uint64_t rss_kib(void) {
+/* Resident memory of a process, from its statm file ("/proc/self/statm"). */
+static uint64_t statm_rss_kib(const char *statm) {
   unsigned long size = 0, resident = 0;
-  FILE *f = fopen("/proc/self/statm", "r");
+  FILE *f = fopen(statm, "r");
   if (f != NULL) {
     if (fscanf(f, "%lu %lu", &size, &resident) != 2)
       resident = 0;
@@ -641,7 +642,7 @@ static void serve(int fd, const transport *t) {
     case MSG_REPORT: {
       double started = cpu_s();
       server_report r = {.cpu_s = started - reporting_s, .data_count = data_count, .echo_count = echo_count};
-      r.rss_kib = rss_kib();
+      r.rss_kib = statm_rss_kib("/proc/self/statm");
       r.heap_bytes = heap_bytes();
       t->stats(fd, &r);
       memcpy(buf + HDR, &r, sizeof r);
@@ -1513,13 +1514,196 @@ static void measure_scaling(scaling *s) {
   measure_ballast(s);
 }
 
+/* ---- Measurement: through dtlsproxy ------------------------------------ */
+
+/* The termination proxy between a DTLS client and a plain UDP echo server
+ * (the same serve() loop), against a plain UDP client talking to a plain
+ * UDP server directly: what putting DTLS in front of an unchanged UDP
+ * service costs a round trip.  Then the proxy's memory per peer it holds
+ * (a session, and a socket towards the backend). */
+
+#ifndef DTLSPROXY_PATH
+#define DTLSPROXY_PATH "dtlsproxy"
+#endif
+#define PROXY_PEERS 1000   /* peers held for the memory figure (at most --peers) */
+#define PROXY_WAIT_S 10.0  /* for a line from the proxy */
+
+typedef struct {
+  pid_t pid;
+  int err;              /* read end of its stderr */
+  server_proc view;     /* its pid and address, as a server for conn_open */
+  char statm[64], stat[64];
+} proxy_proc;
+
+typedef struct {
+  paired pp[2];     /* BIG, SMALL: through the proxy (value), direct UDP (ref) */
+  double cpu_us[2]; /* the proxy's CPU (user + system) per round trip */
+  long peers;       /* peers the proxy reported holding */
+  double rss_kib;   /* its RSS per held peer */
+} proxy_result;
+
+/* One line of the proxy's stderr into buf (without the newline); -1 if none
+ * within PROXY_WAIT_S.  Byte by byte: the few lines it writes are short. */
+static int proxy_line(proxy_proc *p, char *buf, size_t cap) {
+  size_t n = 0;
+  for (double give_up = now_s() + PROXY_WAIT_S; now_s() < give_up;) {
+    struct pollfd pfd = {.fd = p->err, .events = POLLIN};
+    if (poll(&pfd, 1, 100) <= 0)
+      continue;
+    char c;
+    if (read(p->err, &c, 1) != 1)
+      return -1;
+    if (c == '\n') {
+      buf[n] = '\0';
+      return 0;
+    }
+    if (n + 1 < cap)
+      buf[n++] = c;
+  }
+  return -1;
+}
+
+/* Starts dtlsproxy on 127.0.0.1 in front of the UDP server `backend`. */
+static int proxy_start(const server_proc *backend, proxy_proc *p) {
+  const char *path = getenv("DTLSPROXY") != NULL ? getenv("DTLSPROXY") : DTLSPROXY_PATH;
+  char port[8], mtu[8], line[128];
+  snprintf(port, sizeof port, "%u", (unsigned)ntohs(backend->addr.sin_port));
+  snprintf(mtu, sizeof mtu, "%d", DTLS_MTU);
+  int pipe_fd[2];
+  if (pipe(pipe_fd) < 0)
+    return -1;
+  pid_t parent = getpid();
+  p->pid = fork();
+  if (p->pid == 0) {
+    dup2(pipe_fd[1], STDERR_FILENO);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() == parent) /* nothing idles past a held peer's measurement */
+      execl(path, "dtlsproxy", "-l", "127.0.0.1", "0", "--to", "127.0.0.1", port, "-c", chain_pem, "-k",
+            key_pem, "--mtu", mtu, "--idle", "3600", (char *)NULL);
+    _exit(127);
+  }
+  close(pipe_fd[1]);
+  p->err = pipe_fd[0];
+  unsigned listening = 0;
+  if (p->pid < 0 || proxy_line(p, line, sizeof line) < 0 ||
+      sscanf(line, "listening on 127.0.0.1 %u", &listening) != 1) {
+    fprintf(stderr, "dtlsplex-bench: %s did not start (DTLSPROXY names another)\n", path);
+    close(p->err);
+    if (p->pid > 0) {
+      kill(p->pid, SIGKILL);
+      waitpid(p->pid, NULL, 0);
+    }
+    return -1;
+  }
+  p->view = (server_proc){p->pid, loopback(INADDR_LOOPBACK, (uint16_t)listening)};
+  snprintf(p->statm, sizeof p->statm, "/proc/%d/statm", (int)p->pid);
+  snprintf(p->stat, sizeof p->stat, "/proc/%d/stat", (int)p->pid);
+  return 0;
+}
+
+static void proxy_stop(proxy_proc *p) {
+  kill(p->pid, SIGTERM);
+  server_reap(&p->view);
+  close(p->err);
+}
+
+/* The proxy's CPU time so far: utime and stime, after the command name. */
+static double proxy_cpu_s(const proxy_proc *p) {
+  char buf[1024];
+  FILE *f = fopen(p->stat, "r");
+  size_t n = f != NULL ? fread(buf, 1, sizeof buf - 1, f) : 0;
+  if (f != NULL)
+    fclose(f);
+  buf[n] = '\0';
+  const char *after = strrchr(buf, ')');
+  unsigned long utime, stime;
+  if (after == NULL || sscanf(after + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime,
+                              &stime) != 2)
+    return NAN;
+  return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* The peers the proxy holds, from its SIGUSR1 line; -1 if it did not say. */
+static long proxy_peers(proxy_proc *p) {
+  char line[256];
+  const char *at;
+  kill(p->pid, SIGUSR1);
+  while (proxy_line(p, line, sizeof line) == 0)
+    if ((at = strstr(line, " peers=")) != NULL)
+      return atol(at + 7);
+  return -1;
+}
+
+/* Round trips through the proxy against direct UDP, and the proxy's CPU
+ * per round trip through it (its echo count from the backend). */
+static void proxy_pingpong(proxy_proc *p, conn *through, conn *direct, proxy_result *r) {
+  static const size_t sizes[2] = {BIG, SMALL};
+  for (int s = 0; s < 2; s++) {
+    char what[96];
+    snprintf(what, sizeof what, "ping-pong, %zu bytes, through dtlsproxy and direct UDP", sizes[s]);
+    progress(what);
+    pingpong value = {.c = through, .size = sizes[s]}, ref = {.c = direct, .size = sizes[s]};
+    server_report before, after;
+    double cpu0 = proxy_cpu_s(p);
+    if (conn_report(through, &before) < 0)
+      return;
+    r->pp[s] = run_paired(opt.seconds, pingpong_step, &value, &ref);
+    if (conn_report(through, &after) == 0 && after.echo_count > before.echo_count)
+      r->cpu_us[s] = (proxy_cpu_s(p) - cpu0) * 1e6 / (double)(after.echo_count - before.echo_count);
+  }
+}
+
+/* Fills the proxy with idle peers (handshaken, one datagram each, then
+ * dropped without close_notify) and divides its RSS growth by them. */
+static void proxy_hold_peers(proxy_proc *p, proxy_result *r) {
+  long want = opt.peers_cap < PROXY_PEERS ? opt.peers_cap : PROXY_PEERS;
+  char what[96];
+  snprintf(what, sizeof what, "dtlsproxy holding %ld idle peers", want);
+  progress(what);
+  hs_driver d = {.server = &p->view.addr, .slots = HS_SLOTS_MAX, .abandon = 1, .next_src = 0x7f010001};
+  long before = proxy_peers(p);
+  uint64_t rss0 = statm_rss_kib(p->statm);
+  long done = 0;
+  hs_run(&d, 10.0 + (double)want / 200.0, want, &done);
+  usleep((useconds_t)(SETTLED_S * 1e6)); /* the idle sessions' buffers released */
+  r->peers = proxy_peers(p);
+  if (before >= 0 && r->peers > before)
+    r->rss_kib = ((double)statm_rss_kib(p->statm) - (double)rss0) / (double)(r->peers - before);
+}
+
+static void measure_proxy(proxy_result *r) {
+  *r = (proxy_result){{unpaired(NAN, NAN), unpaired(NAN, NAN)}, {NAN, NAN}, -1, NAN};
+  session direct;
+  server_proc backend;
+  proxy_proc p;
+  if (session_open(&direct, &udp_transport, 16) < 0)
+    return;
+  if (server_start(&udp_transport, 16, &backend) == 0) {
+    if (proxy_start(&backend, &p) == 0) {
+      conn through;
+      server_report warm; /* the handshake with the proxy, and the path to the backend */
+      if (conn_open(&through, &dtls_transport, &p.view) == 0) {
+        if (conn_report(&through, &warm) == 0) {
+          proxy_pingpong(&p, &through, &direct.c, r);
+          proxy_hold_peers(&p, r);
+        }
+        conn_close(&through);
+      }
+      proxy_stop(&p);
+    }
+    kill(backend.pid, SIGKILL);
+    server_reap(&backend);
+  }
+  session_close(&direct);
+}
+
 /* ---- The table ----------------------------------------------------------- */
 
 #define LABEL_WIDTH 60
 /* What build_rows can add: handshakes 9 (rates 4, CPU 5), ping-pong 3 + 2
  * in one thread, one-way 3; then peer_rows: 2 per level, 4 at the largest,
- * 1 when 100000 is not measured, 4 of memory. */
-#define MAX_ROWS (17 + 2 * MAX_LEVELS + 9)
+ * 1 when 100000 is not measured, 4 of memory; the proxy's 5. */
+#define MAX_ROWS (17 + 2 * MAX_LEVELS + 9 + 5)
 
 typedef struct {
   char label[128]; /* cut to LABEL_WIDTH by add_row */
@@ -1972,6 +2156,7 @@ typedef struct {
   paired jumbo_pp, jumbo_oneway; /* JUMBO, with JUMBO_MTU */
   unsigned int jumbo_data_mtu;
   scaling sc;
+  proxy_result proxy;
 } results;
 
 /* What --only leaves out shows as n/a and "not measured". */
@@ -2013,6 +2198,8 @@ static void measure_all(results *r) {
     measure_scaling(&r->sc);
   else
     r->sc.mem[0] = r->sc.mem[1] = (per_peer_memory){NAN, NAN, NAN};
+  if (opt.only & M_PROXY)
+    measure_proxy(&r->proxy);
 }
 
 static int peer_rows(const scaling *sc, row *rows) {
@@ -2053,6 +2240,23 @@ static int peer_rows(const scaling *sc, row *rows) {
     snprintf(label, sizeof label, "server heap per idle peer, %s (%ld peers)", when, sc->mem_peers);
     add_row(rows, &n, unpaired(sc->mem[i].heap_kib, NAN), "KiB/peer", 2, label);
   }
+  return n;
+}
+
+static int proxy_rows(const proxy_result *p, row *rows) {
+  int n = 0;
+  char label[128];
+  static const int sizes[2] = {BIG, SMALL};
+  for (int s = 0; s < 2; s++) {
+    snprintf(label, sizeof label, "ping-pong %d B through dtlsproxy (ref: direct UDP)", sizes[s]);
+    add_row(rows, &n, p->pp[s], "round trips/s", 0, label);
+  }
+  for (int s = 0; s < 2; s++) {
+    snprintf(label, sizeof label, "  dtlsproxy CPU per %d B round trip", sizes[s]);
+    add_row(rows, &n, unpaired(p->cpu_us[s], NAN), "us", 2, label);
+  }
+  snprintf(label, sizeof label, "dtlsproxy RSS per idle peer held (%ld peers)", p->peers);
+  add_row(rows, &n, unpaired(p->rss_kib, NAN), "KiB/peer", 2, label);
   return n;
 }
 
@@ -2122,6 +2326,8 @@ static int build_rows(const results *r, row *rows) {
   }
   if (opt.only & M_PEERS)
     n += peer_rows(&r->sc, rows + n);
+  if (opt.only & M_PROXY)
+    n += proxy_rows(&r->proxy, rows + n);
   return n;
 }
 
@@ -2190,6 +2396,16 @@ static void print_notes(const results *r) {
          "  reply with it (each peer hears back from the address it reached), which a socket bound to\n"
          "  127.0.0.1, as in every other row, does not.\n",
          WINDOW, ACK_EVERY);
+  if (opt.only & M_PROXY)
+    printf("- through dtlsproxy: the DTLS client's ping-pong through tools/dtlsproxy (termination side,\n"
+           "  MTU %d) to a plain UDP echo server (the same serve() loop), against a plain UDP client\n"
+           "  and server talking directly, in alternating rounds.  The proxy's CPU: /proc/PID/stat\n"
+           "  utime + stime over the paired run, divided by the round trips through it.  Its RSS per\n"
+           "  idle peer: /proc/PID/statm after up to %d handshaken peers (distinct 127.1.x.y\n"
+           "  addresses, one datagram each, so each also holds a socket towards the backend, whose\n"
+           "  kernel buffers RSS does not show), minus before, divided by the peers its SIGUSR1 line\n"
+           "  counts, once %.1f s idle.\n",
+           DTLS_MTU, PROXY_PEERS, SETTLED_S);
   printf("- memory: server RSS (/proc/self/statm) and heap (mallinfo2 uordblks + hblkhd) with all the\n"
          "  idle peers, minus the same with 1 peer, divided by the idle peers added; taken as the last\n"
          "  peer was made, and again after the ping-pong at that count (every idle peer then silent for\n"
@@ -2247,7 +2463,7 @@ static void usage(const char *argv0) {
           "               with --instructions, a quarter of the operations\n"
           "  --seconds N  seconds per measurement (and per side of a paired one; default 2.5)\n"
           "  --peers N    largest number of established peers to build, 1..100000 (default 10000)\n"
-          "  --only LIST  comma-separated: handshake, pingpong, oneway, peers (default all)\n"
+          "  --only LIST  comma-separated: handshake, pingpong, oneway, peers, proxy (default all)\n"
           "  --instructions  the server's instructions (valgrind's callgrind) per handshake, per\n"
           "               echoed message and per set of public-key operations, instead of timing\n"
           "  --keep       with --instructions: keep callgrind's files, for callgrind_annotate\n",
@@ -2260,7 +2476,8 @@ static int parse_only(const char *list) {
   static const struct {
     const char *name;
     int bit;
-  } groups[] = {{"handshake", M_HANDSHAKE}, {"pingpong", M_PINGPONG}, {"oneway", M_ONEWAY}, {"peers", M_PEERS}};
+  } groups[] = {{"handshake", M_HANDSHAKE}, {"pingpong", M_PINGPONG}, {"oneway", M_ONEWAY}, {"peers", M_PEERS},
+                {"proxy", M_PROXY}};
   int bits = 0;
   while (*list != '\0') {
     size_t len = strcspn(list, ",");

@@ -3,7 +3,8 @@
 # Helpers for the interop tests (tests/interop-*.sh), sourced, not run.
 #
 # They give a test:
-#   DTLSCAT             the dtlscat under test (a libtool wrapper is fine)
+#   DTLSCAT             the dtlscat under test (a libtool wrapper is fine);
+#                       il_find_tool VAR NAME finds another tool so
 #   IL_TMP              a private temporary directory, removed on exit
 #   ca.pem server.pem server.key chain.pem client.pem client.key in IL_TMP:
 #                       an ECDSA P-256 CA and two certificates it signed,
@@ -110,22 +111,22 @@ require_root() {
   [ "$(id -u)" = 0 ] || il_cannot "not root, and $1"
 }
 
-# The dtlscat under test: the build tree's, or next to this script's tree
-# when run by hand.
-il_find_dtlscat() {
-  local here
+# il_find_tool VAR NAME: the tool NAME under test, in VAR: the build tree's,
+# or next to this script's tree when run by hand.
+il_find_tool() {
+  local here c
   here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-  local c
-  for c in ${top_builddir:+"$top_builddir/tools/dtlscat"} "$here/../tools/dtlscat"; do
+  for c in ${top_builddir:+"$top_builddir/tools/$2"} "$here/../tools/$2"; do
     if [ -x "$c" ]; then
-      # shellcheck disable=SC2034 # for the sourcing script
-      DTLSCAT=$c
+      printf -v "$1" '%s' "$c"
       return 0
     fi
   done
-  echo "ERROR: tools/dtlscat not found (top_builddir=${top_builddir:-unset}); build it first"
+  echo "ERROR: tools/$2 not found (top_builddir=${top_builddir:-unset}); build it first"
   exit 99
 }
+
+il_find_dtlscat() { il_find_tool DTLSCAT dtlscat; }
 
 il_setup() {
   require_prog openssl
@@ -179,7 +180,7 @@ show() { printf '%q' "$1"; }
 # exit 1 if any check failed, else 0.
 finish() {
   local f
-  for f in "$IL_TMP"/dtlscat-*.err; do
+  for f in "$IL_TMP"/dtlscat-*.err "$IL_TMP"/dtlsproxy-*.err; do
     [ -e "$f" ] || continue
     if grep -q -e 'Sanitizer' -e 'runtime error:' "$f"; then
       not_ok "no sanitizer report from ${f##*/}" "@$f"

@@ -4,15 +4,10 @@
  *   dtlscat -l [options] [HOST] PORT     server: any number of peers on one socket
  *
  * See dtlscat(1). */
-#include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <getopt.h>
 #include <netdb.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,40 +17,20 @@
 
 #include <dtlsplex.h>
 
+#include "tool_net.h"
+#include "tool_tls.h"
+#include "tool_util.h"
+
 typedef struct options {
-  int listen, echo, verify_clients, insecure, verbose, family;
-  const char *cert, *key, *ca, *psk, *ciphers, *keylog, *fleet_secret, *src_addr, *src_port, *host, *port;
-  unsigned int mtu;
+  tls_options tls; /* tls.server: -l */
+  int echo;
+  const char *src_addr, *src_port, *host, *port;
   long idle_secs;   /* -w: exit after this long without traffic; -1 = never */
   long exit_after;  /* -n: server exits after this many peers closed; -1 = never */
 } options;
 
-static options opt = {.idle_secs = -1, .exit_after = -1, .family = AF_UNSPEC};
+static options opt = {.tls.family = AF_UNSPEC, .idle_secs = -1, .exit_after = -1};
 static long peers_closed;
-
-static void vdie(int status, const char *fmt, va_list ap) __attribute__((noreturn));
-static void vdie(int status, const char *fmt, va_list ap) {
-  fputs("dtlscat: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  exit(status);
-}
-
-/* A failure at run time (exit 1). */
-static void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void fatal(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vdie(1, fmt, ap);
-}
-
-/* Options that cannot work (exit 2, like a usage error). */
-static void bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void bad_usage(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vdie(2, fmt, ap);
-}
 
 static void usage(int status) __attribute__((noreturn));
 static void usage(int status) {
@@ -63,270 +38,88 @@ static void usage(int status) {
           "usage: dtlscat [options] HOST PORT\n"
           "       dtlscat -l [options] [HOST] PORT\n"
           "  -l            listen (server); -e echo datagrams back (server)\n"
-          "  -c CERT -k KEY  certificate chain and key (PEM)\n"
-          "  -C CAFILE     trust these CAs instead of the system store\n"
-          "  --verify      server: require a client certificate signed by -C\n"
-          "  --insecure    client: do not verify the server\n"
-          "  --psk IDENTITY:HEXKEY  pre-shared key\n"
-          "  --ciphers LIST  OpenSSL cipher list (e.g. PSK-AES128-CCM8 for CoAP devices)\n"
-          "  --keylog FILE   append the session secrets to FILE, for Wireshark (SSLKEYLOGFILE format)\n"
-          "  --fleet-secret FILE  server: the secret (16..64 bytes) a fleet of servers shares for cookies\n"
-          "                and session tickets\n"
-          "  --mtu N       UDP payload bytes per datagram (256..16896)\n"
           "  -s SRCADDR -p SRCPORT  local address and port\n"
-          "  -4 / -6       IPv4 / IPv6 only\n"
           "  -w SECS       exit after SECS without traffic (client: after end of input; default 1)\n"
           "  -n N          server: exit after N peers have closed\n"
-          "  -v            verbose: peer addresses and events on stderr\n"
-          "  -h, --help    this text\n");
+          "%s"
+          "  -h, --help    this text\n",
+          tls_usage);
   exit(status);
 }
 
-static long parse_number(const char *s, long min, long max, const char *what) {
-  char *end;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
-    bad_usage("%s: '%s' is not a number from %ld to %ld", what, s, min, max);
-  return v;
-}
-
 static void parse_options(int argc, char **argv) {
-  enum { OPT_VERIFY = 256, OPT_INSECURE, OPT_PSK, OPT_MTU, OPT_CIPHERS, OPT_KEYLOG, OPT_FLEET_SECRET };
-  static const struct option longopts[] = {
-      {"verify", no_argument, NULL, OPT_VERIFY},    {"insecure", no_argument, NULL, OPT_INSECURE},
-      {"psk", required_argument, NULL, OPT_PSK},    {"mtu", required_argument, NULL, OPT_MTU},
-      {"ciphers", required_argument, NULL, OPT_CIPHERS}, {"keylog", required_argument, NULL, OPT_KEYLOG},
-      {"fleet-secret", required_argument, NULL, OPT_FLEET_SECRET},
-      {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0}};
+  static const struct option longopts[] = {TLS_LONGOPTS, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
   int c;
-  while ((c = getopt_long(argc, argv, "lec:k:C:s:p:46w:n:vh", longopts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "les:p:w:n:h" TLS_SHORTOPTS, longopts, NULL)) != -1) {
+    if (tls_option(&opt.tls, c, optarg))
+      continue;
     switch (c) {
-    case 'l': opt.listen = 1; break;
+    case 'l': opt.tls.server = 1; break;
     case 'e': opt.echo = 1; break;
-    case 'c': opt.cert = optarg; break;
-    case 'k': opt.key = optarg; break;
-    case 'C': opt.ca = optarg; break;
     case 's': opt.src_addr = optarg; break;
     case 'p': opt.src_port = optarg; break;
-    case '4': opt.family = AF_INET; break;
-    case '6': opt.family = AF_INET6; break;
     case 'w': opt.idle_secs = parse_number(optarg, 1, 86400, "-w"); break;
     case 'n': opt.exit_after = parse_number(optarg, 1, 1000000000, "-n"); break;
-    case 'v': opt.verbose = 1; break;
-    case OPT_VERIFY: opt.verify_clients = 1; break;
-    case OPT_INSECURE: opt.insecure = 1; break;
-    case OPT_PSK: opt.psk = optarg; break;
-    case OPT_MTU: opt.mtu = (unsigned int)parse_number(optarg, 256, DTLSPLEX_MTU_MAX, "--mtu"); break;
-    case OPT_CIPHERS: opt.ciphers = optarg; break;
-    case OPT_KEYLOG: opt.keylog = optarg; break;
-    case OPT_FLEET_SECRET: opt.fleet_secret = optarg; break;
     case 'h': usage(0);
     default: usage(2);
     }
   }
-  int rest = argc - optind;
-  if (opt.listen && (rest == 1 || rest == 2)) {
+  int listen = opt.tls.server, rest = argc - optind;
+  if (listen && (rest == 1 || rest == 2)) {
     opt.host = rest == 2 ? argv[optind] : NULL;
     opt.port = argv[argc - 1];
-  } else if (!opt.listen && rest == 2) {
+  } else if (!listen && rest == 2) {
     opt.host = argv[optind];
     opt.port = argv[optind + 1];
   } else {
     usage(2);
   }
-  if ((opt.cert == NULL) != (opt.key == NULL))
-    bad_usage("-c and -k go together");
-  if (opt.listen && opt.cert == NULL && opt.psk == NULL)
-    bad_usage("a server needs -c/-k or --psk");
-  if (opt.echo && !opt.listen)
+  static const tls_roles roles = {"servers (-l)", "clients", "a server"};
+  tls_check(&opt.tls, &roles);
+  if (opt.echo && !listen)
     bad_usage("-e is for servers (-l)");
-  if (opt.verify_clients && (!opt.listen || opt.ca == NULL))
-    bad_usage("--verify is for servers (-l) and needs -C CAFILE");
-  if (!opt.listen && opt.idle_secs < 0)
+  if (!listen && opt.idle_secs < 0)
     opt.idle_secs = 1; /* replies to the last lines still have time to come */
-  if (opt.exit_after >= 0 && !opt.listen)
+  if (opt.exit_after >= 0 && !listen)
     bad_usage("-n is for servers (-l)");
-  if (opt.listen && (opt.src_addr != NULL || opt.src_port != NULL))
+  if (listen && (opt.src_addr != NULL || opt.src_port != NULL))
     bad_usage("-s and -p are for clients; a server binds [HOST] PORT");
-  if (opt.listen && opt.insecure)
-    bad_usage("--insecure is for clients (a server checks client certificates only with --verify)");
-  if (opt.fleet_secret != NULL && !opt.listen)
-    bad_usage("--fleet-secret is for servers (-l)");
-}
-
-/* Zeroes a secret in a way the compiler keeps. */
-static void wipe(void *p, size_t n) {
-  volatile unsigned char *v = p;
-  while (n-- > 0)
-    *v++ = 0;
 }
 
 /* Set when make_config failed on a fleet secret of the wrong size: at
  * startup that is an option that cannot work (status 2). */
 static int config_usage_error;
 
-/* --fleet-secret FILE: the file's bytes, 16 to 64 of them (32 from
- * /dev/urandom, say), are the secret, read again on every SIGHUP.  0, or
- * -1 and a message. */
-static int set_fleet_secret(dtlsplex_config *cfg) {
-  unsigned char buf[65]; /* one more than allowed, to see a longer file */
-  FILE *f = fopen(opt.fleet_secret, "rb");
-  if (f == NULL) {
-    fprintf(stderr, "dtlscat: --fleet-secret %s: %s\n", opt.fleet_secret, strerror(errno));
-    return -1;
-  }
-  size_t len = fread(buf, 1, sizeof buf, f);
-  int read_error = ferror(f);
-  fclose(f);
-  int r = -1;
-  if (read_error) {
-    fprintf(stderr, "dtlscat: --fleet-secret %s: cannot read it\n", opt.fleet_secret);
-  } else if (len < 16 || len > 64) {
-    fprintf(stderr, "dtlscat: --fleet-secret %s: %s%zu bytes; a fleet secret is 16 to 64 bytes\n",
-            opt.fleet_secret, len > 64 ? "over " : "", len > 64 ? (size_t)64 : len);
-    config_usage_error = 1;
-  } else if ((r = dtlsplex_config_set_fleet_secret(cfg, buf, len)) < 0) {
-    fprintf(stderr, "dtlscat: --fleet-secret: %s\n", strerror(errno));
-  }
-  wipe(buf, sizeof buf);
-  return r;
-}
-
-static void set_psk(dtlsplex_config *cfg, const char *arg) {
-  const char *colon = strchr(arg, ':');
-  if (colon == NULL || colon == arg)
-    bad_usage("--psk takes IDENTITY:HEXKEY");
-  char identity[129];
-  unsigned char key[64];
-  size_t id_len = (size_t)(colon - arg), hex_len = strlen(colon + 1);
-  if (id_len >= sizeof identity)
-    bad_usage("--psk: identity longer than 128 bytes");
-  if (hex_len == 0 || hex_len % 2 != 0 || hex_len / 2 > sizeof key)
-    bad_usage("--psk: key must be 1 to 64 bytes in hex");
-  memcpy(identity, arg, id_len);
-  identity[id_len] = '\0';
-  for (size_t i = 0; i < hex_len; i++)
-    if (!isxdigit((unsigned char)colon[1 + i]))
-      bad_usage("--psk: key is not hex");
-  for (size_t i = 0; i < hex_len / 2; i++) {
-    char byte[3] = {colon[1 + 2 * i], colon[2 + 2 * i], '\0'};
-    key[i] = (unsigned char)strtoul(byte, NULL, 16);
-  }
-  if (dtlsplex_config_set_psk(cfg, identity, key, hex_len / 2) < 0)
-    fatal("--psk: %s", strerror(errno));
-}
-
-static const char *event_names[] = {"?", "connected", "closed", "failed", "expired", "replaced"};
-
-static void format_addr(const struct sockaddr *sa, char *buf, size_t len) {
-  char host[INET6_ADDRSTRLEN] = "?";
-  unsigned port = 0;
-  if (sa->sa_family == AF_INET) {
-    const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-    inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-    port = ntohs(in->sin_port);
-    snprintf(buf, len, "%s:%u", host, port);
-    return;
-  }
-  const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-  if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) /* a dual-stack socket's IPv4 peer */
-    inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], host, sizeof host);
-  else
-    inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-  port = ntohs(in6->sin6_port);
-  snprintf(buf, len, IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) ? "%s:%u" : "[%s]:%u", host, port);
-}
-
 static void on_event(int fd, int event, const struct sockaddr *peer, socklen_t len, int error, void *arg) {
   (void)fd, (void)len, (void)arg;
   if (event == DTLSPLEX_EVENT_CLOSED || event == DTLSPLEX_EVENT_EXPIRED)
     peers_closed++;
-  if (!opt.verbose || !opt.listen) /* a client reports its one peer itself */
-    return;
-  char name[64];
-  format_addr(peer, name, sizeof name);
-  if (error != 0)
-    fprintf(stderr, "%s %s: %s\n", name, event_names[event], strerror(error));
-  else
-    fprintf(stderr, "%s %s\n", name, event_names[event]);
+  if (opt.tls.verbose && opt.tls.server) /* a client reports its one peer itself */
+    report_event(peer, event, error);
 }
 
 /* The configuration the options describe, its files read now; NULL (and a
  * message) if a file cannot be used. */
 static dtlsplex_config *make_config(void) {
-  dtlsplex_config *cfg = dtlsplex_config_new();
-  if (cfg == NULL)
-    fatal("cannot create a configuration: %s", strerror(errno));
-  dtlsplex_config_set_role(cfg, opt.listen ? DTLSPLEX_ROLE_SERVER : DTLSPLEX_ROLE_CLIENT);
-  dtlsplex_config_set_event_callback(cfg, on_event, NULL);
-  const char *bad_file = NULL;
-  if (opt.cert != NULL && dtlsplex_config_set_certificate(cfg, opt.cert, opt.key) < 0)
-    bad_file = opt.cert;
-  else if (opt.ca != NULL && dtlsplex_config_set_ca(cfg, opt.ca, NULL) < 0)
-    bad_file = opt.ca;
-  else if (opt.keylog != NULL && dtlsplex_config_set_keylog(cfg, opt.keylog) < 0)
-    bad_file = opt.keylog;
-  if (bad_file != NULL) {
-    fprintf(stderr, "dtlscat: %s: %s\n", bad_file, strerror(errno));
-    dtlsplex_config_free(cfg);
-    return NULL;
-  }
-  if (opt.fleet_secret != NULL && set_fleet_secret(cfg) < 0) {
-    dtlsplex_config_free(cfg);
-    errno = EINVAL;
-    return NULL;
-  }
-  if (opt.insecure)
-    dtlsplex_config_set_verify(cfg, DTLSPLEX_VERIFY_NONE);
-  if (opt.verify_clients)
-    dtlsplex_config_set_verify(cfg, DTLSPLEX_VERIFY_REQUIRE);
-  if (opt.psk != NULL)
-    set_psk(cfg, opt.psk);
-  /* After --psk, whose suites it replaces. */
-  if (opt.ciphers != NULL && dtlsplex_config_set_ciphers(cfg, opt.ciphers) < 0)
-    bad_usage("--ciphers %s: no usable DTLS 1.2 cipher", opt.ciphers);
-  if (opt.mtu != 0 && dtlsplex_config_set_mtu(cfg, opt.mtu) < 0)
-    fatal("--mtu: %s", strerror(errno));
-  if (!opt.listen) /* an interactive session may stay quiet for long */
+  dtlsplex_config *cfg = tls_make_config(&opt.tls, on_event, NULL, &config_usage_error);
+  if (cfg != NULL && !opt.tls.server) /* an interactive session may stay quiet for long */
     dtlsplex_config_set_timeouts(cfg, 15000, 0);
   return cfg;
 }
 
-static struct addrinfo *resolve(const char *host, const char *port, int passive) {
-  /* A server given no HOST listens on :: for IPv6 and IPv4 alike (dual stack). */
-  int family = passive && host == NULL && opt.family == AF_UNSPEC ? AF_INET6 : opt.family;
-  struct addrinfo hints = {.ai_family = family, .ai_socktype = SOCK_DGRAM,
-                           .ai_flags = passive ? AI_PASSIVE : 0}, *res;
-  int r = getaddrinfo(host, port, &hints, &res);
-  if (r != 0)
-    fatal("%s port %s: %s", host ? host : "*", port, gai_strerror(r));
-  return res;
-}
-
 /* A UDP socket: bound to HOST PORT for a server, to -s/-p for a client. */
 static int open_socket(const struct addrinfo *target) {
-  int family = target->ai_family;
-  int fd = socket(family, SOCK_DGRAM, 0);
-  if (fd < 0)
-    fatal("socket: %s", strerror(errno));
-  if (family == AF_INET6) {
-    int v6only = opt.family == AF_INET6; /* -6: IPv6 only; else dual-stack */
-    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
-  }
-  const struct addrinfo *local = opt.listen ? target : NULL;
-  struct addrinfo *own = NULL;
-  if (!opt.listen && (opt.src_addr != NULL || opt.src_port != NULL)) {
-    struct addrinfo hints = {.ai_family = family, .ai_socktype = SOCK_DGRAM, .ai_flags = AI_PASSIVE};
-    int r = getaddrinfo(opt.src_addr, opt.src_port ? opt.src_port : "0", &hints, &own);
-    if (r != 0)
-      fatal("source %s: %s", opt.src_addr ? opt.src_addr : "*", gai_strerror(r));
-    local = own;
-  }
-  if (local != NULL && bind(fd, local->ai_addr, local->ai_addrlen) < 0)
-    fatal("bind: %s", strerror(errno));
-  if (own != NULL)
-    freeaddrinfo(own);
+  if (opt.tls.server)
+    return bound_udp_socket(target, opt.tls.family);
+  if (opt.src_addr == NULL && opt.src_port == NULL)
+    return udp_socket(target->ai_family, opt.tls.family);
+  struct addrinfo hints = {.ai_family = target->ai_family, .ai_socktype = SOCK_DGRAM, .ai_flags = AI_PASSIVE};
+  struct addrinfo *own;
+  int r = getaddrinfo(opt.src_addr, opt.src_port ? opt.src_port : "0", &hints, &own);
+  if (r != 0)
+    fatal("source %s: %s", opt.src_addr ? opt.src_addr : "*", gai_strerror(r));
+  int fd = bound_udp_socket(own, opt.tls.family);
+  freeaddrinfo(own);
   return fd;
 }
 
@@ -378,10 +171,7 @@ static void request_reload(int sig) {
 static void reload(int fd) {
   reload_requested = 0;
   dtlsplex_config *cfg = make_config();
-  if (cfg == NULL || dtlsplex_reconfigure(fd, cfg) < 0)
-    fprintf(stderr, "dtlscat: reload failed, the files in use stay: %s\n", strerror(errno));
-  else if (opt.verbose)
-    fprintf(stderr, "reloaded\n");
+  tls_reload(fd, cfg, opt.tls.verbose);
   dtlsplex_config_free(cfg);
 }
 
@@ -408,11 +198,11 @@ static int run_server(int fd) {
       if (idle_deadline >= 0)
         idle_deadline = now_ms() + opt.idle_secs * 1000;
       if (opt.echo) {
-        if (dtlssendto(fd, buf, (size_t)n, MSG_DONTWAIT, (struct sockaddr *)&peer, peer_len) < 0 && opt.verbose)
+        if (dtlssendto(fd, buf, (size_t)n, MSG_DONTWAIT, (struct sockaddr *)&peer, peer_len) < 0 && opt.tls.verbose)
           fprintf(stderr, "echo: %s\n", strerror(errno));
         continue;
       }
-      if (opt.verbose) {
+      if (opt.tls.verbose) {
         char name[64];
         format_addr((struct sockaddr *)&peer, name, sizeof name);
         char prefix[80];
@@ -432,10 +222,10 @@ static int run_client(int fd, const struct addrinfo *server) {
     fatal("handshake with %s port %s failed: %s", opt.host, opt.port, strerror(errno));
   struct dtlsplex_peer_info info;
   dtlsplex_peer_info(fd, server->ai_addr, server->ai_addrlen, &info);
-  if (opt.verbose)
+  if (opt.tls.verbose)
     fprintf(stderr, "connected to %s port %s: %s %s, peer %s%s\n", opt.host, opt.port, info.protocol,
             info.cipher, info.identity[0] ? info.identity : "(no identity)",
-            opt.insecure ? " (not verified: --insecure)" : "");
+            opt.tls.insecure ? " (not verified: --insecure)" : "");
   size_t chunk = info.data_mtu;
   char line[DTLSPLEX_MTU_MAX], buf[DTLSPLEX_MTU_MAX];
   size_t have = 0;
@@ -478,7 +268,7 @@ static int run_client(int fd, const struct addrinfo *server) {
     }
     struct dtlsplex_peer_info state;
     if (dtlsplex_peer_info(fd, server->ai_addr, server->ai_addrlen, &state) < 0) {
-      if (opt.verbose)
+      if (opt.tls.verbose)
         fprintf(stderr, "the server closed the session\n");
       return 0;
     }
@@ -488,34 +278,24 @@ static int run_client(int fd, const struct addrinfo *server) {
 }
 
 int main(int argc, char **argv) {
+  tool_name = "dtlscat";
   signal(SIGPIPE, SIG_IGN);
   parse_options(argc, argv);
   dtlsplex_config *cfg = make_config();
   if (cfg == NULL)
     exit(config_usage_error ? 2 : 1);
-  struct addrinfo *target = resolve(opt.host, opt.port, opt.listen);
+  struct addrinfo *target = resolve_udp(opt.host, opt.port, opt.tls.server, opt.tls.family);
   int fd = open_socket(target);
   if (dtlsplex_attach(fd, cfg) < 0)
     fatal("attach: %s", strerror(errno));
   dtlsplex_config_free(cfg);
   int status;
-  if (opt.listen) {
-    struct sockaddr_storage bound;
-    socklen_t bound_len = sizeof bound;
-    getsockname(fd, (struct sockaddr *)&bound, &bound_len);
-    char name[64];
-    format_addr((struct sockaddr *)&bound, name, sizeof name);
-    char *colon = strrchr(name, ':');
-    *colon = '\0';
-    if (name[0] == '[') { /* "listening on ADDR PORT": no brackets */
-      memmove(name, name + 1, strlen(name));
-      name[strlen(name) - 1] = '\0';
-    }
-    fprintf(stderr, "listening on %s %s\n", name, colon + 1);
+  if (opt.tls.server) {
+    announce_listening(fd);
     status = run_server(fd);
   } else {
     /* Also with --psk: a server may still choose a certificate suite. */
-    if (!opt.insecure && dtlsplex_set_peer_name(fd, target->ai_addr, target->ai_addrlen, opt.host) < 0)
+    if (!opt.tls.insecure && dtlsplex_set_peer_name(fd, target->ai_addr, target->ai_addrlen, opt.host) < 0)
       fatal("%s: %s", opt.host, strerror(errno));
     status = run_client(fd, target);
   }
