@@ -99,11 +99,12 @@ int dp_io_send(void *arg, const dp_addr *to, const dp_local *source, const uint8
     if (!dp_is_stale_icmp_error(errno) && errno != EINTR)
       break;
   }
-  if ((errno == EAGAIN || errno == EWOULDBLOCK) && s->app_write && len <= sizeof s->tx->stalled) {
-    s->tx->stalled_to = *to;
-    s->tx->stalled_source = *source;
-    s->tx->stalled_len = len;
-    memcpy(s->tx->stalled, data, len);
+  dp_stalled *stash = s->tx->stash;
+  if ((errno == EAGAIN || errno == EWOULDBLOCK) && stash != NULL && stash->len == 0 && len <= sizeof stash->data) {
+    stash->to = *to;
+    stash->source = *source;
+    stash->len = len;
+    memcpy(stash->data, data, len);
     return 0;
   }
   return -errno;
@@ -112,10 +113,9 @@ int dp_io_send(void *arg, const dp_addr *to, const dp_local *source, const uint8
 /* Sends a stalled application datagram: a blocking caller waits for room
  * with the lock released, as sendto(2) would block; otherwise EAGAIN.
  * Returns 0 or -errno. */
-int dp_io_send_stalled(dp_socket *s, int blocking) {
-  dp_tx *tx = s->tx;
+int dp_io_send_stalled(dp_socket *s, dp_stalled *stalled, int blocking) {
   int r = 0;
-  while (tx->stalled_len > 0) {
+  while (stalled->len > 0) {
     if (!blocking) {
       r = -EAGAIN;
       break;
@@ -134,14 +134,14 @@ int dp_io_send_stalled(dp_socket *s, int blocking) {
       r = -err;
       break;
     }
-    if (send_now(s, &tx->stalled_to, &tx->stalled_source, tx->stalled, tx->stalled_len) >= 0)
+    if (send_now(s, &stalled->to, &stalled->source, stalled->data, stalled->len) >= 0)
       break;
     if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && !dp_is_stale_icmp_error(errno)) {
       r = -errno;
       break;
     }
   }
-  tx->stalled_len = 0;
+  stalled->len = 0;
   return r;
 }
 

@@ -85,7 +85,7 @@ int dtlsplex_attach(int fd, dtlsplex_config *cfg) {
   }
   dp_io_init_rx(s->rx);
   s->tx->n = 0;
-  s->tx->stalled_len = 0;
+  s->tx->stash = NULL;
   int v6only = 0;
   socklen_t v6only_len = sizeof v6only;
   s->v6only = family == AF_INET6 && getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &v6only_len) == 0 && v6only;
@@ -343,11 +343,13 @@ ssize_t dtlsrecvmsg(int fd, struct msghdr *msg, int flags) {
  * for it, a blocking caller waits as sendto(2) would; others get EAGAIN. */
 static ssize_t write_app(dp_socket *s, const dp_addr *to, const dp_local *source, const void *buf, size_t len,
                          int flags, int queue_if_handshaking) {
-  s->app_write = 1;
+  dp_stalled stash;
+  stash.len = 0;
+  s->tx->stash = &stash;
   ssize_t r = dp_endpoint_write_pkt(s->core, to, source, buf, len, queue_if_handshaking, dp_now_ms());
-  s->app_write = 0;
-  if (s->tx->stalled_len > 0) {
-    int sent = dp_io_send_stalled(s, dp_is_blocking(s->fd, flags));
+  s->tx->stash = NULL;
+  if (stash.len > 0) {
+    int sent = dp_io_send_stalled(s, &stash, dp_is_blocking(s->fd, flags));
     if (r >= 0 && sent < 0)
       r = sent;
   }

@@ -54,13 +54,19 @@ typedef struct dp_rx {
  * retransmissions, close_notify) while it works through a batch: sent
  * together with sendmmsg.  Application data goes out at once, so that
  * dtlssendto can report the kernel's answer. */
+/* An application datagram the kernel had no room for: a blocking caller
+ * waits (without the lock) until it can go.  Each caller keeps its own, on
+ * its stack: another thread's write, while this one waits, cannot take its
+ * place (and leave a datagram reported sent that never went). */
+typedef struct dp_stalled {
+  size_t len;
+  dp_addr to;
+  dp_local source;
+  uint8_t data[DTLSPLEX_MTU_MAX];
+} dp_stalled;
+
 typedef struct dp_tx {
-  /* An application datagram the kernel had no room for: a blocking caller
-   * waits (without the lock) until it can go. */
-  size_t stalled_len;
-  dp_addr stalled_to;
-  dp_local stalled_source;
-  uint8_t stalled[DTLSPLEX_MTU_MAX];
+  dp_stalled *stash; /* the writing caller's, while it writes; NULL otherwise */
   unsigned int n;
   struct mmsghdr msgs[TX_BATCH];
   struct iovec iov[TX_BATCH];
@@ -110,7 +116,6 @@ typedef struct dp_socket {
   unsigned int wake_round;  /* wake-ups written to wake_fd (see waiters.c) */
   unsigned int wake_owed;   /* waiters the latest one is owed to that have not left poll */
   pthread_cond_t wake_delivered; /* signalled when wake_owed falls to 0 */
-  int app_write;     /* a caller's application datagram is being written */
   dtlsplex_config *cfg;
   dp_endpoint *core;
   pthread_mutex_t lock;
@@ -186,7 +191,7 @@ void dp_io_init_rx(dp_rx *rx);
 void dp_io_prepare_rx(dp_rx *rx, unsigned int n);
 /* The endpoint's send function (arg: the dp_socket). */
 int dp_io_send(void *arg, const dp_addr *to, const dp_local *source, const uint8_t *data, size_t len);
-int dp_io_send_stalled(dp_socket *s, int blocking);
+int dp_io_send_stalled(dp_socket *s, dp_stalled *stalled, int blocking);
 void dp_io_feed_rx(dp_socket *s, int n);
 int dp_io_read_socket(dp_socket *s, int until_data);
 void dp_io_run_timers(dp_socket *s);
