@@ -2,6 +2,7 @@
  * the preload library in the program, and by dtlsplex-run before it starts
  * the program, so that a bad option fails there with a message. */
 #include "preload.h"
+#include "psk_arg.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -13,36 +14,14 @@ static int fail(char *why, size_t why_len, const char *what, const char *detail)
   return -1;
 }
 
-static int hex_value(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
-/* IDENTITY:HEXKEY, as dtlscat takes it. */
 static int set_psk(dtlsplex_config *cfg, const char *arg, char *why, size_t why_len) {
-  const char *colon = strrchr(arg, ':');
-  size_t id_len = colon != NULL ? (size_t)(colon - arg) : 0;
-  size_t hex_len = colon != NULL ? strlen(colon + 1) : 0;
-  if (colon == NULL || id_len == 0 || id_len > 128 || hex_len == 0 || hex_len % 2 != 0 || hex_len > 128)
-    return fail(why, why_len, "--psk", "takes IDENTITY:HEXKEY (identity up to 128 bytes, key 1 to 64 bytes)");
-  char identity[129];
-  unsigned char key[64];
-  memcpy(identity, arg, id_len);
-  identity[id_len] = '\0';
-  for (size_t i = 0; i < hex_len / 2; i++) {
-    int hi = hex_value(colon[1 + 2 * i]), lo = hex_value(colon[2 + 2 * i]);
-    if (hi < 0 || lo < 0)
-      return fail(why, why_len, "--psk", "the key is not hex");
-    key[i] = (unsigned char)(hi << 4 | lo);
-  }
-  if (dtlsplex_config_set_psk(cfg, identity, key, hex_len / 2) < 0)
-    return fail(why, why_len, "--psk", strerror(errno));
-  return 0;
+  const char *problem;
+  int r = dp_psk_arg_apply(cfg, arg, &problem);
+  if (r == -1)
+    snprintf(why, why_len, "%s", problem);
+  else if (r == -2)
+    fail(why, why_len, "--psk", strerror(errno));
+  return r < 0 ? -1 : 0;
 }
 
 static int parse_ports(dp_run_settings *s, const char *list, char *why, size_t why_len) {

@@ -1,7 +1,8 @@
 /* See tool_tls.h. */
 #include "tool_tls.h"
 
-#include <ctype.h>
+#include "psk_arg.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,28 +86,11 @@ static int set_fleet_secret(dtlsplex_config *cfg, const char *path, int *usage_e
 }
 
 static void set_psk(dtlsplex_config *cfg, const char *arg) {
-  const char *colon = strchr(arg, ':');
-  if (colon == NULL || colon == arg)
-    bad_usage("--psk takes IDENTITY:HEXKEY");
-  char identity[129];
-  unsigned char key[64];
-  size_t id_len = (size_t)(colon - arg), hex_len = strlen(colon + 1);
-  if (id_len >= sizeof identity)
-    bad_usage("--psk: identity longer than 128 bytes");
-  if (hex_len == 0 || hex_len % 2 != 0 || hex_len / 2 > sizeof key)
-    bad_usage("--psk: key must be 1 to 64 bytes in hex");
-  memcpy(identity, arg, id_len);
-  identity[id_len] = '\0';
-  for (size_t i = 0; i < hex_len; i++)
-    if (!isxdigit((unsigned char)colon[1 + i]))
-      bad_usage("--psk: key is not hex");
-  for (size_t i = 0; i < hex_len / 2; i++) {
-    char byte[3] = {colon[1 + 2 * i], colon[2 + 2 * i], '\0'};
-    key[i] = (unsigned char)strtoul(byte, NULL, 16);
-  }
-  int r = dtlsplex_config_set_psk(cfg, identity, key, hex_len / 2);
-  wipe(key, sizeof key);
-  if (r < 0)
+  const char *why;
+  int r = dp_psk_arg_apply(cfg, arg, &why);
+  if (r == -1)
+    bad_usage("%s", why);
+  if (r == -2)
     fatal("--psk: %s", strerror(errno));
 }
 
