@@ -2,6 +2,7 @@
  * (recvmmsg), the library's own datagrams gathered for sendmmsg, and an
  * application datagram the kernel had no room for. */
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "self_wake.h"
@@ -99,12 +100,14 @@ int dp_io_send(void *arg, const dp_addr *to, const dp_local *source, const uint8
     if (!dp_is_stale_icmp_error(errno) && errno != EINTR)
       break;
   }
-  dp_stalled *stash = s->tx->stash;
-  if ((errno == EAGAIN || errno == EWOULDBLOCK) && stash != NULL && stash->len == 0 && len <= sizeof stash->data) {
-    stash->to = *to;
-    stash->source = *source;
-    stash->len = len;
-    memcpy(stash->data, data, len);
+  dp_stalled **stash = s->tx->stash;
+  if ((errno == EAGAIN || errno == EWOULDBLOCK) && stash != NULL && *stash == NULL && len <= sizeof (*stash)->data) {
+    if ((*stash = malloc(sizeof **stash)) == NULL)
+      return -ENOMEM;
+    (*stash)->to = *to;
+    (*stash)->source = *source;
+    (*stash)->len = len;
+    memcpy((*stash)->data, data, len);
     return 0;
   }
   return -errno;

@@ -343,13 +343,13 @@ ssize_t dtlsrecvmsg(int fd, struct msghdr *msg, int flags) {
  * for it, a blocking caller waits as sendto(2) would; others get EAGAIN. */
 static ssize_t write_app(dp_socket *s, const dp_addr *to, const dp_local *source, const void *buf, size_t len,
                          int flags, int queue_if_handshaking) {
-  dp_stalled stash;
-  stash.len = 0;
-  s->tx->stash = &stash;
+  dp_stalled *stalled = NULL;
+  s->tx->stash = &stalled;
   ssize_t r = dp_endpoint_write_pkt(s->core, to, source, buf, len, queue_if_handshaking, dp_now_ms());
   s->tx->stash = NULL;
-  if (stash.len > 0) {
-    int sent = dp_io_send_stalled(s, &stash, dp_is_blocking(s->fd, flags));
+  if (stalled != NULL) {
+    int sent = dp_io_send_stalled(s, stalled, dp_is_blocking(s->fd, flags));
+    free(stalled);
     if (r >= 0 && sent < 0)
       r = sent;
   }

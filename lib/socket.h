@@ -55,9 +55,9 @@ typedef struct dp_rx {
  * together with sendmmsg.  Application data goes out at once, so that
  * dtlssendto can report the kernel's answer. */
 /* An application datagram the kernel had no room for: a blocking caller
- * waits (without the lock) until it can go.  Each caller keeps its own, on
- * its stack: another thread's write, while this one waits, cannot take its
- * place (and leave a datagram reported sent that never went). */
+ * waits (without the lock) until it can go.  Each caller gets its own (made
+ * only when a send stalls): another thread's write, while this one waits,
+ * cannot take its place and leave a datagram reported sent that never went. */
 typedef struct dp_stalled {
   size_t len;
   dp_addr to;
@@ -66,7 +66,7 @@ typedef struct dp_stalled {
 } dp_stalled;
 
 typedef struct dp_tx {
-  dp_stalled *stash; /* the writing caller's, while it writes; NULL otherwise */
+  dp_stalled **stash; /* where the writing caller takes its stalled datagram, while it writes */
   unsigned int n;
   struct mmsghdr msgs[TX_BATCH];
   struct iovec iov[TX_BATCH];

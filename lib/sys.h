@@ -8,6 +8,7 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
@@ -44,8 +45,17 @@ typedef struct dp_sys_fns {
   int (*epoll_pwait2)(int, struct epoll_event *, int, const struct timespec *, const sigset_t *);
 } dp_sys_fns;
 
+extern dp_sys_fns dp_sys_table;
+extern atomic_int dp_sys_ready;
+void dp_sys_resolve(void);
+
 /* The table, resolved on the first call (any thread, any time: also before
- * the library's constructors ran, from another library's). */
-const dp_sys_fns *dp_sys(void);
+ * the library's constructors ran, from another library's).  Inline: it is
+ * on every datagram's path. */
+static inline const dp_sys_fns *dp_sys(void) {
+  if (!atomic_load_explicit(&dp_sys_ready, memory_order_acquire))
+    dp_sys_resolve();
+  return &dp_sys_table;
+}
 
 #endif
