@@ -73,6 +73,7 @@ struct dtlsplex_config {
   dtlsplex_log_fn log_fn;
   void *log_arg;
   int log_level;
+  int records_by_libssl; /* internal, for tests: libssl seals and opens every record (see records.h) */
 };
 
 /* Whether the client of this server-side SSL named a PSK identity that no

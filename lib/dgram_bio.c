@@ -11,7 +11,7 @@ static BIO_METHOD *method;
 static int method_type = -1;
 static dp_once method_once = DP_ONCE_INIT;
 
-static void send_datagram(dp_bio_io *io, const uint8_t *data, size_t len) {
+void dp_bio_io_send(dp_bio_io *io, const uint8_t *data, size_t len) {
   io->last_send_error = io->send(io->send_arg, &io->peer, &io->local, data, len);
   io->mtu_exceeded = io->last_send_error == -EMSGSIZE;
 }
@@ -19,9 +19,12 @@ static void send_datagram(dp_bio_io *io, const uint8_t *data, size_t len) {
 void dp_bio_io_flush(dp_bio_io *io) {
   if (io->out == NULL || io->out->len == 0)
     return;
-  send_datagram(io, io->out->data, io->out->len);
+  dp_bio_io_send(io, io->out->data, io->out->len);
   io->out->len = 0;
 }
+
+/* The length of the DTLS record starting at d, header included. */
+static size_t record_len_at(const uint8_t *d) { return 13 + ((size_t)d[11] << 8 | d[12]); }
 
 /* The length of the whole DTLS records at the start of data that fit in
  * room (at least the first record, whatever its size), or 0 if data does
@@ -29,7 +32,7 @@ void dp_bio_io_flush(dp_bio_io *io) {
 static size_t records_fitting(const uint8_t *data, size_t len, size_t room) {
   size_t at = 0;
   while (at + 13 <= len) {
-    size_t record = 13 + ((size_t)data[at + 11] << 8 | data[at + 12]);
+    size_t record = record_len_at(data + at);
     if (at + record > len || (at > 0 && at + record > room))
       break;
     at += record;
@@ -42,13 +45,51 @@ static size_t records_fitting(const uint8_t *data, size_t len, size_t room) {
 static void assemble(dp_bio_io *io, const uint8_t *data, size_t n) {
   if (io->out == NULL || n > io->mtu || n > sizeof io->out->data) {
     dp_bio_io_flush(io); /* keep the order */
-    send_datagram(io, data, n);
+    dp_bio_io_send(io, data, n);
     return;
   }
   if (io->out->len + n > io->mtu)
     dp_bio_io_flush(io);
   memcpy(io->out->data + io->out->len, data, n);
   io->out->len += n;
+}
+
+/* Where libssl's sequence numbers have got to, for the record layer that
+ * may take over from them (see dp_bio_io). */
+static void note_sequence_numbers(dp_bio_io *io, const uint8_t *d, size_t n) {
+  for (size_t at = 0; at + 13 <= n; at += record_len_at(d + at)) {
+    const uint8_t *r = d + at;
+    uint16_t epoch = (uint16_t)(r[3] << 8 | r[4]);
+    uint64_t seq = (uint64_t)r[5] << 40 | (uint64_t)r[6] << 32 | (uint64_t)r[7] << 24 | (uint64_t)r[8] << 16 |
+                   (uint64_t)r[9] << 8 | r[10];
+    if (epoch > io->write_epoch) {
+      io->write_epoch = epoch;
+      io->write_seq_next = 0;
+    }
+    if (epoch == io->write_epoch && seq >= io->write_seq_next)
+      io->write_seq_next = seq + 1;
+  }
+}
+
+/* libssl's records in the epoch whose application data this library seals
+ * go out under this library's next sequence numbers: libssl's own have been
+ * used by then.  libssl writes only alerts and the handshake's last
+ * flight in that epoch (it never sees the application data), all short:
+ * a longer record, or one that cannot be sealed again (no memory), is lost
+ * as a datagram may be. */
+static void write_resealed(dp_bio_io *io, const uint8_t *d, size_t n) {
+  uint8_t sealed[512];
+  for (size_t at = 0; at + 13 <= n && at + record_len_at(d + at) <= n; at += record_len_at(d + at)) {
+    const uint8_t *r = d + at;
+    size_t len = record_len_at(r);
+    if ((r[3] << 8 | r[4]) != io->records->epoch) {
+      assemble(io, r, len);
+      continue;
+    }
+    ssize_t m = dp_records_reseal(io->records, r, len, sealed, sizeof sealed);
+    if (m > 0)
+      assemble(io, sealed, (size_t)m);
+  }
 }
 
 static int dgram_write(BIO *b, const char *data, int len) {
@@ -63,6 +104,11 @@ static int dgram_write(BIO *b, const char *data, int len) {
    * write is cut between records. */
   const uint8_t *d = (const uint8_t *)data;
   size_t n = (size_t)len, cut;
+  if (io->records != NULL) {
+    write_resealed(io, d, n);
+    return len;
+  }
+  note_sequence_numbers(io, d, n);
   while (n > io->mtu && (cut = records_fitting(d, n, io->mtu)) > 0 && cut < n) {
     assemble(io, d, cut);
     d += cut;

@@ -11,6 +11,7 @@
 
 #include "addr.h"
 #include "dtlsplex.h"
+#include "records.h"
 
 /* Sends one datagram to a peer from this side's end of the path to it
  * (source: all zero for the kernel's choice).  Returns 0 or -errno.  Never
@@ -40,6 +41,13 @@ typedef struct dp_bio_io {
   dp_send_fn send;
   void *send_arg;
   dp_outbuf *out;         /* NULL: every write is a datagram of its own */
+  /* Once this library seals the session's application data (records.h),
+   * the records libssl writes in that epoch are sealed again by it; until
+   * then, where libssl's sequence numbers have got to. */
+  dp_records *records;
+  int records_by_libssl;   /* leave every record to libssl (tests compare the two layers) */
+  uint16_t write_epoch;    /* the newest epoch libssl has written in */
+  uint64_t write_seq_next; /* the first sequence number of it libssl has not used */
 } dp_bio_io;
 
 /* A BIO over io, which must outlive it.  NULL on allocation failure. */
@@ -47,6 +55,8 @@ BIO *dp_bio_new(dp_bio_io *io);
 
 /* Sends what writes have assembled, if anything; records last_send_error. */
 void dp_bio_io_flush(dp_bio_io *io);
+/* Sends one datagram at once; records last_send_error. */
+void dp_bio_io_send(dp_bio_io *io, const uint8_t *data, size_t len);
 
 /* Puts a datagram in hand for the next read. */
 static inline void dp_bio_io_feed(dp_bio_io *io, const uint8_t *data, size_t len) {

@@ -149,6 +149,11 @@ static dp_peer *find_peer(dp_endpoint *ep, const dp_addr *addr) {
   return e != NULL ? peer_of(e) : NULL;
 }
 
+dp_session *dp_endpoint_session(dp_endpoint *ep, const dp_addr *peer) {
+  dp_peer *p = find_peer(ep, peer);
+  return p != NULL ? p->session : NULL;
+}
+
 /* Every datagram out passes here, for the statistics. */
 static int counting_send(void *arg, const dp_addr *to, const dp_local *source, const uint8_t *data, size_t len) {
   dp_endpoint *ep = arg;
@@ -198,7 +203,8 @@ dp_endpoint *dp_endpoint_new(dtlsplex_config *cfg, dp_send_fn send, void *send_a
   dp_sources_init(&ep->sources, &limits, cfg->max_peers);
   dp_recv_queue_init(&ep->received, DP_RECV_QUEUE_MAX, cfg->mtu);
   ep->io = (dp_bio_io){.mtu = cfg->mtu, .rto_initial_ms = cfg->rto_initial_ms, .rto_max_ms = cfg->rto_max_ms,
-                       .send = counting_send, .send_arg = ep, .out = &ep->out};
+                       .send = counting_send, .send_arg = ep, .out = &ep->out,
+                       .records_by_libssl = cfg->records_by_libssl};
   ep->queue_mtu = dp_suites_data_mtu(cfg->ctx, cfg->mtu);
   dp_cookie_init(&ep->cookies, cfg->cookie_secret, cfg->cookie_secret_len);
   ep->serves = (cfg->role & DTLSPLEX_ROLE_SERVER) && dp_config_can_serve(cfg);
@@ -341,7 +347,7 @@ static uint64_t next_deadline(const dp_endpoint *ep, const dp_peer *p) {
   } else if (s->state == DP_SESSION_ESTABLISHED) {
     if (ep->cfg->idle_ms != 0)
       deadline = p->last_activity + ep->cfg->idle_ms;
-    if (!s->buffers_released && release_due(p) < deadline)
+    if (dp_session_holds_buffers(s) && release_due(p) < deadline)
       deadline = release_due(p);
   } else {
     deadline = 0; /* failed or closed: expire() removes it at once */
@@ -424,7 +430,7 @@ static void apply_flags(dp_endpoint *ep, dp_peer *p, int flags, uint64_t now) {
     p->handshake_deadline = 0;
     log_peer(ep, DTLSPLEX_LOG_INFO, &p->addr, "connected", 0);
     emit(ep, DTLSPLEX_EVENT_CONNECTED, &p->addr, 0);
-    unsigned int queued = s->queue_len, unsent = dp_session_queue_flush(s);
+    unsigned int queued = s->queue.len, unsent = dp_session_queue_flush(s);
     ep->stats.app_datagrams_out += queued - unsent;
     if (unsent != 0)
       log_peer(ep, DTLSPLEX_LOG_WARNING, &p->addr, "queued datagrams could not be sent", EMSGSIZE);
@@ -899,7 +905,7 @@ static void expire(dp_endpoint *ep, dp_peer *p, uint64_t now) {
     dp_session_shutdown(s);
     forget_peer(ep, p);
     return;
-  } else if (s->state == DP_SESSION_ESTABLISHED && !s->buffers_released && now >= release_due(p)) {
+  } else if (s->state == DP_SESSION_ESTABLISHED && dp_session_holds_buffers(s) && now >= release_due(p)) {
     p->release_tried = now;
     if (dp_session_release_buffers(s))
       ep->released_since_trim++;

@@ -97,6 +97,8 @@ int dp_endpoint_peer_state(dp_endpoint *ep, const dp_addr *peer, int *error);
 int dp_endpoint_close(dp_endpoint *ep, const dp_addr *peer);
 /* 0, or -EISCONN (a session exists), -ENOMEM, -EAGAIN (table full). */
 int dp_endpoint_set_peer_name(dp_endpoint *ep, const dp_addr *peer, const char *name);
+/* The peer's session, or NULL (for tests: the session's own state). */
+struct dp_session *dp_endpoint_session(dp_endpoint *ep, const dp_addr *peer);
 /* 0, or -ENOENT. */
 int dp_endpoint_peer_info(dp_endpoint *ep, const dp_addr *peer, struct dtlsplex_peer_info *out);
 void dp_endpoint_stats(const dp_endpoint *ep, struct dtlsplex_stats *out);

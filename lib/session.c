@@ -12,6 +12,9 @@
 #include "once.h"
 #include "peer_table.h" /* DP_NO_DEADLINE */
 
+/* Application records libssl seals or opens before records.c takes over. */
+#define DP_RECORDS_AFTER 16
+
 /* The listener an SSL belongs to, for the cookie callbacks. */
 static int listener_index = -1;
 static dp_once listener_index_once = DP_ONCE_INIT;
@@ -97,6 +100,7 @@ static dp_session *session_wrap(SSL *ssl, const dp_addr *peer, const dp_local *l
   s->io.peer = *peer;
   s->io.local = *local;
   s->state = DP_SESSION_HANDSHAKING;
+  s->own_records = -1;
   s->retransmit_at = DP_NO_DEADLINE;
   SSL_set_bio(ssl, bio, bio);
   SSL_set_mtu(ssl, io->mtu);
@@ -174,21 +178,48 @@ dp_session *dp_session_adopt(SSL *ssl, const dp_addr *peer, const dp_local *loca
   return session_wrap(ssl, peer, local, io);
 }
 
-static void queue_clear(dp_session *s) {
-  while (s->queue_head != NULL) {
-    dp_queued *q = s->queue_head;
-    s->queue_head = q->next;
-    OPENSSL_cleanse(q->data, q->len);
-    free(q);
+/* 0, -EAGAIN (full) or -ENOMEM. */
+static int queue_push(dp_queue *q, const void *buf, size_t len) {
+  if (q->len >= DP_SESSION_QUEUE_MAX)
+    return -EAGAIN;
+  dp_queued *e = malloc(sizeof *e + len);
+  if (e == NULL)
+    return -ENOMEM;
+  e->next = NULL;
+  e->len = len;
+  memcpy(e->data, buf, len);
+  if (q->tail != NULL)
+    q->tail->next = e;
+  else
+    q->head = e;
+  q->tail = e;
+  q->len++;
+  return 0;
+}
+
+static void queue_clear(dp_queue *q) {
+  while (q->head != NULL) {
+    dp_queued *e = q->head;
+    q->head = e->next;
+    OPENSSL_cleanse(e->data, e->len);
+    free(e);
   }
-  s->queue_tail = NULL;
-  s->queue_len = 0;
+  q->tail = NULL;
+  q->len = 0;
+}
+
+int dp_session_holds_buffers(const dp_session *s) {
+  return !s->buffers_released || (s->records != NULL && (s->records->write.ctx != NULL || s->records->read.ctx != NULL));
 }
 
 int dp_session_release_buffers(dp_session *s) {
-  if (s->state == DP_SESSION_ESTABLISHED && !s->buffers_released && SSL_free_buffers(s->ssl) == 1)
+  if (s->state != DP_SESSION_ESTABLISHED)
+    return 0;
+  if (s->records != NULL)
+    dp_records_release(s->records);
+  if (!s->buffers_released && SSL_free_buffers(s->ssl) == 1)
     s->buffers_released = 1;
-  return s->buffers_released;
+  return !dp_session_holds_buffers(s);
 }
 
 static int fail(dp_session *s, int err) {
@@ -227,7 +258,9 @@ void dp_session_shutdown(dp_session *s) {
 void dp_session_free(dp_session *s) {
   if (s == NULL)
     return;
-  queue_clear(s);
+  queue_clear(&s->queue);
+  queue_clear(&s->held);
+  dp_records_free(s->records);
   SSL_free(s->ssl);
   free(s);
 }
@@ -416,22 +449,141 @@ static int read_records(dp_session *s, int just_established, uint8_t *scratch, s
   }
 }
 
-int dp_session_input(dp_session *s, const uint8_t *data, size_t len, uint64_t now, uint8_t *scratch,
-                     size_t scratch_len, dp_deliver_fn deliver, void *deliver_arg) {
-  int flags = 0;
-  if (!sealed_records_plausible(s, data, len))
+/* Whether records.c seals and opens the session's application data: for
+ * the suites it knows, unless the program allowed renegotiation (the keys
+ * would change under it) or the session has no buffer to seal into.
+ * Decided when the suite is, for good. */
+static int own_records(dp_session *s) {
+  if (s->own_records >= 0)
+    return s->own_records;
+  const SSL_CIPHER *c = SSL_get_current_cipher(s->ssl);
+  if (c == NULL && (c = SSL_get_pending_cipher(s->ssl)) == NULL)
+    return 0; /* not known yet */
+  s->own_records = s->io.out != NULL && !s->io.records_by_libssl &&
+                   (SSL_get_options(s->ssl) & SSL_OP_NO_RENEGOTIATION) != 0 && dp_records_supported(c);
+  return s->own_records;
+}
+
+/* Whether records.c has taken the established session's application data
+ * over from libssl: 1, 0 (libssl's still), or -1 (the session failed to).
+ * It does after DP_RECORDS_AFTER records: deriving the keys again costs
+ * about as much as libssl spends over records.c on a dozen records, which
+ * a session that carries a query and its answer never makes up. */
+static int records_taken(dp_session *s) {
+  if (s->records != NULL)
+    return 1;
+  if (!own_records(s) || s->libssl_records < DP_RECORDS_AFTER)
     return 0;
+  if (s->io.write_epoch == 0 ||
+      (s->records = dp_records_new(s->ssl, s->io.write_epoch, s->io.write_seq_next, &s->libssl_opened)) == NULL) {
+    fail(s, s->io.write_epoch != 0 && errno == ENOMEM ? ENOMEM : EPROTO);
+    return -1;
+  }
+  s->io.records = s->records; /* from now on libssl's records are sealed again (dgram_bio.c) */
+  return 1;
+}
+
+static int failed_flags(const dp_session *s) { return DP_IN_FAILED | (s->error == ENOMEM ? DP_IN_LOST : 0); }
+
+static int release_held(dp_session *s, uint8_t *scratch, size_t scratch_len, dp_deliver_fn deliver,
+                        void *deliver_arg);
+
+/* Hands libssl a run of whole records of the datagram. */
+static int libssl_input(dp_session *s, const uint8_t *d, size_t len, uint8_t *scratch, size_t scratch_len,
+                        dp_deliver_fn deliver, void *deliver_arg) {
   if (!take_buffers(s))
     return DP_IN_LOST | DP_IN_FAILED;
-  dp_bio_io_feed(&s->io, data, len);
-  s->io.now = now;
-  int handshaking = s->state == DP_SESSION_HANDSHAKING;
+  dp_bio_io_feed(&s->io, d, len);
+  int flags = 0, handshaking = s->state == DP_SESSION_HANDSHAKING;
   if (handshaking)
     flags = drive_handshake(s);
   /* The datagram that completes a handshake may carry data after Finished. */
   if (s->state == DP_SESSION_ESTABLISHED)
     flags |= read_records(s, handshaking, scratch, scratch_len, deliver, deliver_arg);
   s->io.in = NULL;
+  if (handshaking && s->state == DP_SESSION_ESTABLISHED)
+    flags |= release_held(s, scratch, scratch_len, deliver, deliver_arg);
+  return flags;
+}
+
+/* One application-data record of an encrypted epoch: held while the
+ * handshake runs (libssl would otherwise keep it out of sight, and open it
+ * with others: which records it opened must be known, see records.h), then
+ * opened by whichever layer has the session's records. */
+static int application_record(dp_session *s, const uint8_t *rec, size_t len, uint8_t *scratch, size_t scratch_len,
+                              dp_deliver_fn deliver, void *deliver_arg) {
+  if (s->state == DP_SESSION_HANDSHAKING)
+    return queue_push(&s->held, rec, len) == -ENOMEM ? DP_IN_LOST : 0; /* -EAGAIN: lost, as libssl's queue would */
+  if (s->state != DP_SESSION_ESTABLISHED)
+    return 0;
+  int taken = records_taken(s);
+  if (taken < 0)
+    return failed_flags(s);
+  if (!taken) {
+    /* libssl reads this record alone: data out of it means it opened it. */
+    int flags = libssl_input(s, rec, len, scratch, scratch_len, deliver, deliver_arg);
+    if ((flags & DP_IN_DATA) && s->own_records == 1) {
+      dp_replay_mark(&s->libssl_opened, dp_record_sequence(rec));
+      s->libssl_records++;
+    }
+    return flags;
+  }
+  const uint8_t *plain;
+  ssize_t n = dp_records_open(s->records, rec, len, scratch, scratch_len, &plain);
+  if (n == -ENOMEM) {
+    fail(s, ENOMEM);
+    return DP_IN_LOST | DP_IN_FAILED;
+  }
+  if (n <= 0)
+    return 0; /* dropped, as libssl drops what is not authentic; an empty record carries nothing */
+  deliver(deliver_arg, plain, (size_t)n);
+  return DP_IN_DATA;
+}
+
+static int release_held(dp_session *s, uint8_t *scratch, size_t scratch_len, dp_deliver_fn deliver,
+                        void *deliver_arg) {
+  dp_queue held = s->held;
+  s->held = (dp_queue){0};
+  int flags = 0;
+  for (dp_queued *e = held.head; e != NULL; e = e->next)
+    flags |= application_record(s, e->data, e->len, scratch, scratch_len, deliver, deliver_arg);
+  queue_clear(&held);
+  return flags;
+}
+
+/* Parts a datagram: its encrypted application records go to
+ * application_record, the runs of other records between them to libssl. */
+static int split_input(dp_session *s, const uint8_t *d, size_t len, uint8_t *scratch, size_t scratch_len,
+                       dp_deliver_fn deliver, void *deliver_arg) {
+  int flags = 0;
+  size_t run = 0; /* where the run of records for libssl starts */
+  for (size_t at = 0; at + DTLS1_RT_HEADER_LENGTH <= len;) {
+    const uint8_t *r = d + at;
+    size_t record_len = DTLS1_RT_HEADER_LENGTH + ((size_t)r[11] << 8 | r[12]);
+    if (at + record_len > len)
+      break; /* cut short: libssl drops it with the run */
+    if (r[0] == DP_RECORD_APPLICATION_DATA && (r[3] != 0 || r[4] != 0)) {
+      if (at > run)
+        flags |= libssl_input(s, d + run, at - run, scratch, scratch_len, deliver, deliver_arg);
+      flags |= application_record(s, r, record_len, scratch, scratch_len, deliver, deliver_arg);
+      run = at + record_len;
+    }
+    at += record_len;
+  }
+  if (run < len)
+    flags |= libssl_input(s, d + run, len - run, scratch, scratch_len, deliver, deliver_arg);
+  return flags;
+}
+
+int dp_session_input(dp_session *s, const uint8_t *data, size_t len, uint64_t now, uint8_t *scratch,
+                     size_t scratch_len, dp_deliver_fn deliver, void *deliver_arg) {
+  if (!sealed_records_plausible(s, data, len))
+    return 0;
+  s->io.now = now;
+  /* An established session whose records are libssl's: libssl reads all. */
+  int flags = s->state == DP_SESSION_ESTABLISHED && !own_records(s)
+                  ? libssl_input(s, data, len, scratch, scratch_len, deliver, deliver_arg)
+                  : split_input(s, data, len, scratch, scratch_len, deliver, deliver_arg);
   dp_bio_io_flush(&s->io);
   update_timer(s, now);
   return flags;
@@ -464,6 +616,20 @@ unsigned int dp_session_data_mtu(dp_session *s) {
   return mtu < SSL3_RT_MAX_PLAIN_LENGTH ? (unsigned int)mtu : SSL3_RT_MAX_PLAIN_LENGTH;
 }
 
+/* Seals into the endpoint's datagram buffer, which is empty between calls
+ * into libssl, and sends. */
+static ssize_t own_write(dp_session *s, const void *buf, size_t len) {
+  dp_outbuf *out = s->io.out;
+  ssize_t n = dp_records_seal(s->records, DP_RECORD_APPLICATION_DATA, buf, len, out->data, sizeof out->data);
+  if (n < 0) {
+    int err = n == -ENOMEM ? ENOMEM : EPROTO;
+    fail(s, err);
+    return -err;
+  }
+  dp_bio_io_send(&s->io, out->data, (size_t)n);
+  return s->io.last_send_error != 0 ? s->io.last_send_error : (ssize_t)len;
+}
+
 ssize_t dp_session_write(dp_session *s, const void *buf, size_t len) {
   if (s->state != DP_SESSION_ESTABLISHED)
     return -EPROTO;
@@ -471,6 +637,11 @@ ssize_t dp_session_write(dp_session *s, const void *buf, size_t len) {
     return -EMSGSIZE;
   if (len == 0)
     return 0; /* libssl sends no empty records */
+  int taken = records_taken(s);
+  if (taken < 0)
+    return -s->error;
+  if (taken)
+    return own_write(s, buf, len);
   if (!take_buffers(s))
     return -ENOMEM;
   s->io.last_send_error = 0;
@@ -482,35 +653,22 @@ ssize_t dp_session_write(dp_session *s, const void *buf, size_t len) {
     fail(s, EPROTO);
     return -EPROTO;
   }
+  s->libssl_records += s->own_records == 1;
   return s->io.last_send_error != 0 ? s->io.last_send_error : n;
 }
 
 int dp_session_queue_push(dp_session *s, const void *buf, size_t len, unsigned int data_mtu) {
   if (len > data_mtu)
     return -EMSGSIZE;
-  if (s->queue_len >= DP_SESSION_QUEUE_MAX)
-    return -EAGAIN;
-  dp_queued *q = malloc(sizeof *q + len);
-  if (q == NULL)
-    return -ENOMEM;
-  q->next = NULL;
-  q->len = len;
-  memcpy(q->data, buf, len);
-  if (s->queue_tail != NULL)
-    s->queue_tail->next = q;
-  else
-    s->queue_head = q;
-  s->queue_tail = q;
-  s->queue_len++;
-  return 0;
+  return queue_push(&s->queue, buf, len);
 }
 
 unsigned int dp_session_queue_flush(dp_session *s) {
   unsigned int unsent = 0;
-  for (dp_queued *q = s->queue_head; q != NULL; q = q->next)
+  for (dp_queued *q = s->queue.head; q != NULL; q = q->next)
     if (dp_session_write(s, q->data, q->len) < 0)
       unsent++;
-  queue_clear(s);
+  queue_clear(&s->queue);
   return unsent;
 }
 

@@ -13,6 +13,7 @@
 #include "cookie.h"
 #include "dgram_bio.h"
 #include "dtlsplex.h"
+#include "records.h"
 
 /* Session states; the first three are the public DTLSPLEX_STATE_* values. */
 enum {
@@ -48,6 +49,11 @@ typedef struct dp_queued {
   uint8_t data[];
 } dp_queued;
 
+typedef struct dp_queue {
+  dp_queued *head, *tail;
+  unsigned int len;
+} dp_queue;
+
 typedef struct dp_session {
   SSL *ssl;
   dp_bio_io io;
@@ -59,8 +65,14 @@ typedef struct dp_session {
   unsigned int configured_mtu; /* while the handshake runs at the fallback MTU, the one to go back to */
   unsigned int shortest_sealed; /* see session.c; 0 until established */
   uint64_t retransmit_at;  /* when libssl's handshake timer fires, or DP_NO_DEADLINE */
-  dp_queued *queue_head, *queue_tail;
-  unsigned int queue_len;
+  dp_queue queue;          /* plaintext to send once established */
+  /* Application-data records that came before the handshake completed:
+   * whichever layer opens them (own_records) does so once it has. */
+  dp_queue held;
+  int own_records;         /* records.c seals and opens the application data: 1, libssl: 0, -1 until the suite is known */
+  dp_records *records;     /* its state, once it has taken over from libssl */
+  unsigned int libssl_records; /* application records libssl sealed or opened until then */
+  dp_replay libssl_opened;     /* which of them it opened */
 } dp_session;
 
 /* Receives each decrypted record. */
@@ -101,10 +113,12 @@ int dp_session_on_timer(dp_session *s, uint64_t now);
 /* Sends one record; returns len, or -EMSGSIZE above the data MTU, -EPROTO if
  * the session broke, or the -errno of the socket write. */
 ssize_t dp_session_write(dp_session *s, const void *buf, size_t len);
-/* Gives an idle established session's record buffers back (about half of its
- * memory); every later call into libssl takes them again first.  Returns 1
- * if they are released. */
+/* Gives an idle established session's record buffers and cipher contexts
+ * back (about half of its memory); every later call into libssl, and
+ * records.c, takes them again first.  Returns 1 if they are all released. */
 int dp_session_release_buffers(dp_session *s);
+/* Whether the session holds buffers dp_session_release_buffers would give back. */
+int dp_session_holds_buffers(const dp_session *s);
 
 /* Largest application payload per datagram (0 before the handshake). */
 unsigned int dp_session_data_mtu(dp_session *s);
