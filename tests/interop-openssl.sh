@@ -308,4 +308,50 @@ if s_server ssrv7 -cert "$T/server3.pem" -cert_chain "$T/inter.pem" -key "$T/ser
   stop ssrv7
 fi
 
+# ---- 7. many records: past the takeover from libssl's record layer ---------
+# After 16 application records a session's AEAD records are sealed and
+# opened by lib/records.c, not libssl: 40 lines from s_client, one datagram
+# each, echoed by our server on each suite it takes; and our client's 40
+# lines to s_server, whose 40 come back.
+# feed_lines NAME PREFIX COUNT: COUNT lines, one write (one datagram) each.
+feed_lines() {
+  local i
+  for ((i = 1; i <= $3; i++)); do
+    feed_line "$1" "$2 $i"
+    sleep 0.02
+  done
+}
+expected_lines() {
+  local i
+  for ((i = 1; i <= $2; i++)); do printf '%s %s\n' "$1" "$i"; done
+}
+for suite in ECDHE-ECDSA-AES128-GCM-SHA256 ECDHE-ECDSA-AES256-GCM-SHA384 ECDHE-ECDSA-CHACHA20-POLY1305; do
+  if dtlscat_server dtlscat-srv7 -e -c "$T/server.pem" -k "$T/server.key"; then
+    s_client sc7 "$SERVER_PORT" "${VERIFY[@]}" -cipher "$suite"
+    prefix=$(uniq_line "sc7-$suite")
+    feed_lines sc7 "$prefix" 40
+    expect_output sc7 "$(expected_lines "$prefix" 40)
+" "$suite: s_client's 40 lines are echoed by our server, past its takeover of the records" \
+      "@$T/sc7.err" "@$T/dtlscat-srv7.err"
+    stop sc7
+    stop dtlscat-srv7
+  fi
+done
+if s_server ssrv7 -cert "$T/server.pem" -key "$T/server.key"; then
+  spawn dtlscat-cli7 "$DTLSCAT" -v -4 -C "$T/ca.pem" localhost "$SERVER_PORT"
+  up=$(uniq_line "dtlscat-to-s_server-40")
+  down=$(uniq_line "s_server-to-dtlscat-40")
+  feed_lines dtlscat-cli7 "$up" 40
+  if expect_output ssrv7 "$(expected_lines "$up" 40)
+" "our client's 40 lines show on s_server's stdout" "@$T/dtlscat-cli7.err" "@$T/ssrv7.err"; then
+    feed_lines ssrv7 "$down" 40
+    expect_output dtlscat-cli7 "$(expected_lines "$down" 40)
+" "s_server's 40 lines show on our client's stdout" "@$T/dtlscat-cli7.err" "@$T/ssrv7.err"
+  else
+    not_ok "s_server's 40 lines show on our client's stdout" "(not tried: no session)"
+  fi
+  stop dtlscat-cli7 2
+  stop ssrv7
+fi
+
 finish
