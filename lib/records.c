@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
-#include <openssl/err.h>
 #if OPENSSL_VERSION_NUMBER >= 0x30000000L
 #include <openssl/core_names.h>
 #endif
@@ -86,14 +85,6 @@ static int derive_key_block(SSL *ssl, const EVP_MD *md, uint8_t *out, size_t len
   return ok;
 }
 
-static int out_of_memory(void) {
-  unsigned long err;
-  while ((err = ERR_get_error()) != 0)
-    if (ERR_GET_REASON(err) == ERR_R_MALLOC_FAILURE)
-      return 1;
-  return 0;
-}
-
 dp_records *dp_records_new(SSL *ssl, uint16_t epoch, uint64_t write_seq, const dp_replay *opened) {
   const SSL_CIPHER *c = SSL_get_current_cipher(ssl);
   const EVP_CIPHER *cipher = dp_records_supported(c) ? EVP_get_cipherbynid(SSL_CIPHER_get_cipher_nid(c)) : NULL;
@@ -117,9 +108,10 @@ dp_records *dp_records_new(SSL *ssl, uint16_t epoch, uint64_t write_seq, const d
   /* The key block's AEAD part: client key, server key, client IV, server IV. */
   uint8_t block[2 * (32 + 12)];
   size_t block_len = 2 * ((size_t)r->key_len + r->iv_len);
-  ERR_clear_error();
+  /* With the suite known and the session established, only running out
+   * of memory can fail the derivation (libcrypto does not always say so). */
   if (r->key_len > sizeof r->write.key || !derive_key_block(ssl, md, block, block_len)) {
-    errno = out_of_memory() ? ENOMEM : EPROTO;
+    errno = r->key_len > sizeof r->write.key ? EPROTO : ENOMEM;
     OPENSSL_cleanse(block, sizeof block);
     free(r);
     return NULL;

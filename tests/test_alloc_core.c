@@ -1,7 +1,8 @@
 /* Allocation failure in the sans-I/O core (issue 15): every allocation of a
  * server's handshake, of a client's, of sessions taking their buffers back
  * after the idle release, and of an endpoint freed then (its sessions take
- * them back for their close_notify), failed in turn (see alloc_fail.h).
+ * them back for their close_notify), and of records.c taking a session's
+ * records over, failed in turn (see alloc_fail.h).
  * The core runs on simnet's clock, so that a run in which a lost datagram
  * waits for a retransmission costs no real time, and every run makes the
  * same allocations.  Each run starts from nothing and ends with everything
@@ -14,6 +15,7 @@
 #include "alloc_fail.h"
 #include "alloc_fixture.h"
 #include "endpoint.h"
+#include "session.h"
 #include "simnet.h"
 
 #define IDLE_RELEASE_MS 2100 /* past endpoint.c's RELEASE_BUFFERS_AFTER_MS */
@@ -217,37 +219,70 @@ static void handshake(unsigned long nth, void *arg) {
   stop_nodes();
 }
 
-/* After the idle release, both ends of a session take their record
- * buffers back for the next datagrams.  A send fails with ENOMEM, or its
- * datagram arrives, or the receiving end said ENOMEM: it lost the datagram
- * (or libssl, out of memory for the buffers, ended its session: it has
- * told its program, and its peer will find out as from any peer that lost
- * its state).  Another peer of the server goes on working. */
-static void reload_after_release(unsigned long nth, void *arg) {
-  (void)arg;
-  start_nodes();
-  connect_ok(&client, &server);
-  connect_ok(&newcomer, &server);
-  step(IDLE_RELEASE_MS);
+/* A datagram each way between client and server under failure: a send
+ * fails with ENOMEM, or its datagram arrives, or the receiving end said
+ * ENOMEM: it lost the datagram (or, out of memory for its buffers or
+ * cipher contexts, ended its session: it has told its program, and its
+ * peer will find out as from any peer that lost its state).  Returns
+ * whether either end said ENOMEM. */
+static int exchange_under_failure(unsigned long nth, const char *text) {
   alloc_fail_count(nth);
   alloc_fail_pause();
   sim_node *ends[2] = {&client, &server};
   int told[2] = {0, 0}; /* which end has said ENOMEM */
   for (int i = 0; i < 2; i++) {
     sim_node *from = ends[i], *to = ends[1 - i];
-    ssize_t r = send_text(from, to, "after idle");
+    ssize_t r = send_text(from, to, text);
     step(0);
-    int got = received(to, from, "after idle");
+    int got = received(to, from, text);
     /* A server whose session ended has no client to send to. */
-    ck_assert_msg(r == 10 || r == -ENOMEM || (told[i] && r == -ENOTCONN),
-                  "allocation %lu failed: a send after idle returned %zd", nth, r);
+    ck_assert_msg(r == (ssize_t)strlen(text) || r == -ENOMEM || (told[i] && r == -ENOTCONN),
+                  "allocation %lu failed: a send returned %zd", nth, r);
     told[i] |= r == -ENOMEM;
     told[1 - i] |= got == -ENOMEM;
-    ck_assert_msg(r < 0 || got == 1 || told[1 - i], "allocation %lu failed: sent after idle, received %d", nth, got);
+    ck_assert_msg(r < 0 || got == 1 || told[1 - i], "allocation %lu failed: sent, received %d", nth, got);
   }
   alloc_fail_stop();
+  return told[0] || told[1];
+}
+
+/* After the idle release, both ends of a session take their record
+ * buffers back for the next datagrams.  Another peer of the server goes on
+ * working. */
+static void reload_after_release(unsigned long nth, void *arg) {
+  (void)arg;
+  start_nodes();
+  connect_ok(&client, &server);
+  connect_ok(&newcomer, &server);
+  step(IDLE_RELEASE_MS);
+  int told = exchange_under_failure(nth, "after idle");
   exchange_ok(&newcomer, &server);
-  if (!told[0] && !told[1])
+  if (!told)
+    exchange_ok(&client, &server);
+  stop_nodes();
+}
+
+/* Records.c takes a session's application records over from libssl after
+ * 16 (its keys derived, its cipher contexts made), and makes the contexts
+ * again after the idle release (after_release). */
+static void records_takeover(unsigned long nth, void *arg) {
+  const int *after_release = arg;
+  start_nodes();
+  connect_ok(&client, &server);
+  connect_ok(&newcomer, &server);
+  /* 15 records at each end, with "hello": the exchange under failure
+   * takes both ends over (the server as it answers, the client as it reads
+   * the answer), or, after release, both have been. */
+  for (int i = 0; i < 7; i++)
+    exchange_ok(&client, &server);
+  if (*after_release) {
+    exchange_ok(&client, &server);
+    ck_assert_ptr_nonnull(dp_endpoint_session(client.ep, &server.addr)->records);
+    step(IDLE_RELEASE_MS);
+  }
+  int told = exchange_under_failure(nth, "taken over");
+  exchange_ok(&newcomer, &server);
+  if (!told)
     exchange_ok(&client, &server);
   stop_nodes();
 }
@@ -290,6 +325,13 @@ START_TEST(reload_allocations) {
 }
 END_TEST
 
+START_TEST(takeover_allocations) {
+  static const int at_once = 0, after_release = 1;
+  ck_assert_uint_gt(alloc_fail_sweep("records taken over from libssl", records_takeover, (void *)&at_once), 0);
+  ck_assert_uint_gt(alloc_fail_sweep("records after idle release", records_takeover, (void *)&after_release), 0);
+}
+END_TEST
+
 START_TEST(free_allocations) {
   ck_assert_uint_gt(alloc_fail_sweep("detach after idle release", free_after_release, NULL), 0);
 }
@@ -297,6 +339,6 @@ END_TEST
 
 int main(void) {
   const TTest *const tests[] = {server_handshake_allocations, client_handshake_allocations, reload_allocations,
-                                free_allocations};
+                                takeover_allocations, free_allocations};
   return alloc_tests_main("alloc_core", tests, sizeof tests / sizeof *tests);
 }
