@@ -393,6 +393,20 @@ static int sealed_records_plausible(dp_session *s, const uint8_t *d, size_t len)
   return 1;
 }
 
+/* The largest payload one record carries in one datagram of the session's
+ * MTU (a larger write would become two records), and no more than the
+ * maximum fragment length the peer asked for (RFC 6066): libssl's DTLS
+ * fails the write, and with it the session, above that. */
+static unsigned int established_data_mtu(SSL *ssl) {
+  size_t mtu = DTLS_get_data_mtu(ssl);
+  SSL_SESSION *session = SSL_get_session(ssl);
+  uint8_t mfl = session != NULL ? SSL_SESSION_get_max_fragment_length(session) : 0;
+  if (mfl >= TLSEXT_max_fragment_length_512 && mfl <= TLSEXT_max_fragment_length_4096 &&
+      mtu > (size_t)512 << (mfl - 1))
+    mtu = (size_t)512 << (mfl - 1);
+  return mtu < SSL3_RT_MAX_PLAIN_LENGTH ? (unsigned int)mtu : SSL3_RT_MAX_PLAIN_LENGTH;
+}
+
 static int drive_handshake(dp_session *s) {
   clear_errors();
   int r = SSL_do_handshake(s->ssl);
@@ -404,6 +418,7 @@ static int drive_handshake(dp_session *s) {
       s->io.mtu = s->configured_mtu;
       s->configured_mtu = 0;
     }
+    s->data_mtu = established_data_mtu(s->ssl);
     return DP_IN_ESTABLISHED;
   }
   int e = SSL_get_error(s->ssl, r);
@@ -450,17 +465,22 @@ static int read_records(dp_session *s, int just_established, uint8_t *scratch, s
 }
 
 /* Whether records.c seals and opens the session's application data: for
- * the suites it knows, unless the program allowed renegotiation (the keys
- * would change under it) or the session has no buffer to seal into.
- * Decided when the suite is, for good. */
+ * the suites it knows, in DTLS 1.2 records as they are by default.  Not if
+ * the program, through the SSL_CTX, allowed renegotiation (the keys would
+ * change under it), nor if the peer asked for a maximum fragment length
+ * (RFC 6066), which libssl enforces.  Decided when the suite is known, for
+ * good (compression, known later, is checked at the takeover). */
 static int own_records(dp_session *s) {
   if (s->own_records >= 0)
     return s->own_records;
   const SSL_CIPHER *c = SSL_get_current_cipher(s->ssl);
   if (c == NULL && (c = SSL_get_pending_cipher(s->ssl)) == NULL)
     return 0; /* not known yet */
-  s->own_records = s->io.out != NULL && !s->io.records_by_libssl &&
-                   (SSL_get_options(s->ssl) & SSL_OP_NO_RENEGOTIATION) != 0 && dp_records_supported(c);
+  SSL_SESSION *session = SSL_get_session(s->ssl);
+  s->own_records = s->io.out != NULL && !s->io.records_by_libssl && dp_records_supported(c) &&
+                   SSL_version(s->ssl) == DTLS1_2_VERSION &&
+                   (SSL_get_options(s->ssl) & SSL_OP_NO_RENEGOTIATION) != 0 && session != NULL &&
+                   SSL_SESSION_get_max_fragment_length(session) == TLSEXT_max_fragment_length_DISABLED;
   return s->own_records;
 }
 
@@ -474,6 +494,10 @@ static int records_taken(dp_session *s) {
     return 1;
   if (!own_records(s) || s->libssl_records < DP_RECORDS_AFTER)
     return 0;
+  if (SSL_get_current_compression(s->ssl) != NULL) { /* the program enabled it: libssl keeps all */
+    s->own_records = 0;
+    return 0;
+  }
   if (s->io.write_epoch == 0 ||
       (s->records = dp_records_new(s->ssl, s->io.write_epoch, s->io.write_seq_next, &s->libssl_opened)) == NULL) {
     fail(s, s->io.write_epoch != 0 && errno == ENOMEM ? ENOMEM : EPROTO);
@@ -608,13 +632,7 @@ int dp_session_on_timer(dp_session *s, uint64_t now) {
   return 0;
 }
 
-unsigned int dp_session_data_mtu(dp_session *s) {
-  if (s->state != DP_SESSION_ESTABLISHED)
-    return 0;
-  /* A larger write would become two records, in two datagrams. */
-  size_t mtu = DTLS_get_data_mtu(s->ssl);
-  return mtu < SSL3_RT_MAX_PLAIN_LENGTH ? (unsigned int)mtu : SSL3_RT_MAX_PLAIN_LENGTH;
-}
+unsigned int dp_session_data_mtu(dp_session *s) { return s->state == DP_SESSION_ESTABLISHED ? s->data_mtu : 0; }
 
 /* Seals into the endpoint's datagram buffer, which is empty between calls
  * into libssl, and sends. */

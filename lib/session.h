@@ -64,6 +64,7 @@ typedef struct dp_session {
   unsigned int timeouts;   /* handshake retransmissions so far */
   unsigned int configured_mtu; /* while the handshake runs at the fallback MTU, the one to go back to */
   unsigned int shortest_sealed; /* see session.c; 0 until established */
+  unsigned int data_mtu;   /* see dp_session_data_mtu; set once established */
   uint64_t retransmit_at;  /* when libssl's handshake timer fires, or DP_NO_DEADLINE */
   dp_queue queue;          /* plaintext to send once established */
   /* Application-data records that came before the handshake completed:

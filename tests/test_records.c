@@ -169,6 +169,31 @@ START_TEST(other_suites_stay_with_libssl) {
 }
 END_TEST
 
+/* A peer that asked for a maximum fragment length (RFC 6066, here 512
+ * bytes) gets no longer record: a longer write is EMSGSIZE and leaves the
+ * session up.  Its records stay libssl's, which enforces the length. */
+START_TEST(max_fragment_length_respected) {
+  start_pair(aead_suites[0], 0, 0);
+  SSL_CTX *ctx = dtlsplex_config_get_ssl_ctx(client_cfg);
+  ck_assert_int_eq(SSL_CTX_set_tlsext_max_fragment_length(ctx, TLSEXT_max_fragment_length_512), 1);
+  ck_assert_int_eq(dp_endpoint_write_pkt(client.ep, &server.addr, NULL, "first", 5, 1, sim_now), 5);
+  sim_deliver_due();
+  char buf[1024];
+  ck_assert_int_eq(dp_endpoint_recv(server.ep, buf, sizeof buf, 0, NULL), 5);
+  struct dtlsplex_peer_info info;
+  ck_assert_int_eq(dp_endpoint_peer_info(server.ep, &client.addr, &info), 0);
+  ck_assert_uint_eq(info.data_mtu, 512);
+  static const uint8_t big[700];
+  ck_assert_int_eq(dp_endpoint_write_pkt(server.ep, &client.addr, NULL, big, 513, 0, sim_now), -EMSGSIZE);
+  ck_assert_int_eq(dp_endpoint_write_pkt(server.ep, &client.addr, NULL, big, 512, 0, sim_now), 512);
+  sim_deliver_due();
+  ck_assert_int_eq(dp_endpoint_recv(client.ep, buf, sizeof buf, 0, NULL), 512);
+  exchange(40, "mfl");
+  ck_assert_int_eq(session_of(&server, &client)->own_records, 0);
+  free_pair();
+}
+END_TEST
+
 /* Delivers the next datagram in flight, returning a copy of it. */
 static sim_packet pass_one(void) {
   ck_assert_uint_gt(sim_in_flight(), 0);
@@ -345,6 +370,7 @@ static Suite *records_suite(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_loop_test(tc, layers_agree_on_every_aead_suite, 0, 9);
   tcase_add_test(tc, other_suites_stay_with_libssl);
+  tcase_add_test(tc, max_fragment_length_respected);
   tcase_add_loop_test(tc, forged_and_replayed_records_dropped, 0, 3);
   tcase_add_test(tc, replay_window_carried_over_from_libssl);
   tcase_add_loop_test(tc, libssl_records_after_takeover_resealed, 0, 3);
