@@ -74,11 +74,11 @@ static void note_sequence_numbers(dp_bio_io *io, const uint8_t *d, size_t n) {
 /* libssl's records in the epoch whose application data this library seals
  * go out under this library's next sequence numbers: libssl's own have been
  * used by then.  libssl writes only alerts and the handshake's last
- * flight in that epoch (it never sees the application data), all short:
- * a longer record, or one that cannot be sealed again (no memory), is lost
- * as a datagram may be. */
+ * flight in that epoch (it never sees the application data); one that
+ * cannot be sealed again (no memory) is lost as a datagram may be, and
+ * libssl's copy never leaves. */
 static void write_resealed(dp_bio_io *io, const uint8_t *d, size_t n) {
-  uint8_t sealed[512];
+  uint8_t sealed[DTLSPLEX_MTU_MAX];
   for (size_t at = 0; at + 13 <= n && at + record_len_at(d + at) <= n; at += record_len_at(d + at)) {
     const uint8_t *r = d + at;
     size_t len = record_len_at(r);

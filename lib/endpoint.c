@@ -90,7 +90,7 @@ struct dp_endpoint {
   const dp_local *arrived_at; /* where the datagram being read arrived */
   uint64_t now;               /* the latest time a caller gave */
   struct dtlsplex_stats stats;
-  uint8_t scratch[16384]; /* plaintext of one record */
+  uint8_t scratch[DP_RECORDS_WORK_MAX]; /* one record opened, its plaintext */
 };
 
 static dp_peer *peer_of(dp_table_entry *e) { return (dp_peer *)e; }

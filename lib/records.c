@@ -140,18 +140,44 @@ void dp_records_free(dp_records *r) {
   free(r);
 }
 
+static void put_u16(uint8_t *p, size_t v) {
+  p[0] = (uint8_t)(v >> 8);
+  p[1] = (uint8_t)v;
+}
+
+static void put_u64(uint8_t *p, uint64_t v) {
+  for (int i = 7; i >= 0; i--, v >>= 8)
+    p[i] = (uint8_t)v;
+}
+
+static uint64_t get_u48(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 6; i++)
+    v = v << 8 | p[i];
+  return v;
+}
+
 /* A context for the keys, in the TLS mode of libcrypto's AEADs that libssl
  * uses: the salt or IV is set once, and each record then takes one
  * parameter (its AAD) and one call, sealed or opened in place.  Setting a
  * nonce per record through EVP_CipherInit_ex costs twice that in
- * OpenSSL 3.0 (it asks the provider for the IV's length each time).  For
- * GCM the cipher chooses the explicit nonce: a counter from a random start,
- * as in libssl's records. */
+ * OpenSSL 3.0 (it asks the provider for the IV's length each time).
+ * ChaCha20-Poly1305's nonce is the IV XOR the record's sequence number.
+ * GCM's cipher counts the explicit nonce on by one per record from where
+ * it is set: sealing, it is set to the next record's epoch and sequence
+ * number (the whole IV given, length -1), so that the nonce stays the
+ * sequence number whenever the context is made again (after the idle
+ * release): a random start each time would repeat one, some day. */
 static EVP_CIPHER_CTX *context_new(const dp_records *r, const dp_record_keys *k, int encrypt) {
   EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-  int fixed = r->explicit_len != 0 ? EVP_CTRL_GCM_SET_IV_FIXED : EVP_CTRL_AEAD_SET_IV_FIXED;
+  int gcm = r->explicit_len != 0, whole = gcm && encrypt;
+  uint8_t iv[12];
+  memcpy(iv, k->iv, r->iv_len);
+  if (whole)
+    put_u64(iv + 4, (uint64_t)r->epoch << 48 | r->write_seq);
   if (ctx == NULL || EVP_CipherInit_ex(ctx, r->cipher, NULL, k->key, NULL, encrypt) != 1 ||
-      EVP_CIPHER_CTX_ctrl(ctx, fixed, (int)r->iv_len, (void *)k->iv) <= 0) {
+      EVP_CIPHER_CTX_ctrl(ctx, gcm ? EVP_CTRL_GCM_SET_IV_FIXED : EVP_CTRL_AEAD_SET_IV_FIXED,
+                          whole ? -1 : (int)r->iv_len, iv) <= 0) {
     EVP_CIPHER_CTX_free(ctx);
     return NULL;
   }
@@ -179,24 +205,7 @@ static int tls_aead(EVP_CIPHER_CTX *ctx, uint8_t aad[DP_RECORD_HEADER_LEN], uint
 #else
   int ok = EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_TLS1_AAD, DP_RECORD_HEADER_LEN, aad) > 0;
 #endif
-  return ok && EVP_Cipher(ctx, body, body, (unsigned int)len) > 0;
-}
-
-static void put_u16(uint8_t *p, size_t v) {
-  p[0] = (uint8_t)(v >> 8);
-  p[1] = (uint8_t)v;
-}
-
-static void put_u64(uint8_t *p, uint64_t v) {
-  for (int i = 7; i >= 0; i--, v >>= 8)
-    p[i] = (uint8_t)v;
-}
-
-static uint64_t get_u48(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 6; i++)
-    v = v << 8 | p[i];
-  return v;
+  return ok && EVP_Cipher(ctx, body, body, (unsigned int)len) >= 0; /* 0: an empty record opened */
 }
 
 /* RFC 5246 section 6.2.3.3's additional data, from a record's header:
@@ -226,8 +235,13 @@ ssize_t dp_records_seal(dp_records *r, uint8_t type, const uint8_t *in, size_t l
   uint8_t aad[DP_RECORD_HEADER_LEN];
   make_aad(out, r->explicit_len + len, aad);
   memmove(out + DP_RECORD_HEADER_LEN + r->explicit_len, in, len);
-  if (!tls_aead(ctx, aad, out + DP_RECORD_HEADER_LEN, body))
-    return -ENOMEM; /* keyed and sized: only an allocation can fail */
+  if (!tls_aead(ctx, aad, out + DP_RECORD_HEADER_LEN, body)) {
+    /* Keyed and sized: only an allocation can fail.  GCM's nonce counter
+     * may have moved: the context is made again at the next sequence number. */
+    EVP_CIPHER_CTX_free(r->write.ctx);
+    r->write.ctx = NULL;
+    return -ENOMEM;
+  }
   return (ssize_t)(DP_RECORD_HEADER_LEN + body);
 }
 
@@ -266,7 +280,7 @@ void dp_replay_mark(dp_replay *w, uint64_t seq) {
     uint64_t ahead = seq - w->top;
     w->window = ahead >= REPLAY_WINDOW ? 1 : w->window << ahead | 1;
     w->top = seq;
-  } else {
+  } else if (w->top - seq < REPLAY_WINDOW) {
     w->window |= UINT64_C(1) << (w->top - seq);
   }
 }

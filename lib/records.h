@@ -27,6 +27,9 @@
 
 #define DP_RECORD_HEADER_LEN 13
 #define DP_RECORD_APPLICATION_DATA 23
+/* The room an opened record needs: its body (explicit nonce, up to 2^14
+ * bytes of plaintext, tag) is opened in place. */
+#define DP_RECORDS_WORK_MAX (16384 + 8 + 16)
 
 /* One direction's keys, and its cipher context (made on first use, and
  * given back while the session is idle). */

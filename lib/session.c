@@ -485,29 +485,24 @@ static int own_records(dp_session *s) {
 }
 
 /* Whether records.c has taken the established session's application data
- * over from libssl: 1, 0 (libssl's still), or -1 (the session failed to).
- * It does after DP_RECORDS_AFTER records: deriving the keys again costs
- * about as much as libssl spends over records.c on a dozen records, which
- * a session that carries a query and its answer never makes up. */
+ * over from libssl.  It does after DP_RECORDS_AFTER records: deriving the
+ * keys again costs about as much as libssl spends over records.c on a
+ * dozen records, which a session that carries a query and its answer
+ * never makes up.  If it cannot (no memory for the keys, or the program
+ * enabled compression), libssl keeps the records: nothing was handed over. */
 static int records_taken(dp_session *s) {
   if (s->records != NULL)
     return 1;
   if (!own_records(s) || s->libssl_records < DP_RECORDS_AFTER)
     return 0;
-  if (SSL_get_current_compression(s->ssl) != NULL) { /* the program enabled it: libssl keeps all */
+  if (SSL_get_current_compression(s->ssl) != NULL || s->io.write_epoch == 0 ||
+      (s->records = dp_records_new(s->ssl, s->io.write_epoch, s->io.write_seq_next, &s->libssl_opened)) == NULL) {
     s->own_records = 0;
     return 0;
-  }
-  if (s->io.write_epoch == 0 ||
-      (s->records = dp_records_new(s->ssl, s->io.write_epoch, s->io.write_seq_next, &s->libssl_opened)) == NULL) {
-    fail(s, s->io.write_epoch != 0 && errno == ENOMEM ? ENOMEM : EPROTO);
-    return -1;
   }
   s->io.records = s->records; /* from now on libssl's records are sealed again (dgram_bio.c) */
   return 1;
 }
-
-static int failed_flags(const dp_session *s) { return DP_IN_FAILED | (s->error == ENOMEM ? DP_IN_LOST : 0); }
 
 static int release_held(dp_session *s, uint8_t *scratch, size_t scratch_len, dp_deliver_fn deliver,
                         void *deliver_arg);
@@ -540,10 +535,7 @@ static int application_record(dp_session *s, const uint8_t *rec, size_t len, uin
     return queue_push(&s->held, rec, len) == -ENOMEM ? DP_IN_LOST : 0; /* -EAGAIN: lost, as libssl's queue would */
   if (s->state != DP_SESSION_ESTABLISHED)
     return 0;
-  int taken = records_taken(s);
-  if (taken < 0)
-    return failed_flags(s);
-  if (!taken) {
+  if (!records_taken(s)) {
     /* libssl reads this record alone: data out of it means it opened it. */
     int flags = libssl_input(s, rec, len, scratch, scratch_len, deliver, deliver_arg);
     if ((flags & DP_IN_DATA) && s->own_records == 1) {
@@ -637,6 +629,7 @@ unsigned int dp_session_data_mtu(dp_session *s) { return s->state == DP_SESSION_
 /* Seals into the endpoint's datagram buffer, which is empty between calls
  * into libssl, and sends. */
 static ssize_t own_write(dp_session *s, const void *buf, size_t len) {
+  dp_bio_io_flush(&s->io); /* nothing there, unless a caller wrote while libssl's datagram was assembled */
   dp_outbuf *out = s->io.out;
   ssize_t n = dp_records_seal(s->records, DP_RECORD_APPLICATION_DATA, buf, len, out->data, sizeof out->data);
   if (n < 0) {
@@ -655,10 +648,7 @@ ssize_t dp_session_write(dp_session *s, const void *buf, size_t len) {
     return -EMSGSIZE;
   if (len == 0)
     return 0; /* libssl sends no empty records */
-  int taken = records_taken(s);
-  if (taken < 0)
-    return -s->error;
-  if (taken)
+  if (records_taken(s))
     return own_write(s, buf, len);
   if (!take_buffers(s))
     return -ENOMEM;

@@ -104,8 +104,8 @@ void dp_session_free(dp_session *s);
 /* Drives the handshake without input (sends the ClientHello, or the server's
  * first flight after DTLSv1_listen).  Returns DP_IN_* flags. */
 int dp_session_start(dp_session *s, uint64_t now);
-/* Processes one datagram from the peer.  scratch (>= 16384 bytes) receives
- * plaintext before it is passed to deliver.  Returns DP_IN_* flags. */
+/* Processes one datagram from the peer.  scratch (DP_RECORDS_WORK_MAX
+ * bytes) receives plaintext before it is passed to deliver.  Returns DP_IN_* flags. */
 int dp_session_input(dp_session *s, const uint8_t *data, size_t len, uint64_t now, uint8_t *scratch,
                      size_t scratch_len, dp_deliver_fn deliver, void *deliver_arg);
 /* Runs libssl's retransmission timer.  Returns DP_IN_FAILED (ETIMEDOUT) after
